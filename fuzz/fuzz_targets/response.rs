@@ -1,0 +1,6 @@
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sshttp_protocol::ResponseHead;
+
+fuzz_target!(|data: &[u8]| sshttp_protocol_fuzz::canonical::<ResponseHead>(data));
