@@ -1,4 +1,4 @@
-//! Channel type names (spec §[channel-type]): `header`, and `http-` plus the method.
+//! Channel type names (spec §6.1): `header`, and `http-` plus the method.
 
 use http::Method;
 

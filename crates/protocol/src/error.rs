@@ -8,7 +8,7 @@ use crate::reset::ResetCode;
 /// Why a message could not be decoded.
 ///
 /// Each variant names what was wrong precisely enough to be shown to the peer in the
-/// description of a `CHANNEL_OPEN_FAILURE` or `http-reset` (spec §[open-failure]), and
+/// description of a `CHANNEL_OPEN_FAILURE` or `http-reset` (spec §12), and
 /// [`DecodeError::open_failure_reason`] gives the reason code to send with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -73,7 +73,7 @@ pub enum DecodeError {
         /// The limit.
         max: usize,
     },
-    /// The request target was not valid for the method (spec §[target]).
+    /// The request target was not valid for the method (spec §6.4).
     #[error("invalid request target: {reason}")]
     InvalidTarget {
         /// What was wrong.
@@ -107,13 +107,13 @@ pub enum DecodeError {
         /// The header's name.
         name: HeaderName,
     },
-    /// A connection-specific header appeared where the spec forbids it (spec §[header-rules]).
+    /// A connection-specific header appeared where the spec forbids it (spec §10).
     #[error("connection-specific header {name} is not allowed here")]
     ConnectionSpecificHeader {
         /// The header's name.
         name: HeaderName,
     },
-    /// A header that this message may not carry (spec §[header-channel], §[header-update]).
+    /// A header that this message may not carry (spec §5, §5.6).
     #[error("header {name} is not allowed in {context}")]
     ForbiddenHeader {
         /// The header's name.
@@ -146,6 +146,13 @@ pub enum DecodeError {
         /// The length of the body carried in the message.
         actual: u64,
     },
+    /// A request of this method may not carry a body (spec §8.2: CONNECT needs
+    /// `NO_BODY`).
+    #[error("{method} requests carry no body: set NO_BODY")]
+    BodyNotAllowed {
+        /// The method.
+        method: http::Method,
+    },
     /// An inline body was larger than the limit.
     #[error("inline body is {len} bytes, over the limit of {max}")]
     InlineBodyTooLarge {
@@ -167,7 +174,7 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// The `CHANNEL_OPEN_FAILURE` reason a server sends when an open payload fails to
-    /// decode with this error (spec §[open-failure]).
+    /// decode with this error (spec §12).
     pub fn open_failure_reason(&self) -> OpenFailureReason {
         match self {
             Self::TargetTooLong { .. } => OpenFailureReason::TARGET_TOO_LONG,
@@ -181,7 +188,7 @@ impl DecodeError {
     }
 
     /// The `http-reset` code a peer sends when a channel request fails to decode with
-    /// this error (spec §[reset]).
+    /// this error (spec §9).
     pub fn reset_code(&self) -> ResetCode {
         match self {
             Self::TooManyHeaders { .. } | Self::HeaderListTooLarge { .. } => {

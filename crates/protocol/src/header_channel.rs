@@ -1,5 +1,5 @@
-//! The `header` channel (spec §[header-channel]): its open payload, its confirmation,
-//! and the `header-update` request that changes its defaults (spec §[header-update]).
+//! The `header` channel (spec §5): its open payload, its confirmation,
+//! and the `header-update` request that changes its defaults (spec §5.6).
 
 use std::num::NonZeroU32;
 
@@ -11,7 +11,7 @@ use crate::error::DecodeError;
 use crate::header_list::{HeaderList, parse_name};
 use crate::limits::Limits;
 
-/// The protocol version this crate speaks (spec §[versioning]).
+/// The protocol version this crate speaks (spec §16).
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Name of the channel request that updates a header channel's defaults.
@@ -121,15 +121,20 @@ pub struct HeaderUpdate {
 }
 
 impl HeaderUpdate {
-    /// Applies the update to `defaults`. The update must have been decoded (or built
-    /// to pass the same checks): it never touches `host`.
-    pub fn apply(&self, defaults: &mut HeaderList) {
+    /// Applies the update to `defaults`, all of it or, when the result would exceed
+    /// the header limits, none of it (spec §5.6). The update must have been decoded (or
+    /// built to pass the same checks), so it never touches `host`.
+    pub fn apply(&self, defaults: &mut HeaderList, limits: &Limits) -> Result<(), DecodeError> {
+        let mut updated = defaults.clone();
         for name in self.remove.iter().chain(self.set.iter().map(|(n, _)| n)) {
-            defaults.remove(name);
+            updated.remove(name);
         }
         for (name, value) in &self.set {
-            defaults.push(name.clone(), value.clone());
+            updated.push(name.clone(), value.clone());
         }
+        updated.check_limits(limits)?;
+        *defaults = updated;
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), DecodeError> {
@@ -190,13 +195,33 @@ mod tests {
             set: HeaderList::new().with(header::COOKIE, HeaderValue::from_static("a=2; b=3")),
             remove: vec![header::ACCEPT],
         };
-        update.apply(&mut list);
+        update.apply(&mut list, &Limits::default()).unwrap();
         assert_eq!(
             list,
             HeaderList::new()
                 .with(header::HOST, HeaderValue::from_static("api.example.com"))
                 .with(header::COOKIE, HeaderValue::from_static("a=2; b=3"))
         );
+    }
+
+    #[test]
+    fn update_over_the_limits_changes_nothing() {
+        let mut list = defaults();
+        let update = HeaderUpdate {
+            set: HeaderList::new()
+                .with(header::ACCEPT, HeaderValue::from_static("*/*"))
+                .with(header::USER_AGENT, HeaderValue::from_static("x")),
+            remove: vec![],
+        };
+        let limits = Limits {
+            max_header_count: 3,
+            ..Limits::default()
+        };
+        assert_eq!(
+            update.apply(&mut list, &limits),
+            Err(DecodeError::TooManyHeaders { count: 4, max: 3 })
+        );
+        assert_eq!(list, defaults());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `header-list`: the ordered field lines every header-carrying message holds
-//! (spec §[common]), and the field rules of spec §[header-rules].
+//! (spec §4), and the field rules of spec §10.
 
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -84,7 +84,7 @@ impl HeaderList {
     }
 
     /// Adds the connection-wide `defaults` of a header channel to this request's own
-    /// lines (spec §[defaults]): every default whose name the request does not carry is
+    /// lines (spec §5.4): every default whose name the request does not carry is
     /// appended, in the defaults' order. A request line of a name replaces all defaults
     /// of that name.
     pub fn apply_defaults(&mut self, defaults: &HeaderList) {
@@ -166,7 +166,7 @@ impl HeaderList {
         Ok(Self { entries })
     }
 
-    /// Rejects connection-specific fields (spec §[header-rules]). `upgrade` is let
+    /// Rejects connection-specific fields (spec §10). `upgrade` is let
     /// through when `allow_upgrade` (upgrade requests and 101 responses).
     pub(crate) fn check_no_connection_specific(
         &self,
@@ -306,7 +306,7 @@ impl<'a> IntoIterator for &'a HeaderList {
 }
 
 /// Fields that belong to one HTTP/1.1 connection and never travel on an sshttp channel
-/// (spec §[header-rules]). `upgrade` and `te` have their own rules.
+/// (spec §10). `upgrade` and `te` have their own rules.
 pub(crate) fn is_connection_specific(name: &HeaderName) -> bool {
     name == header::CONNECTION
         || name == header::TRANSFER_ENCODING

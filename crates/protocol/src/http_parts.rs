@@ -67,7 +67,7 @@ impl RequestOpen {
             headers,
             body,
         };
-        open.target.check_method(&parts.method)?;
+        open.check_method(&parts.method)?;
         open.check_rules()?;
         Ok((channel, open))
     }

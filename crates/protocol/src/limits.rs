@@ -1,4 +1,4 @@
-//! Every bound the decoders enforce, in one place (spec §[limits]).
+//! Every bound the decoders enforce, in one place (spec §11).
 //!
 //! The constants are the defaults; [`Limits`] carries the values in force so that a
 //! gateway or client can configure them. A receiver checks each declared length against
@@ -15,7 +15,7 @@ pub const MAX_HEADER_COUNT: usize = 128;
 /// `HEADERS_TOO_LARGE` (HTTP 431).
 pub const MAX_HEADER_LIST_BYTES: usize = 32 * 1024;
 
-/// Default bound on a body carried inline in a `CHANNEL_OPEN` (spec §[body]). Over it:
+/// Default bound on a body carried inline in a `CHANNEL_OPEN` (spec §6.3). Over it:
 /// `BODY_TOO_LARGE` (HTTP 413). Larger bodies are streamed as channel data.
 pub const MAX_INLINE_BODY: usize = 16 * 1024;
 
@@ -26,7 +26,7 @@ pub const MAX_DESCRIPTION_LEN: usize = 1024;
 pub const MAX_EXTENSIONS_LEN: usize = 1024;
 
 /// Longest SSH channel type or request name (RFC 4250 §4.6.1). Not configurable: it is
-/// SSH's own bound, and it bounds the length of a method (spec §[channel-type]).
+/// SSH's own bound, and it bounds the length of a method (spec §6.1).
 pub const MAX_CHANNEL_TYPE_LEN: usize = 64;
 
 /// Size an open payload should stay within so that any conforming SSH implementation

@@ -1,4 +1,4 @@
-//! Reason codes for `CHANNEL_OPEN_FAILURE` on sshttp channels (spec §[open-failure]).
+//! Reason codes for `CHANNEL_OPEN_FAILURE` on sshttp channels (spec §12).
 //!
 //! sshttp's own codes sit in the private range RFC 4250 §4.3 sets aside
 //! (0xFE000000–0xFFFFFFFF); where RFC 4254 already has the right code, it is used.

@@ -1,4 +1,4 @@
-//! Request channels, `http-<method>` (spec §[method-channel]): the open payload that
+//! Request channels, `http-<method>` (spec §6): the open payload that
 //! carries the request head and, when small, the whole body.
 
 use std::num::NonZeroU32;
@@ -12,10 +12,10 @@ use crate::error::DecodeError;
 use crate::header_list::HeaderList;
 use crate::limits::Limits;
 
-/// Flag: the request has no body; no channel data follows (spec §[body]).
+/// Flag: the request has no body; no channel data follows (spec §6.3).
 pub const FLAG_NO_BODY: u32 = 0x0000_0001;
 
-/// Flag: the whole body is the `body` field of the open payload (spec §[body]).
+/// Flag: the whole body is the `body` field of the open payload (spec §6.3).
 pub const FLAG_BODY_INLINE: u32 = 0x0000_0002;
 
 const KNOWN_FLAGS: u32 = FLAG_NO_BODY | FLAG_BODY_INLINE;
@@ -62,8 +62,20 @@ impl RequestOpen {
         limits: &Limits,
     ) -> Result<Self, DecodeError> {
         let open = Self::decode_with(buf, limits)?;
-        open.target.check_method(method)?;
+        open.check_method(method)?;
         Ok(open)
+    }
+
+    /// Checks the rules that depend on the method: the target form (spec §6.4), and
+    /// no body on CONNECT, whose channel becomes a tunnel (spec §8.2).
+    pub fn check_method(&self, method: &Method) -> Result<(), DecodeError> {
+        self.target.check_method(method)?;
+        if method == Method::CONNECT && self.body != RequestBody::Empty {
+            return Err(DecodeError::BodyNotAllowed {
+                method: method.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// The flags this request is encoded with.
@@ -75,12 +87,12 @@ impl RequestOpen {
         }
     }
 
-    /// Whether the request asks to switch protocols (spec §[upgrade]).
+    /// Whether the request asks to switch protocols (spec §8.1).
     pub fn is_upgrade(&self) -> bool {
         self.headers.contains(&header::UPGRADE)
     }
 
-    /// Checks the header rules that depend on the body (spec §[header-rules]).
+    /// Checks the header rules that depend on the body (spec §10).
     pub(crate) fn check_rules(&self) -> Result<(), DecodeError> {
         let hosts = self.headers.get_all(&header::HOST).count();
         if hosts > 1 {
@@ -156,7 +168,7 @@ impl WireMessage for RequestOpen {
     }
 }
 
-/// A request target in one of the three forms the spec allows (spec §[target]).
+/// A request target in one of the three forms the spec allows (spec §6.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// `/path?query`.

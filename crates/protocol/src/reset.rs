@@ -1,4 +1,4 @@
-//! `http-reset` (spec §[reset]): aborts a request or response, like HTTP/2's
+//! `http-reset` (spec §9): aborts a request or response, like HTTP/2's
 //! RST_STREAM.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Response messages (spec §[response], §[trailers]): the `http-response` and
+//! Response messages (spec §7, §7.4): the `http-response` and
 //! `http-trailers` channel requests, sent with want-reply FALSE.
 
 use bytes::BytesMut;

@@ -436,6 +436,17 @@ fn malformed_responses_trailers_and_resets_give_specific_errors() {
 }
 
 #[test]
+fn connect_with_a_body_is_refused() {
+    let bytes = request(0, b"api.example.com:80", headers(&[]), b"");
+    assert_eq!(
+        RequestOpen::decode_for(&Method::CONNECT, &mut &bytes[..], &Limits::default()),
+        Err(DecodeError::BodyNotAllowed {
+            method: Method::CONNECT
+        })
+    );
+}
+
+#[test]
 fn configured_limits_are_enforced() {
     let limits = Limits {
         max_header_count: 1,
