@@ -1,9 +1,15 @@
-//! A reqwest-like client for sshttp gateways.
+//! A client for sshttp gateways: HTTP requests carried over SSH channels.
 //!
-//! This crate will hold `Client`, `ClientBuilder`, `RequestBuilder` and `Response`,
-//! carrying each request as one SSH channel over pooled, multiplexed SSH sessions with
-//! known_hosts pinning and agent or key-file authentication.
-//!
-//! Nothing is implemented yet; the wire types it will use live in [`sshttp_protocol`].
+//! This release holds the transport core: one [`Connection`] per gateway carrying
+//! concurrent requests, each on its own SSH channel, with bodies streamed both ways
+//! under SSH flow control. The reqwest-like `Client` with pooling, known_hosts and
+//! agent support builds on it.
 
+mod body;
+mod error;
+mod ssh;
+
+pub use body::{Body, BodyError, BodySender, Delivery};
+pub use error::Error;
+pub use ssh::{ConnectOptions, Connection, HostKeyCheck, Identity};
 pub use sshttp_protocol as protocol;

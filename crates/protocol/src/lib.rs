@@ -63,6 +63,8 @@ mod open_failure;
 mod request;
 mod reset;
 mod response;
+mod stream;
+pub mod transport;
 
 pub use channel_type::{ChannelType, HEADER_CHANNEL, REQUEST_PREFIX};
 pub use codec::WireMessage;
@@ -76,3 +78,6 @@ pub use open_failure::OpenFailureReason;
 pub use request::{FLAG_BODY_INLINE, FLAG_NO_BODY, RequestBody, RequestOpen, Target};
 pub use reset::{HTTP_RESET, Reset, ResetCode};
 pub use response::{HTTP_RESPONSE, HTTP_TRAILERS, ResponseHead, Trailers};
+pub use stream::{
+    Aborted, BodyEvent, BodyLength, BodyReader, ChannelEvent, ResponseEvent, ResponseReader,
+};

@@ -78,6 +78,15 @@ impl RequestOpen {
         Ok(())
     }
 
+    /// The body length `content-length` announces in a request head whose lines have
+    /// passed decoding (so that any copies agree); `None` when absent.
+    pub fn content_length_of(headers: &http::HeaderMap) -> Option<u64> {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok())
+    }
+
     /// The flags this request is encoded with.
     pub fn flags(&self) -> u32 {
         match self.body {

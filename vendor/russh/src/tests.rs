@@ -1157,6 +1157,61 @@ pub(crate) mod raw_no_crypto {
         ));
     }
 
+    const MSG_CHANNEL_OPEN_FAILURE: u8 = 92;
+
+    /// Opens a channel of `channel_type` with `data` as sender channel 7 and returns
+    /// the server's answer, then opens a session and returns the packet after that
+    /// answer: a second answer to the first open would arrive there.
+    async fn open_then_session(channel_type: &[u8], data: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let mut session = RawSession::connect().await;
+        session.auth_none().await.unwrap();
+        let mut open = vec![MSG_CHANNEL_OPEN];
+        encode_string(&mut open, channel_type);
+        push_u32(&mut open, 7);
+        push_u32(&mut open, 1024 * 1024);
+        push_u32(&mut open, 32 * 1024);
+        open.extend_from_slice(data);
+        session.send_packet(&open).await.unwrap();
+        let answer = read_packet(&mut session.stream).await.unwrap();
+
+        let mut open = vec![MSG_CHANNEL_OPEN];
+        open.extend(channel_open_payload(b"session"));
+        session.send_packet(&open).await.unwrap();
+        let next = read_packet(&mut session.stream).await.unwrap();
+        (answer, next)
+    }
+
+    fn assert_open_failure(packet: &[u8], recipient: u32, code: u32) {
+        assert_eq!(packet.first(), Some(&MSG_CHANNEL_OPEN_FAILURE));
+        assert_eq!(BigEndian::read_u32(&packet[1..5]), recipient);
+        assert_eq!(BigEndian::read_u32(&packet[5..9]), code);
+    }
+
+    /// An unknown channel type, with type-specific data, is refused once with
+    /// UNKNOWN_CHANNEL_TYPE by the default handler: before the patch the dropped
+    /// open handle sent a second failure for the same channel.
+    #[tokio::test]
+    async fn unknown_channel_type_is_refused_exactly_once() {
+        let (answer, next) = open_then_session(b"x@example.com", b"\0\0\0\x03abc").await;
+        assert_open_failure(&answer, 7, 3);
+        assert_eq!(next.first(), Some(&MSG_CHANNEL_OPEN_CONFIRMATION));
+    }
+
+    /// Channel types russh parses but does not serve are refused once too.
+    #[tokio::test]
+    async fn unsupported_channel_types_are_refused_exactly_once() {
+        for channel_type in [&b"auth-agent@openssh.com"[..], b"forwarded-streamlocal@openssh.com"] {
+            let data: &[u8] = if channel_type == b"auth-agent@openssh.com" {
+                b""
+            } else {
+                b"\0\0\0\x01s\0\0\0\0"
+            };
+            let (answer, next) = open_then_session(channel_type, data).await;
+            assert_open_failure(&answer, 7, 1);
+            assert_eq!(next.first(), Some(&MSG_CHANNEL_OPEN_CONFIRMATION));
+        }
+    }
+
     fn no_crypto_server_config() -> Arc<server::Config> {
         let mut config = server::Config::default();
         config.inactivity_timeout = None;

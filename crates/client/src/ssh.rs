@@ -1,0 +1,427 @@
+//! The client's seam to russh: the only module that names it.
+//!
+//! It opens sshttp channels on one SSH connection and moves bytes between them and
+//! [`http`] requests and responses; everything about the wire format and the stream
+//! rules comes from `sshttp_protocol`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Buf, Bytes};
+use http::{HeaderValue, Method, header};
+use http_body_util::BodyExt;
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client};
+use sshttp_protocol::transport;
+use sshttp_protocol::{
+    Aborted, BodyEvent, ChannelEvent, DecodeError, HEADER_CHANNEL, HTTP_RESET, HTTP_TRAILERS,
+    HeaderConfirm, HeaderList, HeaderOpen, Limits, OpenFailureReason, RequestBody, RequestOpen,
+    Reset, ResetCode, ResponseEvent, ResponseReader, Trailers, WireMessage,
+};
+
+use crate::body::{Body, BodySender, Delivery};
+use crate::error::{Error, Kind};
+
+/// A key pair the client authenticates with.
+#[derive(Clone)]
+pub struct Identity {
+    key: Arc<PrivateKey>,
+}
+
+impl Identity {
+    /// A fresh Ed25519 key pair, e.g. for an anonymous caller: the key is the identity.
+    pub fn generate_ed25519() -> Result<Self, Error> {
+        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+            .map_err(|e| Error::with(Kind::Auth, e))?;
+        Ok(Self { key: Arc::new(key) })
+    }
+
+    /// The public key's fingerprint as OpenSSH prints it (`SHA256:…`).
+    pub fn fingerprint(&self) -> String {
+        self.key
+            .public_key()
+            .fingerprint(HashAlg::Sha256)
+            .to_string()
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("fingerprint", &self.fingerprint())
+            .finish()
+    }
+}
+
+/// How the server's host key is checked.
+#[derive(Debug, Clone)]
+pub enum HostKeyCheck {
+    /// The key must have this fingerprint (`SHA256:…`).
+    Fingerprint(String),
+    /// Any key is accepted. Only for tests and benchmarks on loopback: it gives up the
+    /// protection against a man in the middle.
+    InsecureAcceptAny,
+}
+
+/// What [`Connection::connect`] needs.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// SSH user name.
+    pub user: String,
+    /// Key to authenticate with; `None` tries the `none` method (public vhosts).
+    pub identity: Option<Identity>,
+    /// How to check the server's host key.
+    pub host_key: HostKeyCheck,
+    /// Limits to keep requests within and to enforce on responses.
+    pub limits: Limits,
+}
+
+struct ClientHandler {
+    check: HostKeyCheck,
+    /// The fingerprint of a rejected host key, for the error.
+    rejected: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for ClientHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let public = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => cert.public_key().clone().into(),
+        };
+        let fingerprint = public.fingerprint(HashAlg::Sha256).to_string();
+        let accepted = match &self.check {
+            HostKeyCheck::InsecureAcceptAny => true,
+            HostKeyCheck::Fingerprint(expected) => *expected == fingerprint,
+        };
+        if !accepted && let Ok(mut slot) = self.rejected.lock() {
+            *slot = Some(fingerprint);
+        }
+        Ok(accepted)
+    }
+}
+
+/// One SSH connection to a gateway, carrying any number of concurrent requests.
+pub struct Connection {
+    handle: client::Handle<ClientHandler>,
+    limits: Limits,
+    /// Open header channels, kept so that their defaults stay in force.
+    header_channels: Mutex<HashMap<NonZeroU32, Channel<client::Msg>>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Connects, checks the host key and authenticates.
+    pub async fn connect(addr: SocketAddr, options: ConnectOptions) -> Result<Self, Error> {
+        let config = client::Config {
+            window_size: transport::WINDOW_SIZE,
+            maximum_packet_size: transport::MAX_PACKET_SIZE,
+            channel_buffer_size: transport::CHANNEL_BUFFER_SIZE,
+            nodelay: transport::TCP_NODELAY,
+            keepalive_interval: Some(transport::KEEPALIVE_INTERVAL),
+            keepalive_max: transport::KEEPALIVE_MAX,
+            adjust_window_on_read: true,
+            ..client::Config::default()
+        };
+        let rejected = Arc::new(Mutex::new(None));
+        let handler = ClientHandler {
+            check: options.host_key,
+            rejected: rejected.clone(),
+        };
+        let mut handle = match client::connect(Arc::new(config), addr, handler).await {
+            Ok(handle) => handle,
+            Err(error) => {
+                let fingerprint = rejected.lock().ok().and_then(|mut slot| slot.take());
+                return Err(match fingerprint {
+                    Some(fingerprint) => Error::with(Kind::HostKey { fingerprint }, error),
+                    None => Error::with(Kind::Connect, error),
+                });
+            }
+        };
+        let result = match &options.identity {
+            Some(identity) => {
+                let hash = match identity.key.algorithm() {
+                    Algorithm::Rsa { .. } => Some(HashAlg::Sha512),
+                    _ => None,
+                };
+                let key = PrivateKeyWithHashAlg::new(identity.key.clone(), hash);
+                handle
+                    .authenticate_publickey(options.user.clone(), key)
+                    .await
+            }
+            None => handle.authenticate_none(options.user.clone()).await,
+        }
+        .map_err(|e| Error::with(Kind::Connect, e))?;
+        if !result.success() {
+            return Err(Error::new(Kind::Auth));
+        }
+        Ok(Self {
+            handle,
+            limits: options.limits,
+            header_channels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Opens a `header` channel with these defaults (they must hold `host`) and
+    /// returns its id for [`Connection::send`].
+    pub async fn open_header(&self, defaults: HeaderList) -> Result<NonZeroU32, Error> {
+        let open = HeaderOpen { defaults };
+        let (channel, data) = self.open(HEADER_CHANNEL, open.to_bytes().freeze()).await?;
+        let confirm = HeaderConfirm::decode_with(&mut &data[..], &self.limits)
+            .map_err(|e| Error::new(Kind::Aborted(decode_abort("header confirmation", &e))))?;
+        if let Ok(mut channels) = self.header_channels.lock() {
+            channels.insert(confirm.header_id, channel);
+        }
+        Ok(confirm.header_id)
+    }
+
+    /// Sends a request on its own channel and returns the response once its head has
+    /// arrived; the body streams behind it.
+    pub async fn send<B>(
+        &self,
+        header_id: Option<NonZeroU32>,
+        request: http::Request<B>,
+    ) -> Result<http::Response<Body>, Error>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    {
+        let (mut parts, body) = request.into_parts();
+        let (body, streamed) = self.request_body(&mut parts, body).await?;
+        let (channel_type, open) =
+            RequestOpen::from_request_parts(&parts, header_id, body, &self.limits)
+                .map_err(|e| Error::new(Kind::Request(e)))?;
+        let (channel, _) = self
+            .open(&channel_type.name(), open.to_bytes().freeze())
+            .await?;
+        let (read, write) = channel.split();
+        let write = Arc::new(write);
+        if let Some(body) = streamed {
+            tokio::spawn(send_body(write.clone(), body));
+        }
+        receive_response(
+            read,
+            write,
+            parts.method == Method::HEAD,
+            self.limits.clone(),
+        )
+        .await
+    }
+
+    /// Decides how the body travels: none, inline in the open, or streamed after it.
+    async fn request_body<B>(
+        &self,
+        parts: &mut http::request::Parts,
+        body: B,
+    ) -> Result<(RequestBody, Option<B>), Error>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if body.is_end_stream() {
+            return Ok((RequestBody::Empty, None));
+        }
+        let exact = body.size_hint().exact();
+        match exact.and_then(|len| usize::try_from(len).ok()) {
+            Some(len) if len <= self.limits.max_inline_body => {
+                let collected = body
+                    .collect()
+                    .await
+                    .map_err(|e| Error::with(Kind::Disconnected, e.into()))?;
+                Ok((RequestBody::Inline(collected.to_bytes()), None))
+            }
+            _ => {
+                if let Some(len) = exact
+                    && !parts.headers.contains_key(header::CONTENT_LENGTH)
+                {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                }
+                Ok((RequestBody::Streamed, Some(body)))
+            }
+        }
+    }
+
+    async fn open(
+        &self,
+        channel_type: &str,
+        payload: Bytes,
+    ) -> Result<(Channel<client::Msg>, Bytes), Error> {
+        match self.handle.channel_open_custom(channel_type, payload).await {
+            Ok(Ok(opened)) => Ok(opened),
+            Ok(Err(rejection)) => Err(Error::new(Kind::Refused {
+                reason: OpenFailureReason(rejection.code),
+                description: rejection.description,
+            })),
+            Err(error) => Err(Error::with(Kind::Disconnected, error)),
+        }
+    }
+}
+
+fn decode_abort(what: &str, error: &DecodeError) -> Aborted {
+    Aborted {
+        code: ResetCode::PROTOCOL_ERROR,
+        description: format!("malformed {what}: {error}"),
+        reset_peer: true,
+    }
+}
+
+/// What arrived on a channel, as `sshttp_protocol` sees it; `None` for messages that
+/// concern russh only (window adjustments, replies).
+fn event_of(msg: Option<&ChannelMsg>) -> Option<ChannelEvent<'_>> {
+    Some(match msg {
+        None | Some(ChannelMsg::Close) => ChannelEvent::Close,
+        Some(ChannelMsg::Data { data }) => ChannelEvent::Data(data.clone()),
+        Some(ChannelMsg::ExtendedData { .. }) => ChannelEvent::ExtendedData,
+        Some(ChannelMsg::Eof) => ChannelEvent::Eof,
+        Some(ChannelMsg::Request {
+            name,
+            want_reply,
+            data,
+        }) => ChannelEvent::Request {
+            name,
+            want_reply: *want_reply,
+            data,
+        },
+        Some(_) => return None,
+    })
+}
+
+/// Aborts the channel: `http-reset` with `code`, then CLOSE.
+async fn reset(write: &ChannelWriteHalf<client::Msg>, code: ResetCode, description: String) {
+    let reset = Reset { code, description };
+    let _ = write
+        .request(HTTP_RESET, false, reset.to_bytes().freeze())
+        .await;
+    let _ = write.close().await;
+}
+
+/// Streams a request body as channel data, then its trailers and EOF.
+async fn send_body<B>(write: Arc<ChannelWriteHalf<client::Msg>>, body: B)
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut body = pin!(body);
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) => {
+                let error: Box<dyn std::error::Error + Send + Sync> = error.into();
+                reset(
+                    &write,
+                    ResetCode::CANCEL,
+                    format!("request body failed: {error}"),
+                )
+                .await;
+                return;
+            }
+        };
+        let sent = match frame.into_data() {
+            Ok(mut data) => write.data_bytes(data.copy_to_bytes(data.remaining())).await,
+            Err(frame) => match frame.into_trailers() {
+                Ok(trailers) => {
+                    let trailers = Trailers {
+                        headers: HeaderList::from_message_headers(&trailers),
+                    };
+                    write
+                        .request(HTTP_TRAILERS, false, trailers.to_bytes().freeze())
+                        .await
+                }
+                Err(_) => Ok(()),
+            },
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+    let _ = write.eof().await;
+}
+
+/// Reads the response head, then hands the body to a task that streams it.
+async fn receive_response(
+    mut read: ChannelReadHalf,
+    write: Arc<ChannelWriteHalf<client::Msg>>,
+    head_request: bool,
+    limits: Limits,
+) -> Result<http::Response<Body>, Error> {
+    let mut reader = ResponseReader::new(head_request, limits);
+    loop {
+        let msg = read.wait().await;
+        let Some(event) = event_of(msg.as_ref()) else {
+            continue;
+        };
+        match reader.on_event(event) {
+            ResponseEvent::Head(head) => {
+                let (sender, body) = Body::channel();
+                tokio::spawn(stream_body(read, write, reader, sender));
+                return Ok(http::Response::from_parts(head.to_response_parts(), body));
+            }
+            ResponseEvent::Body(BodyEvent::Aborted(aborted)) => {
+                if aborted.reset_peer {
+                    reset(&write, aborted.code, aborted.description.clone()).await;
+                }
+                return Err(Error::new(Kind::Aborted(aborted)));
+            }
+            ResponseEvent::Interim(_) | ResponseEvent::Nothing | ResponseEvent::Body(_) => {}
+        }
+    }
+}
+
+/// Moves the response body from the channel into the application's [`Body`].
+async fn stream_body(
+    mut read: ChannelReadHalf,
+    write: Arc<ChannelWriteHalf<client::Msg>>,
+    mut reader: ResponseReader,
+    mut sender: BodySender,
+) {
+    loop {
+        let msg = tokio::select! {
+            msg = read.wait() => msg,
+            // The application dropped the response: stop the server's work.
+            () = closed(&sender) => {
+                reset(&write, ResetCode::CANCEL, "response dropped".into()).await;
+                return;
+            }
+        };
+        let Some(event) = event_of(msg.as_ref()) else {
+            continue;
+        };
+        let ResponseEvent::Body(event) = reader.on_event(event) else {
+            continue;
+        };
+        match sender.deliver(event).await {
+            Delivery::Continue => {}
+            Delivery::Complete => return,
+            Delivery::Aborted(aborted) => {
+                if aborted.reset_peer {
+                    reset(&write, aborted.code, aborted.description).await;
+                }
+                return;
+            }
+            Delivery::Dropped => {
+                reset(&write, ResetCode::CANCEL, "response dropped".into()).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Resolves when the application has dropped the body.
+async fn closed(sender: &BodySender) {
+    sender.closed().await;
+}

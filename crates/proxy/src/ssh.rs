@@ -1,0 +1,569 @@
+//! The gateway's seam to russh: the only module of this crate that names it.
+//!
+//! An SSH server that turns each sshttp request channel into an [`http::Request`] for
+//! a tower [`Service`], keeps the `header` channels' defaults per connection, and
+//! streams bodies both ways under SSH flow control. Wire formats and stream rules come
+//! from `sshttp_protocol`.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Buf;
+use http::{HeaderValue, Method, header};
+use http_body_util::BodyExt;
+use russh::keys::{Algorithm, HashAlg, PrivateKey};
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
+use russh::{
+    Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelReadHalf, ChannelWriteHalf, server,
+};
+use sshttp_client::{Body, BodySender, Delivery};
+use sshttp_protocol::transport;
+use sshttp_protocol::{
+    BodyLength, BodyReader, ChannelEvent, ChannelType, DecodeError, HEADER_UPDATE, HTTP_RESET,
+    HTTP_RESPONSE, HTTP_TRAILERS, HeaderConfirm, HeaderList, HeaderOpen, HeaderUpdate, Limits,
+    OpenFailureReason, RequestBody, RequestOpen, Reset, ResetCode, ResponseHead, Trailers,
+    WireMessage,
+};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tower_service::Service;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The gateway's SSH host key.
+#[derive(Clone)]
+pub struct HostKey {
+    key: PrivateKey,
+}
+
+impl HostKey {
+    /// A fresh Ed25519 host key.
+    pub fn generate_ed25519() -> io::Result<Self> {
+        PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+            .map(|key| Self { key })
+            .map_err(io::Error::other)
+    }
+
+    /// The fingerprint clients pin (`SHA256:…`, as OpenSSH prints it).
+    pub fn fingerprint(&self) -> String {
+        self.key
+            .public_key()
+            .fingerprint(HashAlg::Sha256)
+            .to_string()
+    }
+}
+
+impl std::fmt::Debug for HostKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostKey")
+            .field("fingerprint", &self.fingerprint())
+            .finish()
+    }
+}
+
+/// What [`serve`] needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The host key.
+    pub host_key: HostKey,
+    /// Limits enforced on what clients send.
+    pub limits: Limits,
+    /// The virtual hosts served; `None` serves every host name.
+    pub vhosts: Option<Vec<String>>,
+    /// Whether the `none` method authenticates (public vhosts).
+    pub allow_anonymous: bool,
+}
+
+/// Who is calling, as SSH authenticated them. Every request the service sees carries
+/// one in its extensions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallerIdentity {
+    /// The SSH user name.
+    pub user: String,
+    /// Fingerprint of the key that authenticated (`SHA256:…`), if one did.
+    pub key_fingerprint: Option<String>,
+    /// Algorithm of that key (e.g. `ssh-ed25519`).
+    pub key_algorithm: Option<String>,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+}
+
+/// Accepts SSH connections on `listener` and serves their requests with `service`
+/// until the listener fails.
+pub async fn serve<S, B>(listener: TcpListener, config: ServerConfig, service: S) -> io::Result<()>
+where
+    S: Service<http::Request<Body>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError> + Send,
+{
+    let ssh = Arc::new(server::Config {
+        keys: vec![config.host_key.key.clone()],
+        window_size: transport::WINDOW_SIZE,
+        maximum_packet_size: transport::MAX_PACKET_SIZE,
+        channel_buffer_size: transport::CHANNEL_BUFFER_SIZE,
+        nodelay: transport::TCP_NODELAY,
+        keepalive_interval: Some(transport::KEEPALIVE_INTERVAL),
+        keepalive_max: transport::KEEPALIVE_MAX,
+        auth_rejection_time: transport::AUTH_REJECTION_TIME,
+        auth_rejection_time_initial: Some(transport::AUTH_REJECTION_TIME),
+        max_auth_attempts: transport::MAX_AUTH_ATTEMPTS,
+        adjust_window_on_read: true,
+        ..server::Config::default()
+    });
+    let shared = Arc::new(config);
+    loop {
+        let (socket, peer) = listener.accept().await?;
+        // russh sets TCP_NODELAY only on sockets it accepts itself.
+        socket.set_nodelay(transport::TCP_NODELAY)?;
+        let handler = ConnectionHandler {
+            shared: shared.clone(),
+            service: service.clone(),
+            identity: CallerIdentity {
+                peer: Some(peer),
+                ..CallerIdentity::default()
+            },
+            header_channels: HashMap::new(),
+            defaults: HashMap::new(),
+            last_header_id: 0,
+        };
+        let ssh = ssh.clone();
+        tokio::spawn(async move {
+            match server::run_stream(ssh, socket, handler).await {
+                Ok(session) => {
+                    if let Err(error) = session.await {
+                        tracing::debug!(%peer, %error, "SSH session ended");
+                    }
+                }
+                Err(error) => tracing::debug!(%peer, %error, "SSH handshake failed"),
+            }
+        });
+    }
+}
+
+/// One SSH connection's state: its caller and its header channels.
+struct ConnectionHandler<S> {
+    shared: Arc<ServerConfig>,
+    service: S,
+    identity: CallerIdentity,
+    /// Header channel → its header-id.
+    header_channels: HashMap<ChannelId, NonZeroU32>,
+    /// header-id → defaults.
+    defaults: HashMap<NonZeroU32, HeaderList>,
+    last_header_id: u32,
+}
+
+impl<S> ConnectionHandler<S> {
+    /// Whether this gateway serves `host` (a `host` header value; any port is ignored).
+    fn admit(&self, host: &HeaderValue) -> Result<(), (OpenFailureReason, String)> {
+        let Some(vhosts) = &self.shared.vhosts else {
+            return Ok(());
+        };
+        let text = host.to_str().unwrap_or_default();
+        let name = match text.rsplit_once(':') {
+            Some((name, port))
+                if !name.ends_with(']') || port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                name
+            }
+            _ => text,
+        };
+        if vhosts.iter().any(|vhost| vhost.eq_ignore_ascii_case(name)) {
+            Ok(())
+        } else {
+            Err((
+                OpenFailureReason::UNKNOWN_VHOST,
+                format!("unknown virtual host {text:?}"),
+            ))
+        }
+    }
+
+    fn open_header(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+    ) -> Result<HeaderConfirm, (OpenFailureReason, String)> {
+        let open = HeaderOpen::decode_with(&mut &data[..], &self.shared.limits).map_err(refusal)?;
+        if let Some(host) = open.host() {
+            self.admit(host)?;
+        }
+        let header_id = self
+            .last_header_id
+            .checked_add(1)
+            .and_then(NonZeroU32::new)
+            .ok_or((
+                OpenFailureReason::RESOURCE_SHORTAGE,
+                "header ids exhausted on this connection".to_owned(),
+            ))?;
+        self.last_header_id = header_id.get();
+        self.header_channels.insert(channel, header_id);
+        self.defaults.insert(header_id, open.defaults);
+        Ok(HeaderConfirm {
+            header_id,
+            extensions: Vec::new(),
+        })
+    }
+
+    fn open_request(
+        &self,
+        method: &Method,
+        data: &[u8],
+    ) -> Result<(http::request::Parts, RequestBody), (OpenFailureReason, String)> {
+        let mut open = RequestOpen::decode_for(method, &mut &data[..], &self.shared.limits)
+            .map_err(refusal)?;
+        if let Some(header_id) = open.header_id {
+            let defaults = self.defaults.get(&header_id).ok_or((
+                OpenFailureReason::UNKNOWN_HEADER_ID,
+                format!("no header channel with id {header_id}"),
+            ))?;
+            open.headers.apply_defaults(defaults);
+        }
+        if let Some(host) = open.headers.get_all(&header::HOST).next() {
+            self.admit(host)?;
+        }
+        let mut parts = open.to_request_parts(method.clone());
+        parts.extensions.insert(self.identity.clone());
+        Ok((parts, open.body))
+    }
+}
+
+fn refusal(error: DecodeError) -> (OpenFailureReason, String) {
+    (error.open_failure_reason(), error.to_string())
+}
+
+async fn refuse(reply: ChannelOpenHandle, (reason, description): (OpenFailureReason, String)) {
+    reply
+        .reject(ChannelOpenFailure::Other {
+            code: reason.0,
+            reason: description,
+        })
+        .await;
+}
+
+impl<S, B> server::Handler for ConnectionHandler<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError> + Send,
+{
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
+        if self.shared.allow_anonymous {
+            self.identity.user = user.to_owned();
+            Ok(Auth::Accept)
+        } else {
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        self.identity.user = user.to_owned();
+        self.identity.key_fingerprint =
+            Some(key.public_key.fingerprint(HashAlg::Sha256).to_string());
+        self.identity.key_algorithm = Some(key.public_key.algorithm().as_str().to_owned());
+        Ok(Auth::Accept)
+    }
+
+    async fn channel_open_unknown(
+        &mut self,
+        channel: Channel<Msg>,
+        channel_type: &str,
+        data: &[u8],
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let method = match ChannelType::parse(channel_type) {
+            Ok(ChannelType::Header) => {
+                match self.open_header(channel.id(), data) {
+                    Ok(confirm) => reply.accept_with_data(confirm.to_bytes().freeze()).await,
+                    Err(refused) => refuse(reply, refused).await,
+                }
+                return Ok(());
+            }
+            Ok(ChannelType::Request(method)) => method,
+            Err(error) => {
+                let refused = (OpenFailureReason::UNKNOWN_CHANNEL_TYPE, error.to_string());
+                refuse(reply, refused).await;
+                return Ok(());
+            }
+        };
+        match self.open_request(&method, data) {
+            Ok((parts, body)) => {
+                reply.accept().await;
+                let service = self.service.clone();
+                let limits = self.shared.limits.clone();
+                tokio::spawn(serve_request(channel, parts, body, service, limits));
+            }
+            Err(refused) => refuse(reply, refused).await,
+        }
+        Ok(())
+    }
+
+    async fn channel_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        want_reply: bool,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let Some(header_id) = self.header_channels.get(&channel) else {
+            // Requests on request channels reach their task through the channel.
+            return Ok(false);
+        };
+        if name != HEADER_UPDATE {
+            return Ok(false);
+        }
+        if !want_reply {
+            // A header-update without reply is a protocol error (spec §5.6).
+            session.close(channel)?;
+            return Ok(false);
+        }
+        let limits = &self.shared.limits;
+        let applied = HeaderUpdate::decode_with(&mut &data[..], limits).and_then(|update| {
+            let defaults = self.defaults.entry(*header_id).or_default();
+            update.apply(defaults, limits)
+        });
+        Ok(applied.is_ok())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(header_id) = self.header_channels.remove(&channel) {
+            self.defaults.remove(&header_id);
+        }
+        Ok(())
+    }
+}
+
+/// What arrived on a channel, as `sshttp_protocol` sees it; `None` for messages that
+/// concern russh only (window adjustments, replies).
+fn event_of(msg: Option<&ChannelMsg>) -> Option<ChannelEvent<'_>> {
+    Some(match msg {
+        None | Some(ChannelMsg::Close) => ChannelEvent::Close,
+        Some(ChannelMsg::Data { data }) => ChannelEvent::Data(data.clone()),
+        Some(ChannelMsg::ExtendedData { .. }) => ChannelEvent::ExtendedData,
+        Some(ChannelMsg::Eof) => ChannelEvent::Eof,
+        Some(ChannelMsg::Request {
+            name,
+            want_reply,
+            data,
+        }) => ChannelEvent::Request {
+            name,
+            want_reply: *want_reply,
+            data,
+        },
+        Some(_) => return None,
+    })
+}
+
+/// Aborts the channel: `http-reset` with `code`, then CLOSE.
+async fn reset(write: &ChannelWriteHalf<Msg>, code: ResetCode, description: String) {
+    let reset = Reset { code, description };
+    let _ = write
+        .request(HTTP_RESET, false, reset.to_bytes().freeze())
+        .await;
+    let _ = write.close().await;
+}
+
+/// Serves one request channel: the request body flows in from the channel while the
+/// service runs, then the response flows out. Either side's abort ends both.
+async fn serve_request<S, B>(
+    channel: Channel<Msg>,
+    parts: http::request::Parts,
+    body: RequestBody,
+    mut service: S,
+    limits: Limits,
+) where
+    S: Service<http::Request<Body>, Response = http::Response<B>>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let (read, write) = channel.split();
+    let write = Arc::new(write);
+    let (body, length, sender) = match body {
+        RequestBody::Empty => (Body::empty(), BodyLength::None, None),
+        RequestBody::Inline(bytes) => (Body::full(bytes), BodyLength::None, None),
+        RequestBody::Streamed => {
+            let length = match RequestOpen::content_length_of(&parts.headers) {
+                Some(length) => BodyLength::Exactly(length),
+                None => BodyLength::UntilEof,
+            };
+            let (sender, body) = Body::channel();
+            (body, length, Some(sender))
+        }
+    };
+    let request_done = Arc::new(AtomicBool::new(sender.is_none()));
+    let (cancel_tx, mut cancelled) = oneshot::channel();
+    tokio::spawn(read_request(
+        read,
+        BodyReader::new(length, limits.clone()),
+        sender,
+        request_done.clone(),
+        cancel_tx,
+        write.clone(),
+    ));
+
+    let call = service.call(http::Request::from_parts(parts, body));
+    let response = tokio::select! {
+        response = call => response,
+        // The client aborted: dropping the call cancels the upstream request.
+        _ = &mut cancelled => return,
+    };
+    let response = response.map_err(|error| {
+        let error: BoxError = error.into();
+        error.to_string()
+    });
+    let response = match response {
+        Ok(response) => response,
+        Err(description) => {
+            reset(&write, ResetCode::INTERNAL_ERROR, description).await;
+            return;
+        }
+    };
+    tokio::select! {
+        () = send_response(&write, response, &limits, &request_done) => {}
+        _ = &mut cancelled => {}
+    }
+}
+
+/// Writes the response head, body, trailers, EOF and CLOSE.
+async fn send_response<B>(
+    write: &ChannelWriteHalf<Msg>,
+    response: http::Response<B>,
+    limits: &Limits,
+    request_done: &AtomicBool,
+) where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = response.into_parts();
+    let head = match ResponseHead::from_response_parts(&parts, limits) {
+        Ok(head) => head,
+        Err(error) => {
+            let description = format!("response head not sendable: {error}");
+            reset(write, ResetCode::INTERNAL_ERROR, description).await;
+            return;
+        }
+    };
+    if write
+        .request(HTTP_RESPONSE, false, head.to_bytes().freeze())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut body = pin!(body);
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) => {
+                let error: BoxError = error.into();
+                reset(write, ResetCode::UPSTREAM_ERROR, error.to_string()).await;
+                return;
+            }
+        };
+        let sent = match frame.into_data() {
+            Ok(mut data) => write.data_bytes(data.copy_to_bytes(data.remaining())).await,
+            Err(frame) => match frame.into_trailers() {
+                Ok(trailers) => {
+                    let trailers = Trailers {
+                        headers: HeaderList::from_message_headers(&trailers),
+                    };
+                    write
+                        .request(HTTP_TRAILERS, false, trailers.to_bytes().freeze())
+                        .await
+                }
+                Err(_) => Ok(()),
+            },
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+    let _ = write.eof().await;
+    if !request_done.load(Ordering::Acquire) {
+        // The response is complete; the rest of the request body is not needed.
+        let reset = Reset {
+            code: ResetCode::NO_ERROR,
+            description: String::new(),
+        };
+        let _ = write
+            .request(HTTP_RESET, false, reset.to_bytes().freeze())
+            .await;
+    }
+    let _ = write.close().await;
+}
+
+/// Reads the channel for the request's lifetime: feeds a streamed body, and reports a
+/// reset or close from the client as a cancellation.
+async fn read_request(
+    mut read: ChannelReadHalf,
+    mut reader: BodyReader,
+    mut sender: Option<BodySender>,
+    request_done: Arc<AtomicBool>,
+    cancel: oneshot::Sender<()>,
+    write: Arc<ChannelWriteHalf<Msg>>,
+) {
+    loop {
+        let msg = read.wait().await;
+        let Some(event) = event_of(msg.as_ref()) else {
+            continue;
+        };
+        let aborts = matches!(
+            event,
+            ChannelEvent::Close
+                | ChannelEvent::Request {
+                    name: HTTP_RESET,
+                    ..
+                }
+        );
+        match &mut sender {
+            Some(body) if !reader.is_done() => match body.deliver(reader.on_event(event)).await {
+                Delivery::Continue => {}
+                Delivery::Complete => {
+                    request_done.store(true, Ordering::Release);
+                    // Dropping the sender ends the body the service reads.
+                    sender = None;
+                }
+                // The service no longer reads the body; later data is discarded.
+                Delivery::Dropped => sender = None,
+                Delivery::Aborted(aborted) => {
+                    if aborted.reset_peer {
+                        reset(&write, aborted.code, aborted.description).await;
+                    }
+                    let _ = cancel.send(());
+                    return;
+                }
+            },
+            _ if aborts => {
+                let _ = cancel.send(());
+                return;
+            }
+            _ => {}
+        }
+        if msg.is_none() {
+            let _ = cancel.send(());
+            return;
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The abilities vendor/russh.patch adds to russh, through russh's public API, between a
+//! russh client and a russh server over real TCP on 127.0.0.1.
+//!
+//! (That every open gets exactly one reply is checked at the packet level inside
+//! russh's own suite: `tests::raw_no_crypto::*_exactly_once`.)
+
+// Test code states expectations with unwrap, expect, panic, indexing and plain arithmetic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use russh::keys::{Algorithm, PrivateKey, PublicKeyOrCertificate};
+use russh::server::{Auth, Msg, Session};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, client, server};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+const UNKNOWN_VHOST: u32 = 0xFE00_0001;
+
+/// A server that answers the test channel types and requests.
+struct TestServer {
+    accepted: mpsc::UnboundedSender<Channel<Msg>>,
+}
+
+impl server::Handler for TestServer {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::Accept)
+    }
+
+    async fn channel_open_unknown(
+        &mut self,
+        channel: Channel<Msg>,
+        channel_type: &str,
+        data: &[u8],
+        reply: server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match channel_type {
+            "accept@test.sshttp" => {
+                let mut confirmation = b"confirmed:".to_vec();
+                confirmation.extend_from_slice(data);
+                reply.accept_with_data(confirmation).await;
+                let _ = self.accepted.send(channel);
+            }
+            "reject@test.sshttp" => {
+                reply
+                    .reject(ChannelOpenFailure::Other {
+                        code: UNKNOWN_VHOST,
+                        reason: format!("unknown virtual host {:?}", String::from_utf8_lossy(data)),
+                    })
+                    .await
+            }
+            _ => drop(reply),
+        }
+        Ok(())
+    }
+
+    async fn channel_request(
+        &mut self,
+        _channel: ChannelId,
+        name: &str,
+        _want_reply: bool,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(name == "update@test.sshttp" && data == b"ok")
+    }
+
+    async fn global_request(
+        &mut self,
+        name: &str,
+        _want_reply: bool,
+        _data: &[u8],
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(name == "ping@test.sshttp")
+    }
+}
+
+struct TestClient;
+
+impl client::Handler for TestClient {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+
+    async fn channel_request(
+        &mut self,
+        _channel: ChannelId,
+        name: &str,
+        _want_reply: bool,
+        _data: &[u8],
+        _session: &mut client::Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(name == "ask@test.sshttp")
+    }
+}
+
+struct Pair {
+    client: client::Handle<TestClient>,
+    accepted: mpsc::UnboundedReceiver<Channel<Msg>>,
+}
+
+/// One russh server and one authenticated russh client over TCP on 127.0.0.1.
+async fn pair(window_size: u32) -> Pair {
+    let mut server_config = server::Config {
+        window_size,
+        adjust_window_on_read: true,
+        auth_rejection_time: Duration::ZERO,
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        ..server::Config::default()
+    };
+    server_config
+        .keys
+        .push(PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted_tx, accepted) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let handler = TestServer {
+            accepted: accepted_tx,
+        };
+        let session = server::run_stream(Arc::new(server_config), socket, handler)
+            .await
+            .unwrap();
+        let _ = session.await;
+    });
+    let client_config = client::Config {
+        window_size,
+        adjust_window_on_read: true,
+        ..client::Config::default()
+    };
+    let mut client = client::connect(Arc::new(client_config), addr, TestClient)
+        .await
+        .unwrap();
+    assert!(client.authenticate_none("test").await.unwrap().success());
+    Pair { client, accepted }
+}
+
+#[tokio::test]
+async fn custom_channel_open_is_confirmed_with_data() {
+    let mut pair = pair(2 * 1024 * 1024).await;
+    let (channel, confirmation) = pair
+        .client
+        .channel_open_custom("accept@test.sshttp", &b"payload"[..])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&confirmation[..], b"confirmed:payload");
+    // The confirmed channel carries data.
+    let mut server_side = pair.accepted.recv().await.unwrap();
+    channel.data_bytes(&b"ping"[..]).await.unwrap();
+    match server_side.wait().await {
+        Some(ChannelMsg::Data { data }) => assert_eq!(&data[..], b"ping"),
+        other => panic!("expected data, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn custom_channel_open_is_rejected_with_code_and_description() {
+    let pair = pair(2 * 1024 * 1024).await;
+    let rejection = pair
+        .client
+        .channel_open_custom("reject@test.sshttp", &b"nowhere.example"[..])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(rejection.code, UNKNOWN_VHOST);
+    assert_eq!(
+        rejection.description,
+        "unknown virtual host \"nowhere.example\""
+    );
+}
+
+#[tokio::test]
+async fn dropped_open_handle_rejects_and_the_connection_carries_on() {
+    let mut pair = pair(2 * 1024 * 1024).await;
+    let rejection = pair
+        .client
+        .channel_open_custom("drop@test.sshttp", Bytes::new())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        rejection.reason(),
+        ChannelOpenFailure::AdministrativelyProhibited
+    );
+    // A second open on the same connection is answered for itself.
+    let (_channel, confirmation) = pair
+        .client
+        .channel_open_custom("accept@test.sshttp", &b"again"[..])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&confirmation[..], b"confirmed:again");
+    assert!(pair.accepted.recv().await.is_some());
+}
+
+#[tokio::test]
+async fn channel_requests_carry_data_and_get_replies_both_ways() {
+    let mut pair = pair(2 * 1024 * 1024).await;
+    let (mut channel, _) = pair
+        .client
+        .channel_open_custom("accept@test.sshttp", Bytes::new())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut server_side = pair.accepted.recv().await.unwrap();
+
+    // Client to server, answered in order by the server's handler.
+    channel
+        .request("update@test.sshttp", true, &b"ok"[..])
+        .await
+        .unwrap();
+    channel
+        .request("update@test.sshttp", true, &b"no"[..])
+        .await
+        .unwrap();
+    assert!(matches!(channel.wait().await, Some(ChannelMsg::Success)));
+    assert!(matches!(channel.wait().await, Some(ChannelMsg::Failure)));
+    // ...and delivered to the server's channel with their data.
+    for expected in [&b"ok"[..], b"no"] {
+        match server_side.wait().await {
+            Some(ChannelMsg::Request {
+                name,
+                want_reply,
+                data,
+            }) => {
+                assert_eq!(name, "update@test.sshttp");
+                assert!(want_reply);
+                assert_eq!(&data[..], expected);
+            }
+            other => panic!("expected the client's request, got {other:?}"),
+        }
+    }
+
+    // Server to client: without a reply, then with one.
+    server_side
+        .request("http-response@test.sshttp", false, &b"\x00\x00\x00\xc8"[..])
+        .await
+        .unwrap();
+    server_side
+        .request("ask@test.sshttp", true, Bytes::new())
+        .await
+        .unwrap();
+    match channel.wait().await {
+        Some(ChannelMsg::Request {
+            name,
+            want_reply,
+            data,
+        }) => {
+            assert_eq!(name, "http-response@test.sshttp");
+            assert!(!want_reply);
+            assert_eq!(&data[..], b"\x00\x00\x00\xc8");
+        }
+        other => panic!("expected the server's request, got {other:?}"),
+    }
+    assert!(matches!(
+        channel.wait().await,
+        Some(ChannelMsg::Request {
+            want_reply: true,
+            ..
+        })
+    ));
+    assert!(matches!(
+        server_side.wait().await,
+        Some(ChannelMsg::Success)
+    ));
+}
+
+#[tokio::test]
+async fn server_answers_global_requests_of_any_type() {
+    let pair = pair(2 * 1024 * 1024).await;
+    assert!(
+        pair.client
+            .send_global_request("ping@test.sshttp", b"", true)
+            .await
+            .is_ok()
+    );
+    assert!(matches!(
+        pair.client
+            .send_global_request("other@test.sshttp", b"", true)
+            .await,
+        Err(russh::Error::RequestDenied)
+    ));
+}
+
+const WINDOW: u32 = 64 * 1024;
+const CHUNK: usize = 4096;
+const TOTAL: usize = 1024 * 1024;
+
+fn pattern(offset: usize, len: usize) -> Vec<u8> {
+    (offset..offset + len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Writes TOTAL bytes in CHUNK writes, counting what the channel accepted.
+fn spawn_writer(
+    writer: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+) -> (
+    Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = written.clone();
+    let task = tokio::spawn(async move {
+        let mut writer = writer;
+        let mut offset = 0;
+        while offset < TOTAL {
+            writer.write_all(&pattern(offset, CHUNK)).await.unwrap();
+            offset += CHUNK;
+            counter.store(offset, std::sync::atomic::Ordering::SeqCst);
+        }
+        writer.shutdown().await.unwrap();
+    });
+    (written, task)
+}
+
+/// Waits until the writer has made no progress for a while: it is blocked on window.
+async fn stalled(written: &std::sync::atomic::AtomicUsize) -> usize {
+    let mut last = usize::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = written.load(std::sync::atomic::Ordering::SeqCst);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Reads the whole stream from a channel and checks every byte.
+async fn read_all<S>(channel: &mut Channel<S>) -> usize
+where
+    S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+{
+    let mut received = 0;
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                assert_eq!(&data[..], &pattern(received, data.len())[..]);
+                received += data.len();
+            }
+            ChannelMsg::Eof => break,
+            _ => {}
+        }
+    }
+    received
+}
+
+#[tokio::test]
+async fn server_that_does_not_read_stops_the_client_at_the_window() {
+    let mut pair = pair(WINDOW).await;
+    let (channel, _) = pair
+        .client
+        .channel_open_custom("accept@test.sshttp", Bytes::new())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut server_side = pair.accepted.recv().await.unwrap();
+    let (written, task) = spawn_writer(channel.make_writer());
+
+    let sent = tokio::time::timeout(Duration::from_secs(10), stalled(&written))
+        .await
+        .unwrap();
+    assert!(
+        sent > 0 && sent <= WINDOW as usize,
+        "client sent {sent} bytes into a {WINDOW}-byte window"
+    );
+
+    let received = tokio::time::timeout(Duration::from_secs(30), read_all(&mut server_side))
+        .await
+        .unwrap();
+    assert_eq!(received, TOTAL);
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn client_that_does_not_read_stops_the_server_at_the_window() {
+    let mut pair = pair(WINDOW).await;
+    let (mut channel, _) = pair
+        .client
+        .channel_open_custom("accept@test.sshttp", Bytes::new())
+        .await
+        .unwrap()
+        .unwrap();
+    let server_side = pair.accepted.recv().await.unwrap();
+    let (written, task) = spawn_writer(server_side.make_writer());
+
+    let sent = tokio::time::timeout(Duration::from_secs(10), stalled(&written))
+        .await
+        .unwrap();
+    assert!(
+        sent > 0 && sent <= WINDOW as usize,
+        "server sent {sent} bytes into a {WINDOW}-byte window"
+    );
+
+    let received = tokio::time::timeout(Duration::from_secs(30), read_all(&mut channel))
+        .await
+        .unwrap();
+    assert_eq!(received, TOTAL);
+    task.await.unwrap();
+}

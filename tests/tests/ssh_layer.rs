@@ -1,0 +1,235 @@
+//! Our client and our gateway's SSH core over real TCP on 127.0.0.1: header channels,
+//! request channels, streamed bodies.
+
+// Test code states expectations with unwrap, expect, panic, indexing and plain arithmetic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation
+)]
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Full};
+use sshttp_proxy::ssh::CallerIdentity;
+use sshttp_tests::protocol::{HeaderList, OpenFailureReason};
+use sshttp_tests::{PatternBody, TestBody, TestGateway, client, pattern};
+
+fn boxed<B>(body: B) -> TestBody
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    body.map_err(Into::into).boxed()
+}
+
+/// GET /whoami describes the request; POST /echo streams the body back.
+fn service(request: Request<client::Body>) -> Response<TestBody> {
+    let identity = request
+        .extensions()
+        .get::<CallerIdentity>()
+        .cloned()
+        .unwrap();
+    match request.uri().path() {
+        "/whoami" => {
+            let text = format!(
+                "user={} key={} host={} agent={}",
+                identity.user,
+                identity.key_fingerprint.unwrap_or_default(),
+                request.headers()["host"].to_str().unwrap(),
+                request.headers()["user-agent"].to_str().unwrap(),
+            );
+            Response::new(boxed(Full::new(Bytes::from(text))))
+        }
+        "/echo" => Response::new(boxed(request.into_body())),
+        _ => Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(boxed(Empty::new()))
+            .unwrap(),
+    }
+}
+
+fn defaults(host: &'static str) -> HeaderList {
+    HeaderList::new()
+        .with(header::HOST, HeaderValue::from_static(host))
+        .with(
+            header::USER_AGENT,
+            HeaderValue::from_static("sshttp-test/1"),
+        )
+}
+
+#[tokio::test]
+async fn get_on_a_header_channel_gets_a_response() {
+    let gateway = TestGateway::start(Some(&["api.example.com"]), service).await;
+    let (connection, identity) = gateway.connect().await;
+    let header_id = connection
+        .open_header(defaults("api.example.com"))
+        .await
+        .unwrap();
+
+    let request = Request::get("/whoami").body(Empty::<Bytes>::new()).unwrap();
+    let response = connection.send(Some(header_id), request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        body,
+        format!(
+            "user=tester key={} host=api.example.com agent=sshttp-test/1",
+            identity.fingerprint()
+        )
+    );
+}
+
+#[tokio::test]
+async fn per_request_header_overrides_the_default() {
+    let gateway = TestGateway::start(None, service).await;
+    let (connection, _) = gateway.connect().await;
+    let header_id = connection
+        .open_header(defaults("api.example.com"))
+        .await
+        .unwrap();
+    let request = Request::get("/whoami")
+        .header("user-agent", "override/2")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = connection.send(Some(header_id), request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.ends_with(b"agent=override/2"), "{body:?}");
+}
+
+#[tokio::test]
+async fn unknown_vhost_is_refused_with_its_reason() {
+    let gateway = TestGateway::start(Some(&["api.example.com"]), service).await;
+    let (connection, _) = gateway.connect().await;
+    let error = connection
+        .open_header(defaults("elsewhere.example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.refusal(), Some(OpenFailureReason::UNKNOWN_VHOST));
+    assert!(
+        error.to_string().contains("elsewhere.example.com"),
+        "{error}"
+    );
+
+    // A per-request host is checked the same way.
+    let request = Request::get("/whoami")
+        .header("host", "elsewhere.example.com")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let error = connection.send(None, request).await.unwrap_err();
+    assert_eq!(error.refusal(), Some(OpenFailureReason::UNKNOWN_VHOST));
+}
+
+#[tokio::test]
+async fn request_naming_a_closed_or_unknown_header_channel_is_refused() {
+    let gateway = TestGateway::start(None, service).await;
+    let (connection, _) = gateway.connect().await;
+    let request = Request::get("/whoami").body(Empty::<Bytes>::new()).unwrap();
+    let error = connection
+        .send(std::num::NonZeroU32::new(42), request)
+        .await
+        .unwrap_err();
+    assert_eq!(error.refusal(), Some(OpenFailureReason::UNKNOWN_HEADER_ID));
+}
+
+#[tokio::test]
+async fn echo_streams_bodies_larger_than_the_window_both_ways() {
+    let gateway = TestGateway::start(None, service).await;
+    let (connection, _) = gateway.connect().await;
+    // Four windows' worth, produced and checked chunk by chunk.
+    let total = 4 * u64::from(sshttp_tests::protocol::transport::WINDOW_SIZE);
+    let request = Request::post("/echo")
+        .header("host", "api.example.com")
+        .body(PatternBody::new(total, 64 * 1024))
+        .unwrap();
+    let response = connection.send(None, request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        let data = frame.unwrap().into_data().unwrap();
+        assert_eq!(data, pattern(received, data.len()));
+        received += data.len() as u64;
+    }
+    assert_eq!(received, total);
+}
+
+#[tokio::test]
+async fn small_post_travels_inline_and_is_echoed() {
+    let gateway = TestGateway::start(None, service).await;
+    let (connection, _) = gateway.connect().await;
+    let request = Request::post("/echo")
+        .header("host", "api.example.com")
+        .body(Full::new(Bytes::from_static(b"inline body")))
+        .unwrap();
+    let response = connection.send(None, request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"inline body");
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_connection() {
+    let gateway = TestGateway::start(None, service).await;
+    let (connection, _) = gateway.connect().await;
+    let connection = Arc::new(connection);
+    let header_id = connection
+        .open_header(defaults("api.example.com"))
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let connection = connection.clone();
+        tasks.spawn(async move {
+            let request = Request::get("/whoami").body(Empty::<Bytes>::new()).unwrap();
+            let response = connection.send(Some(header_id), request).await.unwrap();
+            let status = response.status();
+            response.into_body().collect().await.unwrap();
+            status
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn not_found_is_an_ordinary_response() {
+    let gateway = TestGateway::start(None, service).await;
+    let (connection, _) = gateway.connect().await;
+    let request = Request::get("/nowhere")
+        .header("host", "api.example.com")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = connection.send(None, request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn wrong_host_key_is_its_own_error() {
+    let gateway = TestGateway::start(None, service).await;
+    let options = client::ConnectOptions {
+        user: "tester".into(),
+        identity: Some(client::Identity::generate_ed25519().unwrap()),
+        host_key: client::HostKeyCheck::Fingerprint("SHA256:not-the-key".into()),
+        limits: sshttp_tests::protocol::Limits::default(),
+    };
+    let error = client::Connection::connect(gateway.addr, options)
+        .await
+        .unwrap_err();
+    assert!(error.is_host_key(), "{error:?}");
+    assert!(error.to_string().contains(&gateway.fingerprint), "{error}");
+}
