@@ -75,6 +75,7 @@ impl TestGateway {
             limits: protocol::Limits::default(),
             vhosts: vhosts.map(|v| v.iter().map(|s| (*s).to_owned()).collect()),
             allow_anonymous: false,
+            transport: protocol::transport::Transport::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -94,6 +95,7 @@ impl TestGateway {
             identity: Some(identity.clone()),
             host_key: client::HostKeyCheck::Fingerprint(self.fingerprint.clone()),
             limits: protocol::Limits::default(),
+            transport: protocol::transport::Transport::default(),
         };
         let connection = client::Connection::connect(self.addr, options)
             .await

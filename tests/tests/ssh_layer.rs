@@ -11,13 +11,19 @@
     clippy::cast_possible_truncation
 )]
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body::Frame;
 use http_body_util::{BodyExt, Empty, Full};
 use sshttp_proxy::ssh::CallerIdentity;
-use sshttp_tests::protocol::{HeaderList, OpenFailureReason};
+use sshttp_tests::protocol::{HeaderList, OpenFailureReason, ResetCode};
 use sshttp_tests::{PatternBody, TestBody, TestGateway, client, pattern};
 
 fn boxed<B>(body: B) -> TestBody
@@ -226,10 +232,100 @@ async fn wrong_host_key_is_its_own_error() {
         identity: Some(client::Identity::generate_ed25519().unwrap()),
         host_key: client::HostKeyCheck::Fingerprint("SHA256:not-the-key".into()),
         limits: sshttp_tests::protocol::Limits::default(),
+        transport: sshttp_tests::protocol::transport::Transport::default(),
     };
     let error = client::Connection::connect(gateway.addr, options)
         .await
         .unwrap_err();
     assert!(error.is_host_key(), "{error:?}");
     assert!(error.to_string().contains(&gateway.fingerprint), "{error}");
+}
+
+/// An endless body that records when the gateway drops it.
+struct Endless {
+    dropped: Arc<AtomicBool>,
+}
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&[7; 16 * 1024])))))
+    }
+}
+
+impl Drop for Endless {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_response_stops_the_gateway() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = dropped.clone();
+    let gateway = TestGateway::start(None, move |_request| {
+        Response::new(boxed(Endless {
+            dropped: flag.clone(),
+        }))
+    })
+    .await;
+    let (connection, _) = gateway.connect().await;
+    let request = Request::get("/endless")
+        .header("host", "api.example.com")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let mut body = connection.send(None, request).await.unwrap().into_body();
+    body.frame().await.unwrap().unwrap();
+    drop(body);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !dropped.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the gateway kept producing a response nobody reads");
+}
+
+/// A body that fails after its first chunk.
+struct FailsMidway {
+    sent: bool,
+}
+
+impl http_body::Body for FailsMidway {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.sent {
+            return Poll::Ready(Some(Err(std::io::Error::other("upstream reset"))));
+        }
+        self.sent = true;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"partial")))))
+    }
+}
+
+#[tokio::test]
+async fn upstream_failure_mid_body_reaches_the_client_as_an_abort() {
+    let gateway = TestGateway::start(None, |_request| {
+        Response::new(boxed(FailsMidway { sent: false }))
+    })
+    .await;
+    let (connection, _) = gateway.connect().await;
+    let request = Request::get("/fails")
+        .header("host", "api.example.com")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = connection.send(None, request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let error = response.into_body().collect().await.unwrap_err();
+    assert_eq!(error.code(), ResetCode::UPSTREAM_ERROR);
+    assert!(error.to_string().contains("upstream reset"), "{error}");
 }

@@ -15,7 +15,7 @@ use http::{HeaderValue, Method, header};
 use http_body_util::BodyExt;
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client};
-use sshttp_protocol::transport;
+use sshttp_protocol::transport::Transport;
 use sshttp_protocol::{
     Aborted, BodyEvent, ChannelEvent, DecodeError, HEADER_CHANNEL, HTTP_RESET, HTTP_TRAILERS,
     HeaderConfirm, HeaderList, HeaderOpen, Limits, OpenFailureReason, RequestBody, RequestOpen,
@@ -77,6 +77,8 @@ pub struct ConnectOptions {
     pub host_key: HostKeyCheck,
     /// Limits to keep requests within and to enforce on responses.
     pub limits: Limits,
+    /// SSH transport settings.
+    pub transport: Transport,
 }
 
 struct ClientHandler {
@@ -125,14 +127,16 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Connects, checks the host key and authenticates.
     pub async fn connect(addr: SocketAddr, options: ConnectOptions) -> Result<Self, Error> {
+        let transport = &options.transport;
         let config = client::Config {
-            window_size: transport::WINDOW_SIZE,
-            maximum_packet_size: transport::MAX_PACKET_SIZE,
-            channel_buffer_size: transport::CHANNEL_BUFFER_SIZE,
-            nodelay: transport::TCP_NODELAY,
-            keepalive_interval: Some(transport::KEEPALIVE_INTERVAL),
-            keepalive_max: transport::KEEPALIVE_MAX,
+            window_size: transport.window_size,
+            maximum_packet_size: transport.max_packet_size,
+            channel_buffer_size: transport.channel_buffer_size,
+            nodelay: transport.nodelay,
+            keepalive_interval: Some(transport.keepalive_interval),
+            keepalive_max: transport.keepalive_max,
             adjust_window_on_read: true,
+            preferred: preferred(transport),
             ..client::Config::default()
         };
         let rejected = Arc::new(Mutex::new(None));
@@ -424,4 +428,33 @@ async fn stream_body(
 /// Resolves when the application has dropped the body.
 async fn closed(sender: &BodySender) {
     sender.closed().await;
+}
+
+/// russh's algorithm preferences with the cipher order of `transport`; names russh
+/// does not know are skipped.
+fn preferred(transport: &Transport) -> russh::Preferred {
+    let ciphers: Vec<russh::cipher::Name> = transport
+        .ciphers
+        .iter()
+        .filter_map(|name| russh::cipher::Name::try_from(*name).ok())
+        .collect();
+    russh::Preferred {
+        cipher: ciphers.into(),
+        ..russh::Preferred::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_transport_cipher_is_known_to_russh_and_aes_gcm_comes_first() {
+        let preferred = preferred(&Transport::default());
+        assert_eq!(
+            preferred.cipher.len(),
+            sshttp_protocol::transport::CIPHERS.len()
+        );
+        assert_eq!(preferred.cipher.first(), Some(&russh::cipher::AES_256_GCM));
+    }
 }

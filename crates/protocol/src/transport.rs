@@ -20,7 +20,7 @@ pub const MAX_PACKET_SIZE: u32 = 32 * 1024;
 
 /// Messages queued per channel between the SSH session and the application. A full
 /// window of full-size packets fits, plus room for control messages.
-pub const CHANNEL_BUFFER_SIZE: usize = (WINDOW_SIZE / MAX_PACKET_SIZE) as usize * 2;
+pub const CHANNEL_BUFFER_SIZE: usize = 2 * (WINDOW_SIZE / MAX_PACKET_SIZE) as usize;
 
 /// Interval of SSH keepalive requests on an idle connection.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -36,3 +36,65 @@ pub const AUTH_REJECTION_TIME: Duration = Duration::ZERO;
 
 /// Authentication attempts allowed per connection.
 pub const MAX_AUTH_ATTEMPTS: usize = 10;
+
+/// Ciphers offered, most preferred first: AES-256-GCM before ChaCha20-Poly1305. On
+/// CPUs with AES instructions it doubled bulk throughput on the benchmark machine. SSH
+/// takes the client's first choice that the server supports.
+pub const CIPHERS: &[&str] = &[
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+];
+
+/// The transport settings in force; `Transport::default()` holds the constants above.
+/// Set some and keep the rest with `Transport { window_size: …, ..Transport::default() }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transport {
+    /// See [`TCP_NODELAY`].
+    pub nodelay: bool,
+    /// See [`WINDOW_SIZE`].
+    pub window_size: u32,
+    /// See [`MAX_PACKET_SIZE`].
+    pub max_packet_size: u32,
+    /// See [`CHANNEL_BUFFER_SIZE`].
+    pub channel_buffer_size: usize,
+    /// See [`KEEPALIVE_INTERVAL`].
+    pub keepalive_interval: Duration,
+    /// See [`KEEPALIVE_MAX`].
+    pub keepalive_max: usize,
+    /// See [`AUTH_REJECTION_TIME`].
+    pub auth_rejection_time: Duration,
+    /// See [`MAX_AUTH_ATTEMPTS`].
+    pub max_auth_attempts: usize,
+    /// See [`CIPHERS`].
+    pub ciphers: &'static [&'static str],
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Self {
+            nodelay: TCP_NODELAY,
+            window_size: WINDOW_SIZE,
+            max_packet_size: MAX_PACKET_SIZE,
+            channel_buffer_size: CHANNEL_BUFFER_SIZE,
+            keepalive_interval: KEEPALIVE_INTERVAL,
+            keepalive_max: KEEPALIVE_MAX,
+            auth_rejection_time: AUTH_REJECTION_TIME,
+            max_auth_attempts: MAX_AUTH_ATTEMPTS,
+            ciphers: CIPHERS,
+        }
+    }
+}
+
+impl Transport {
+    /// A queue that holds a full window of full-size packets, twice over.
+    pub fn buffer_for(window_size: u32, max_packet_size: u32) -> usize {
+        let packets = window_size.checked_div(max_packet_size).unwrap_or(1);
+        usize::try_from(packets)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(2)
+            .max(16)
+    }
+}

@@ -6,10 +6,11 @@
 //! from `sshttp_protocol`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,11 +23,11 @@ use russh::{
     Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelReadHalf, ChannelWriteHalf, server,
 };
 use sshttp_client::{Body, BodySender, Delivery};
-use sshttp_protocol::transport;
+use sshttp_protocol::transport::Transport;
 use sshttp_protocol::{
-    BodyLength, BodyReader, ChannelEvent, ChannelType, DecodeError, HEADER_UPDATE, HTTP_RESET,
-    HTTP_RESPONSE, HTTP_TRAILERS, HeaderConfirm, HeaderList, HeaderOpen, HeaderUpdate, Limits,
-    OpenFailureReason, RequestBody, RequestOpen, Reset, ResetCode, ResponseHead, Trailers,
+    BodyEvent, BodyLength, BodyReader, ChannelEvent, ChannelType, DecodeError, HEADER_UPDATE,
+    HTTP_RESET, HTTP_RESPONSE, HTTP_TRAILERS, HeaderConfirm, HeaderList, HeaderOpen, HeaderUpdate,
+    Limits, OpenFailureReason, RequestBody, RequestOpen, Reset, ResetCode, ResponseHead, Trailers,
     WireMessage,
 };
 use tokio::net::TcpListener;
@@ -77,6 +78,8 @@ pub struct ServerConfig {
     pub vhosts: Option<Vec<String>>,
     /// Whether the `none` method authenticates (public vhosts).
     pub allow_anonymous: bool,
+    /// SSH transport settings.
+    pub transport: Transport,
 }
 
 /// Who is calling, as SSH authenticated them. Every request the service sees carries
@@ -104,25 +107,28 @@ where
     B::Data: Send,
     B::Error: Into<BoxError> + Send,
 {
+    let transport = &config.transport;
     let ssh = Arc::new(server::Config {
         keys: vec![config.host_key.key.clone()],
-        window_size: transport::WINDOW_SIZE,
-        maximum_packet_size: transport::MAX_PACKET_SIZE,
-        channel_buffer_size: transport::CHANNEL_BUFFER_SIZE,
-        nodelay: transport::TCP_NODELAY,
-        keepalive_interval: Some(transport::KEEPALIVE_INTERVAL),
-        keepalive_max: transport::KEEPALIVE_MAX,
-        auth_rejection_time: transport::AUTH_REJECTION_TIME,
-        auth_rejection_time_initial: Some(transport::AUTH_REJECTION_TIME),
-        max_auth_attempts: transport::MAX_AUTH_ATTEMPTS,
+        window_size: transport.window_size,
+        maximum_packet_size: transport.max_packet_size,
+        channel_buffer_size: transport.channel_buffer_size,
+        nodelay: transport.nodelay,
+        keepalive_interval: Some(transport.keepalive_interval),
+        keepalive_max: transport.keepalive_max,
+        auth_rejection_time: transport.auth_rejection_time,
+        auth_rejection_time_initial: Some(transport.auth_rejection_time),
+        max_auth_attempts: transport.max_auth_attempts,
         adjust_window_on_read: true,
+        preferred: preferred(transport),
         ..server::Config::default()
     });
+    let nodelay = transport.nodelay;
     let shared = Arc::new(config);
     loop {
         let (socket, peer) = listener.accept().await?;
         // russh sets TCP_NODELAY only on sockets it accepts itself.
-        socket.set_nodelay(transport::TCP_NODELAY)?;
+        socket.set_nodelay(nodelay)?;
         let handler = ConnectionHandler {
             shared: shared.clone(),
             service: service.clone(),
@@ -413,15 +419,26 @@ async fn serve_request<S, B>(
         }
     };
     let request_done = Arc::new(AtomicBool::new(sender.is_none()));
-    let (cancel_tx, mut cancelled) = oneshot::channel();
-    tokio::spawn(read_request(
-        read,
-        BodyReader::new(length, limits.clone()),
-        sender,
-        request_done.clone(),
-        cancel_tx,
-        write.clone(),
-    ));
+    let reader = BodyReader::new(length, limits.clone());
+    // A streamed body needs its own task, feeding the body while the service runs;
+    // otherwise this task watches for the client's abort itself.
+    let mut cancelled: Pin<Box<dyn Future<Output = ()> + Send>> = match sender {
+        Some(sender) => {
+            let (cancel_tx, cancel_rx) = oneshot::channel();
+            tokio::spawn(read_request(
+                read,
+                reader,
+                sender,
+                request_done.clone(),
+                cancel_tx,
+                write.clone(),
+            ));
+            Box::pin(async move {
+                let _ = cancel_rx.await;
+            })
+        }
+        None => Box::pin(watch_abort(read, reader, write.clone())),
+    };
 
     let call = service.call(http::Request::from_parts(parts, body));
     let response = tokio::select! {
@@ -514,16 +531,50 @@ async fn send_response<B>(
     let _ = write.close().await;
 }
 
+/// Resolves when the client aborts a request that has no streamed body: it resets or
+/// closes the channel, or breaks the protocol (e.g. sends data after NO_BODY).
+async fn watch_abort(
+    mut read: ChannelReadHalf,
+    mut reader: BodyReader,
+    write: Arc<ChannelWriteHalf<Msg>>,
+) {
+    loop {
+        let msg = read.wait().await;
+        let Some(event) = event_of(msg.as_ref()) else {
+            continue;
+        };
+        if matches!(
+            event,
+            ChannelEvent::Close
+                | ChannelEvent::Request {
+                    name: HTTP_RESET,
+                    ..
+                }
+        ) {
+            return;
+        }
+        if !reader.is_done()
+            && let BodyEvent::Aborted(aborted) = reader.on_event(event)
+        {
+            if aborted.reset_peer {
+                reset(&write, aborted.code, aborted.description).await;
+            }
+            return;
+        }
+    }
+}
+
 /// Reads the channel for the request's lifetime: feeds a streamed body, and reports a
 /// reset or close from the client as a cancellation.
 async fn read_request(
     mut read: ChannelReadHalf,
     mut reader: BodyReader,
-    mut sender: Option<BodySender>,
+    sender: BodySender,
     request_done: Arc<AtomicBool>,
     cancel: oneshot::Sender<()>,
     write: Arc<ChannelWriteHalf<Msg>>,
 ) {
+    let mut sender = Some(sender);
     loop {
         let msg = read.wait().await;
         let Some(event) = event_of(msg.as_ref()) else {
@@ -565,5 +616,19 @@ async fn read_request(
             let _ = cancel.send(());
             return;
         }
+    }
+}
+
+/// russh's algorithm preferences with the cipher order of `transport`; names russh
+/// does not know are skipped.
+fn preferred(transport: &Transport) -> russh::Preferred {
+    let ciphers: Vec<russh::cipher::Name> = transport
+        .ciphers
+        .iter()
+        .filter_map(|name| russh::cipher::Name::try_from(*name).ok())
+        .collect();
+    russh::Preferred {
+        cipher: ciphers.into(),
+        ..russh::Preferred::default()
     }
 }
