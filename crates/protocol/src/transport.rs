@@ -11,16 +11,25 @@ use std::time::Duration;
 pub const TCP_NODELAY: bool = true;
 
 /// Receive window advertised per channel, in bytes. Also the most a peer can make this
-/// side hold for a channel whose body nobody reads (window returned on read).
+/// side hold for a channel whose body nobody reads (window returned on read). 2 MiB
+/// (russh's default) moved 10–15% less bulk data; 16 MiB no more than 8 MiB within
+/// noise, at twice the memory per unread channel.
 pub const WINDOW_SIZE: u32 = 8 * 1024 * 1024;
 
-/// Largest channel data packet, in bytes. The largest that russh accepts without a
-/// warning (it checks against 65535).
-pub const MAX_PACKET_SIZE: u32 = 32 * 1024;
+/// Largest channel data packet, in bytes: the largest russh takes without a warning
+/// (it checks against 65535). It moved 5–10% more bulk data than 32 KiB in two of
+/// three benchmark runs, within noise in the third.
+pub const MAX_PACKET_SIZE: u32 = 65_535;
 
 /// Messages queued per channel between the SSH session and the application. A full
 /// window of full-size packets fits, plus room for control messages.
 pub const CHANNEL_BUFFER_SIZE: usize = 2 * (WINDOW_SIZE / MAX_PACKET_SIZE) as usize;
+
+/// Messages queued from all channels of a connection to its SSH session. Every request
+/// in flight sends its messages through this one queue; russh's default of 10 made 64
+/// concurrent requests wait on each other (256 gave 38% more requests per second at
+/// 64 in flight on the benchmark machine, and 1024 no more than 256).
+pub const EVENT_QUEUE_SIZE: usize = 256;
 
 /// Interval of SSH keepalive requests on an idle connection.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -60,6 +69,8 @@ pub struct Transport {
     pub max_packet_size: u32,
     /// See [`CHANNEL_BUFFER_SIZE`].
     pub channel_buffer_size: usize,
+    /// See [`EVENT_QUEUE_SIZE`].
+    pub event_queue_size: usize,
     /// See [`KEEPALIVE_INTERVAL`].
     pub keepalive_interval: Duration,
     /// See [`KEEPALIVE_MAX`].
@@ -79,6 +90,7 @@ impl Default for Transport {
             window_size: WINDOW_SIZE,
             max_packet_size: MAX_PACKET_SIZE,
             channel_buffer_size: CHANNEL_BUFFER_SIZE,
+            event_queue_size: EVENT_QUEUE_SIZE,
             keepalive_interval: KEEPALIVE_INTERVAL,
             keepalive_max: KEEPALIVE_MAX,
             auth_rejection_time: AUTH_REJECTION_TIME,

@@ -113,6 +113,7 @@ where
         window_size: transport.window_size,
         maximum_packet_size: transport.max_packet_size,
         channel_buffer_size: transport.channel_buffer_size,
+        event_buffer_size: transport.event_queue_size,
         nodelay: transport.nodelay,
         keepalive_interval: Some(transport.keepalive_interval),
         keepalive_max: transport.keepalive_max,

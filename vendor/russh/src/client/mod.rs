@@ -1290,7 +1290,7 @@ where
     let mut stream = SshRead::new(stream);
     let sshid = stream.read_ssh_id().await?;
 
-    let (handle_sender, session_receiver) = channel(10);
+    let (handle_sender, session_receiver) = channel(config.event_buffer_size);
     let (session_sender, handle_receiver) = unbounded_channel();
     if config.maximum_packet_size > 65535 {
         error!(
@@ -2831,6 +2831,9 @@ pub struct Config {
     pub maximum_packet_size: u32,
     /// Buffer size for each channel (a number of unprocessed messages to store before propagating backpressure to the TCP stream)
     pub channel_buffer_size: usize,
+    /// Messages queued from the [`Handle`] and all channels to the session, shared by
+    /// every channel of the connection (as `server::Config::event_buffer_size`).
+    pub event_buffer_size: usize,
     /// Lists of preferred algorithms.
     pub preferred: negotiation::Preferred,
     /// Time after which the connection is garbage-collected.
@@ -2866,6 +2869,7 @@ impl Default for Config {
             window_size: 2097152,
             maximum_packet_size: 32768,
             channel_buffer_size: 100,
+            event_buffer_size: 10,
             preferred: Default::default(),
             inactivity_timeout: None,
             keepalive_interval: None,
