@@ -364,6 +364,30 @@ where
     received
 }
 
+/// Writes TOTAL bytes with `writer` while `reading` is not read: the writer must stall
+/// within the window; then `reading` is read and every byte must arrive.
+async fn sender_stops_at_the_window<S>(
+    writer: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+    reading: &mut Channel<S>,
+    who: &str,
+) where
+    S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+{
+    let (written, task) = spawn_writer(writer);
+    let sent = tokio::time::timeout(Duration::from_secs(10), stalled(&written))
+        .await
+        .unwrap();
+    assert!(
+        sent > 0 && sent <= WINDOW as usize,
+        "{who} sent {sent} bytes into a {WINDOW}-byte window"
+    );
+    let received = tokio::time::timeout(Duration::from_secs(30), read_all(reading))
+        .await
+        .unwrap();
+    assert_eq!(received, TOTAL);
+    task.await.unwrap();
+}
+
 #[tokio::test]
 async fn server_that_does_not_read_stops_the_client_at_the_window() {
     let mut pair = pair(WINDOW).await;
@@ -374,21 +398,7 @@ async fn server_that_does_not_read_stops_the_client_at_the_window() {
         .unwrap()
         .unwrap();
     let mut server_side = pair.accepted.recv().await.unwrap();
-    let (written, task) = spawn_writer(channel.make_writer());
-
-    let sent = tokio::time::timeout(Duration::from_secs(10), stalled(&written))
-        .await
-        .unwrap();
-    assert!(
-        sent > 0 && sent <= WINDOW as usize,
-        "client sent {sent} bytes into a {WINDOW}-byte window"
-    );
-
-    let received = tokio::time::timeout(Duration::from_secs(30), read_all(&mut server_side))
-        .await
-        .unwrap();
-    assert_eq!(received, TOTAL);
-    task.await.unwrap();
+    sender_stops_at_the_window(channel.make_writer(), &mut server_side, "client").await;
 }
 
 #[tokio::test]
@@ -401,19 +411,5 @@ async fn client_that_does_not_read_stops_the_server_at_the_window() {
         .unwrap()
         .unwrap();
     let server_side = pair.accepted.recv().await.unwrap();
-    let (written, task) = spawn_writer(server_side.make_writer());
-
-    let sent = tokio::time::timeout(Duration::from_secs(10), stalled(&written))
-        .await
-        .unwrap();
-    assert!(
-        sent > 0 && sent <= WINDOW as usize,
-        "server sent {sent} bytes into a {WINDOW}-byte window"
-    );
-
-    let received = tokio::time::timeout(Duration::from_secs(30), read_all(&mut channel))
-        .await
-        .unwrap();
-    assert_eq!(received, TOTAL);
-    task.await.unwrap();
+    sender_stops_at_the_window(server_side.make_writer(), &mut channel, "server").await;
 }

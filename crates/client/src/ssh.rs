@@ -7,54 +7,26 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::pin::pin;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::{HeaderValue, Method, header};
 use http_body_util::BodyExt;
-use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client};
+use russh::keys::{Algorithm, HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{Channel, ChannelReadHalf, ChannelWriteHalf, client};
 use sshttp_protocol::transport::Transport;
 use sshttp_protocol::{
-    Aborted, BodyEvent, ChannelEvent, DecodeError, HEADER_CHANNEL, HTTP_RESET, HTTP_TRAILERS,
-    HeaderConfirm, HeaderList, HeaderOpen, Limits, OpenFailureReason, RequestBody, RequestOpen,
-    Reset, ResetCode, ResponseEvent, ResponseReader, Trailers, WireMessage,
+    Aborted, BodyEvent, DecodeError, HEADER_CHANNEL, HeaderConfirm, HeaderList, HeaderOpen, Limits,
+    OpenFailureReason, RequestBody, RequestOpen, ResetCode, ResponseEvent, ResponseReader,
+    WireMessage,
 };
+use sshttp_ssh::{BoxError, KeyPair, SendOutcome, event_of, fingerprint, preferred, reset};
 
 use crate::body::{Body, BodySender, Delivery};
 use crate::error::{Error, Kind};
 
-/// A key pair the client authenticates with.
-#[derive(Clone)]
-pub struct Identity {
-    key: Arc<PrivateKey>,
-}
-
-impl Identity {
-    /// A fresh Ed25519 key pair, e.g. for an anonymous caller: the key is the identity.
-    pub fn generate_ed25519() -> Result<Self, Error> {
-        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-            .map_err(|e| Error::with(Kind::Auth, e))?;
-        Ok(Self { key: Arc::new(key) })
-    }
-
-    /// The public key's fingerprint as OpenSSH prints it (`SHA256:…`).
-    pub fn fingerprint(&self) -> String {
-        self.key
-            .public_key()
-            .fingerprint(HashAlg::Sha256)
-            .to_string()
-    }
-}
-
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity")
-            .field("fingerprint", &self.fingerprint())
-            .finish()
-    }
-}
+/// A key pair the client authenticates with; with a fresh one, the key is the identity.
+pub type Identity = KeyPair;
 
 /// How the server's host key is checked.
 #[derive(Debug, Clone)]
@@ -98,7 +70,7 @@ impl client::Handler for ClientHandler {
             PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
             PublicKeyOrCertificate::Certificate(cert) => cert.public_key().clone().into(),
         };
-        let fingerprint = public.fingerprint(HashAlg::Sha256).to_string();
+        let fingerprint = fingerprint(&public);
         let accepted = match &self.check {
             HostKeyCheck::InsecureAcceptAny => true,
             HostKeyCheck::Fingerprint(expected) => *expected == fingerprint,
@@ -157,11 +129,11 @@ impl Connection {
         };
         let result = match &options.identity {
             Some(identity) => {
-                let hash = match identity.key.algorithm() {
+                let hash = match identity.private_key().algorithm() {
                     Algorithm::Rsa { .. } => Some(HashAlg::Sha512),
                     _ => None,
                 };
-                let key = PrivateKeyWithHashAlg::new(identity.key.clone(), hash);
+                let key = PrivateKeyWithHashAlg::new(identity.private_key().clone(), hash);
                 handle
                     .authenticate_publickey(options.user.clone(), key)
                     .await
@@ -285,76 +257,22 @@ fn decode_abort(what: &str, error: &DecodeError) -> Aborted {
     }
 }
 
-/// What arrived on a channel, as `sshttp_protocol` sees it; `None` for messages that
-/// concern russh only (window adjustments, replies).
-fn event_of(msg: Option<&ChannelMsg>) -> Option<ChannelEvent<'_>> {
-    Some(match msg {
-        None | Some(ChannelMsg::Close) => ChannelEvent::Close,
-        Some(ChannelMsg::Data { data }) => ChannelEvent::Data(data.clone()),
-        Some(ChannelMsg::ExtendedData { .. }) => ChannelEvent::ExtendedData,
-        Some(ChannelMsg::Eof) => ChannelEvent::Eof,
-        Some(ChannelMsg::Request {
-            name,
-            want_reply,
-            data,
-        }) => ChannelEvent::Request {
-            name,
-            want_reply: *want_reply,
-            data,
-        },
-        Some(_) => return None,
-    })
-}
-
-/// Aborts the channel: `http-reset` with `code`, then CLOSE.
-async fn reset(write: &ChannelWriteHalf<client::Msg>, code: ResetCode, description: String) {
-    let reset = Reset { code, description };
-    let _ = write
-        .request(HTTP_RESET, false, reset.to_bytes().freeze())
-        .await;
-    let _ = write.close().await;
-}
-
 /// Streams a request body as channel data, then its trailers and EOF.
 async fn send_body<B>(write: Arc<ChannelWriteHalf<client::Msg>>, body: B)
 where
     B: http_body::Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BoxError>,
 {
-    let mut body = pin!(body);
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(error) => {
-                let error: Box<dyn std::error::Error + Send + Sync> = error.into();
-                reset(
-                    &write,
-                    ResetCode::CANCEL,
-                    format!("request body failed: {error}"),
-                )
-                .await;
-                return;
-            }
-        };
-        let sent = match frame.into_data() {
-            Ok(mut data) => write.data_bytes(data.copy_to_bytes(data.remaining())).await,
-            Err(frame) => match frame.into_trailers() {
-                Ok(trailers) => {
-                    let trailers = Trailers {
-                        headers: HeaderList::from_message_headers(&trailers),
-                    };
-                    write
-                        .request(HTTP_TRAILERS, false, trailers.to_bytes().freeze())
-                        .await
-                }
-                Err(_) => Ok(()),
-            },
-        };
-        if sent.is_err() {
-            return;
+    match sshttp_ssh::send_body(&write, body).await {
+        SendOutcome::Sent => {
+            let _ = write.eof().await;
+        }
+        SendOutcome::ChannelGone => {}
+        SendOutcome::BodyFailed(error) => {
+            let description = format!("request body failed: {error}");
+            reset(&write, ResetCode::CANCEL, description).await;
         }
     }
-    let _ = write.eof().await;
 }
 
 /// Reads the response head, then hands the body to a task that streams it.
@@ -429,33 +347,4 @@ async fn stream_body(
 /// Resolves when the application has dropped the body.
 async fn closed(sender: &BodySender) {
     sender.closed().await;
-}
-
-/// russh's algorithm preferences with the cipher order of `transport`; names russh
-/// does not know are skipped.
-fn preferred(transport: &Transport) -> russh::Preferred {
-    let ciphers: Vec<russh::cipher::Name> = transport
-        .ciphers
-        .iter()
-        .filter_map(|name| russh::cipher::Name::try_from(*name).ok())
-        .collect();
-    russh::Preferred {
-        cipher: ciphers.into(),
-        ..russh::Preferred::default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_transport_cipher_is_known_to_russh_and_aes_gcm_comes_first() {
-        let preferred = preferred(&Transport::default());
-        assert_eq!(
-            preferred.cipher.len(),
-            sshttp_protocol::transport::CIPHERS.len()
-        );
-        assert_eq!(preferred.cipher.first(), Some(&russh::cipher::AES_256_GCM));
-    }
 }

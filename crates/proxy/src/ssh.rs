@@ -10,62 +10,63 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Buf;
 use http::{HeaderValue, Method, header};
-use http_body_util::BodyExt;
-use russh::keys::{Algorithm, HashAlg, PrivateKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
-use russh::{
-    Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelReadHalf, ChannelWriteHalf, server,
-};
+use russh::{Channel, ChannelId, ChannelOpenFailure, ChannelReadHalf, ChannelWriteHalf, server};
 use sshttp_client::{Body, BodySender, Delivery};
 use sshttp_protocol::transport::Transport;
 use sshttp_protocol::{
     BodyEvent, BodyLength, BodyReader, ChannelEvent, ChannelType, DecodeError, HEADER_UPDATE,
-    HTTP_RESET, HTTP_RESPONSE, HTTP_TRAILERS, HeaderConfirm, HeaderList, HeaderOpen, HeaderUpdate,
-    Limits, OpenFailureReason, RequestBody, RequestOpen, Reset, ResetCode, ResponseHead, Trailers,
-    WireMessage,
+    HTTP_RESET, HTTP_RESPONSE, HeaderConfirm, HeaderList, HeaderOpen, HeaderUpdate, Limits,
+    OpenFailureReason, RequestBody, RequestOpen, Reset, ResetCode, ResponseHead, WireMessage,
 };
+pub use sshttp_ssh::KeyPair;
+use sshttp_ssh::{BoxError, SendOutcome, event_of, fingerprint, preferred, reset};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower_service::Service;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// What the gateway serves requests with: a tower `Service` from requests with a
+/// [`Body`] to responses with a body the gateway can stream.
+pub trait GatewayService<B>:
+    Service<http::Request<Body>, Response = http::Response<B>, Future: Send, Error: Into<BoxError>>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> GatewayService<B> for S where
+    S: Service<
+            http::Request<Body>,
+            Response = http::Response<B>,
+            Future: Send,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A response body the gateway can stream onto a channel.
+pub trait ResponseBody:
+    http_body::Body<Data: Send, Error: Into<BoxError> + Send> + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B where
+    B: http_body::Body<Data: Send, Error: Into<BoxError> + Send> + Send + 'static
+{
+}
 
 /// The gateway's SSH host key.
-#[derive(Clone)]
-pub struct HostKey {
-    key: PrivateKey,
-}
-
-impl HostKey {
-    /// A fresh Ed25519 host key.
-    pub fn generate_ed25519() -> io::Result<Self> {
-        PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-            .map(|key| Self { key })
-            .map_err(io::Error::other)
-    }
-
-    /// The fingerprint clients pin (`SHA256:…`, as OpenSSH prints it).
-    pub fn fingerprint(&self) -> String {
-        self.key
-            .public_key()
-            .fingerprint(HashAlg::Sha256)
-            .to_string()
-    }
-}
-
-impl std::fmt::Debug for HostKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostKey")
-            .field("fingerprint", &self.fingerprint())
-            .finish()
-    }
-}
+pub type HostKey = KeyPair;
 
 /// What [`serve`] needs.
 #[derive(Debug, Clone)]
@@ -100,16 +101,12 @@ pub struct CallerIdentity {
 /// until the listener fails.
 pub async fn serve<S, B>(listener: TcpListener, config: ServerConfig, service: S) -> io::Result<()>
 where
-    S: Service<http::Request<Body>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError> + Send,
+    S: GatewayService<B>,
+    B: ResponseBody,
 {
     let transport = &config.transport;
     let ssh = Arc::new(server::Config {
-        keys: vec![config.host_key.key.clone()],
+        keys: vec![(**config.host_key.private_key()).clone()],
         window_size: transport.window_size,
         maximum_packet_size: transport.max_packet_size,
         channel_buffer_size: transport.channel_buffer_size,
@@ -256,12 +253,9 @@ async fn refuse(reply: ChannelOpenHandle, (reason, description): (OpenFailureRea
 
 impl<S, B> server::Handler for ConnectionHandler<S>
 where
-    S: Service<http::Request<Body>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError> + Send,
+    // The equality names B for the impl; the alias carries the rest.
+    S: GatewayService<B> + Service<http::Request<Body>, Response = http::Response<B>>,
+    B: ResponseBody,
 {
     type Error = russh::Error;
 
@@ -280,8 +274,7 @@ where
         key: server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         self.identity.user = user.to_owned();
-        self.identity.key_fingerprint =
-            Some(key.public_key.fingerprint(HashAlg::Sha256).to_string());
+        self.identity.key_fingerprint = Some(fingerprint(key.public_key));
         self.identity.key_algorithm = Some(key.public_key.algorithm().as_str().to_owned());
         Ok(Auth::Accept)
     }
@@ -359,36 +352,6 @@ where
         }
         Ok(())
     }
-}
-
-/// What arrived on a channel, as `sshttp_protocol` sees it; `None` for messages that
-/// concern russh only (window adjustments, replies).
-fn event_of(msg: Option<&ChannelMsg>) -> Option<ChannelEvent<'_>> {
-    Some(match msg {
-        None | Some(ChannelMsg::Close) => ChannelEvent::Close,
-        Some(ChannelMsg::Data { data }) => ChannelEvent::Data(data.clone()),
-        Some(ChannelMsg::ExtendedData { .. }) => ChannelEvent::ExtendedData,
-        Some(ChannelMsg::Eof) => ChannelEvent::Eof,
-        Some(ChannelMsg::Request {
-            name,
-            want_reply,
-            data,
-        }) => ChannelEvent::Request {
-            name,
-            want_reply: *want_reply,
-            data,
-        },
-        Some(_) => return None,
-    })
-}
-
-/// Aborts the channel: `http-reset` with `code`, then CLOSE.
-async fn reset(write: &ChannelWriteHalf<Msg>, code: ResetCode, description: String) {
-    let reset = Reset { code, description };
-    let _ = write
-        .request(HTTP_RESET, false, reset.to_bytes().freeze())
-        .await;
-    let _ = write.close().await;
 }
 
 /// Serves one request channel: the request body flows in from the channel while the
@@ -490,31 +453,11 @@ async fn send_response<B>(
     {
         return;
     }
-    let mut body = pin!(body);
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(error) => {
-                let error: BoxError = error.into();
-                reset(write, ResetCode::UPSTREAM_ERROR, error.to_string()).await;
-                return;
-            }
-        };
-        let sent = match frame.into_data() {
-            Ok(mut data) => write.data_bytes(data.copy_to_bytes(data.remaining())).await,
-            Err(frame) => match frame.into_trailers() {
-                Ok(trailers) => {
-                    let trailers = Trailers {
-                        headers: HeaderList::from_message_headers(&trailers),
-                    };
-                    write
-                        .request(HTTP_TRAILERS, false, trailers.to_bytes().freeze())
-                        .await
-                }
-                Err(_) => Ok(()),
-            },
-        };
-        if sent.is_err() {
+    match sshttp_ssh::send_body(write, body).await {
+        SendOutcome::Sent => {}
+        SendOutcome::ChannelGone => return,
+        SendOutcome::BodyFailed(error) => {
+            reset(write, ResetCode::UPSTREAM_ERROR, error.to_string()).await;
             return;
         }
     }
@@ -617,19 +560,5 @@ async fn read_request(
             let _ = cancel.send(());
             return;
         }
-    }
-}
-
-/// russh's algorithm preferences with the cipher order of `transport`; names russh
-/// does not know are skipped.
-fn preferred(transport: &Transport) -> russh::Preferred {
-    let ciphers: Vec<russh::cipher::Name> = transport
-        .ciphers
-        .iter()
-        .filter_map(|name| russh::cipher::Name::try_from(*name).ok())
-        .collect();
-    russh::Preferred {
-        cipher: ciphers.into(),
-        ..russh::Preferred::default()
     }
 }

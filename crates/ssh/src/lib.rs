@@ -1,0 +1,172 @@
+//! What sshttp's gateway and client do alike on an SSH channel.
+//!
+//! The one place besides each crate's own seam module that names russh: translating
+//! what arrives on a channel into [`sshttp_protocol::ChannelEvent`]s, aborting a channel
+//! with `http-reset`, streaming an HTTP body onto a channel, and russh's algorithm
+//! preferences from [`Transport`]. The gateway (`crates/proxy/src/ssh.rs`) and the
+//! client (`crates/client/src/ssh.rs`) build on it.
+
+use std::pin::pin;
+use std::sync::Arc;
+
+use bytes::Buf;
+use http_body_util::BodyExt;
+use russh::{ChannelId, ChannelMsg, ChannelWriteHalf};
+use sshttp_protocol::transport::Transport;
+use sshttp_protocol::{
+    ChannelEvent, HTTP_RESET, HTTP_TRAILERS, HeaderList, Reset, ResetCode, Trailers, WireMessage,
+};
+
+pub use russh;
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
+
+/// An SSH key pair: a gateway's host key, or the key a client authenticates with.
+#[derive(Clone)]
+pub struct KeyPair {
+    key: Arc<PrivateKey>,
+}
+
+impl KeyPair {
+    /// A fresh Ed25519 key pair.
+    pub fn generate_ed25519() -> std::io::Result<Self> {
+        PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+            .map(|key| Self { key: Arc::new(key) })
+            .map_err(std::io::Error::other)
+    }
+
+    /// The public key's fingerprint as OpenSSH prints it (`SHA256:…`).
+    pub fn fingerprint(&self) -> String {
+        fingerprint(self.key.public_key())
+    }
+
+    /// The private key, for the seams that hand it to russh.
+    pub fn private_key(&self) -> &Arc<PrivateKey> {
+        &self.key
+    }
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("fingerprint", &self.fingerprint())
+            .finish()
+    }
+}
+
+/// A public key's fingerprint as OpenSSH prints it (`SHA256:…`).
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// A boxed error from an HTTP body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What arrived on a channel, as `sshttp_protocol` sees it; `None` for messages that
+/// concern russh only (window adjustments, replies). `None` from the channel (it went
+/// away) counts as a close.
+pub fn event_of(msg: Option<&ChannelMsg>) -> Option<ChannelEvent<'_>> {
+    Some(match msg {
+        None | Some(ChannelMsg::Close) => ChannelEvent::Close,
+        Some(ChannelMsg::Data { data }) => ChannelEvent::Data(data.clone()),
+        Some(ChannelMsg::ExtendedData { .. }) => ChannelEvent::ExtendedData,
+        Some(ChannelMsg::Eof) => ChannelEvent::Eof,
+        Some(ChannelMsg::Request {
+            name,
+            want_reply,
+            data,
+        }) => ChannelEvent::Request {
+            name,
+            want_reply: *want_reply,
+            data,
+        },
+        Some(_) => return None,
+    })
+}
+
+/// Aborts the channel (spec §9): `http-reset` with `code`, then CLOSE. Errors are
+/// ignored: a channel that is already gone needs no abort.
+pub async fn reset<S>(write: &ChannelWriteHalf<S>, code: ResetCode, description: String)
+where
+    S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+{
+    let reset = Reset { code, description };
+    let _ = write
+        .request(HTTP_RESET, false, reset.to_bytes().freeze())
+        .await;
+    let _ = write.close().await;
+}
+
+/// How streaming a body onto a channel ended.
+#[derive(Debug)]
+pub enum SendOutcome {
+    /// Every frame was sent (EOF is the caller's to send).
+    Sent,
+    /// The channel went away; nothing more can be sent.
+    ChannelGone,
+    /// The body failed; the caller aborts the channel with its own reset code.
+    BodyFailed(BoxError),
+}
+
+/// Streams an HTTP body onto a channel: data frames as channel data (window permitting),
+/// trailers as `http-trailers`.
+pub async fn send_body<S, B>(write: &ChannelWriteHalf<S>, body: B) -> SendOutcome
+where
+    S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let mut body = pin!(body);
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) => return SendOutcome::BodyFailed(error.into()),
+        };
+        let sent = match frame.into_data() {
+            Ok(mut data) => write.data_bytes(data.copy_to_bytes(data.remaining())).await,
+            Err(frame) => match frame.into_trailers() {
+                Ok(trailers) => {
+                    let trailers = Trailers {
+                        headers: HeaderList::from_message_headers(&trailers),
+                    };
+                    write
+                        .request(HTTP_TRAILERS, false, trailers.to_bytes().freeze())
+                        .await
+                }
+                Err(_) => Ok(()),
+            },
+        };
+        if sent.is_err() {
+            return SendOutcome::ChannelGone;
+        }
+    }
+    SendOutcome::Sent
+}
+
+/// russh's algorithm preferences with the cipher order of `transport`; names russh
+/// does not know are skipped.
+pub fn preferred(transport: &Transport) -> russh::Preferred {
+    let ciphers: Vec<russh::cipher::Name> = transport
+        .ciphers
+        .iter()
+        .filter_map(|name| russh::cipher::Name::try_from(*name).ok())
+        .collect();
+    russh::Preferred {
+        cipher: ciphers.into(),
+        ..russh::Preferred::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_transport_cipher_is_known_to_russh_and_aes_gcm_comes_first() {
+        let preferred = preferred(&Transport::default());
+        assert_eq!(
+            preferred.cipher.len(),
+            sshttp_protocol::transport::CIPHERS.len()
+        );
+        assert_eq!(preferred.cipher.first(), Some(&russh::cipher::AES_256_GCM));
+    }
+}
