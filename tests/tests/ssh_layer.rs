@@ -329,3 +329,16 @@ async fn upstream_failure_mid_body_reaches_the_client_as_an_abort() {
     assert_eq!(error.code(), ResetCode::UPSTREAM_ERROR);
     assert!(error.to_string().contains("upstream reset"), "{error}");
 }
+
+#[tokio::test]
+async fn host_with_a_port_names_its_vhost() {
+    let gateway = TestGateway::start(Some(&["api.example.com"]), service).await;
+    let (connection, _) = gateway.connect().await;
+    let header_id = connection
+        .open_header(defaults("api.example.com:2222"))
+        .await
+        .unwrap();
+    let request = Request::get("/whoami").body(Empty::<Bytes>::new()).unwrap();
+    let response = connection.send(Some(header_id), request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

@@ -15,6 +15,28 @@ use crate::limits::Limits;
 use crate::request::{RequestBody, RequestOpen, Target};
 use crate::response::ResponseHead;
 
+/// The host name in a `host` value, without its port: `api.example.com:2222` →
+/// `api.example.com`, `[::1]:80` → `[::1]`. A suffix that is not a decimal port stays
+/// part of the name, so it cannot match a configured virtual host by accident.
+pub fn host_name(host: &str) -> &str {
+    let (name, port) = if host.starts_with('[') {
+        match host.find(']') {
+            Some(end) => host.split_at(end.saturating_add(1)),
+            None => return host,
+        }
+    } else {
+        match host.find(':') {
+            Some(colon) => host.split_at(colon),
+            None => return host,
+        }
+    };
+    match port.strip_prefix(':') {
+        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => name,
+        None if port.is_empty() => name,
+        _ => host,
+    }
+}
+
 impl RequestOpen {
     /// Builds the channel type and open payload for a request head.
     ///
@@ -183,6 +205,21 @@ mod tests {
             RequestOpen::from_request_parts(&parts, None, RequestBody::Empty, &limits),
             Err(DecodeError::TargetTooLong { len: 101, max: 50 })
         );
+    }
+
+    #[test]
+    fn host_names_lose_their_port_only() {
+        for (host, name) in [
+            ("api.example.com", "api.example.com"),
+            ("api.example.com:2222", "api.example.com"),
+            ("[::1]", "[::1]"),
+            ("[::1]:80", "[::1]"),
+            ("api.example.com:", "api.example.com:"),
+            ("api.example.com:http", "api.example.com:http"),
+            ("[::1", "[::1"),
+        ] {
+            assert_eq!(host_name(host), name, "{host}");
+        }
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub use header_channel::{
     HEADER_UPDATE, HeaderConfirm, HeaderOpen, HeaderUpdate, PROTOCOL_VERSION,
 };
 pub use header_list::HeaderList;
+pub use http_parts::host_name;
 pub use limits::Limits;
 pub use open_failure::OpenFailureReason;
 pub use request::{FLAG_BODY_INLINE, FLAG_NO_BODY, RequestBody, RequestOpen, Target};

@@ -23,6 +23,7 @@ use sshttp_protocol::{
     BodyEvent, BodyLength, BodyReader, ChannelEvent, ChannelType, DecodeError, HEADER_UPDATE,
     HTTP_RESET, HTTP_RESPONSE, HeaderConfirm, HeaderList, HeaderOpen, HeaderUpdate, Limits,
     OpenFailureReason, RequestBody, RequestOpen, Reset, ResetCode, ResponseHead, WireMessage,
+    host_name,
 };
 pub use sshttp_ssh::KeyPair;
 use sshttp_ssh::{BoxError, SendOutcome, event_of, fingerprint, preferred, reset};
@@ -171,14 +172,7 @@ impl<S> ConnectionHandler<S> {
             return Ok(());
         };
         let text = host.to_str().unwrap_or_default();
-        let name = match text.rsplit_once(':') {
-            Some((name, port))
-                if !name.ends_with(']') || port.bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                name
-            }
-            _ => text,
-        };
+        let name = host_name(text);
         if vhosts.iter().any(|vhost| vhost.eq_ignore_ascii_case(name)) {
             Ok(())
         } else {
