@@ -21,9 +21,20 @@ pub const WINDOW_SIZE: u32 = 8 * 1024 * 1024;
 /// three benchmark runs, within noise in the third.
 pub const MAX_PACKET_SIZE: u32 = 65_535;
 
-/// Messages queued per channel between the SSH session and the application. A full
-/// window of full-size packets fits, plus room for control messages.
-pub const CHANNEL_BUFFER_SIZE: usize = 2 * (WINDOW_SIZE / MAX_PACKET_SIZE) as usize;
+/// Smallest average packet size for which a full window of data always fits in a
+/// channel's queue.
+pub const MIN_QUEUED_PACKET: u32 = 1024;
+
+/// Messages queued per channel between the SSH session and the application: a full
+/// window of packets averaging [`MIN_QUEUED_PACKET`] bytes. russh counts this queue in
+/// messages, and delivering into a full queue stops the connection's session loop
+/// (reads and writes) until the application reads. If that application is itself
+/// waiting on the same connection (a response streamed from the request body), the
+/// connection deadlocks. Sized for full-size packets only, a window of 64 KiB body
+/// frames (each sent as a 65535- and a 1-byte packet) would fill it. The queue's memory
+/// is allocated as it fills, so the bound costs nothing until used: at most about 150
+/// bytes of bookkeeping per queued message.
+pub const CHANNEL_BUFFER_SIZE: usize = (WINDOW_SIZE / MIN_QUEUED_PACKET) as usize;
 
 /// Messages queued from all channels of a connection to its SSH session. Every request
 /// in flight sends its messages through this one queue; russh's default of 10 made 64
@@ -101,12 +112,12 @@ impl Default for Transport {
 }
 
 impl Transport {
-    /// A queue that holds a full window of full-size packets, twice over.
+    /// A queue that holds a full window of packets averaging [`MIN_QUEUED_PACKET`]
+    /// bytes (see [`CHANNEL_BUFFER_SIZE`]); `max_packet_size` only sets a floor.
     pub fn buffer_for(window_size: u32, max_packet_size: u32) -> usize {
-        let packets = window_size.checked_div(max_packet_size).unwrap_or(1);
-        usize::try_from(packets)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(2)
-            .max(16)
+        let small = window_size.checked_div(MIN_QUEUED_PACKET).unwrap_or(0);
+        let full = window_size.checked_div(max_packet_size).unwrap_or(0);
+        let packets = small.max(full);
+        usize::try_from(packets).unwrap_or(usize::MAX).max(16)
     }
 }

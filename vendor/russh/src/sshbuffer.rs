@@ -397,6 +397,8 @@ pub(crate) struct PacketWriter {
     compress: Compress,
     packet_buffer: Vec<u8>,
     write_buffer: SSHBuffer,
+    /// Bytes at the start of `write_buffer` already written to the stream.
+    written: usize,
 }
 
 impl Debug for PacketWriter {
@@ -420,6 +422,7 @@ impl PacketWriter {
             compress,
             packet_buffer: Vec::new(),
             write_buffer: SSHBuffer::new(),
+            written: 0,
         }
     }
 
@@ -608,10 +611,35 @@ impl PacketWriter {
     }
 
     pub async fn flush_into<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
-        if !self.write_buffer.buffer.is_empty() {
-            w.write_all(&self.write_buffer.buffer).await?;
+        if self.has_output() {
+            #[allow(clippy::indexing_slicing)] // written <= len
+            w.write_all(&self.write_buffer.buffer[self.written..]).await?;
             w.flush().await?;
             self.write_buffer.buffer.clear();
+            self.written = 0;
+        }
+        Ok(())
+    }
+
+    /// Whether sealed packets are waiting to be written.
+    pub fn has_output(&self) -> bool {
+        self.written < self.write_buffer.buffer.len()
+    }
+
+    /// Writes as much waiting output as the stream takes in one write. Cancel-safe, so
+    /// a session loop can wait on it beside reading: a loop that only reads after all
+    /// its output is written deadlocks with a peer doing the same once both have more
+    /// to send than the socket buffers hold.
+    pub async fn write_some<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
+        #[allow(clippy::indexing_slicing)] // written <= len
+        let n = w.write(&self.write_buffer.buffer[self.written..]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        self.written += n;
+        if self.written >= self.write_buffer.buffer.len() {
+            self.write_buffer.buffer.clear();
+            self.written = 0;
         }
         Ok(())
     }

@@ -298,16 +298,20 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     cipher: &mut (dyn OpeningKey + Send),
 ) -> Result<usize, Error> {
     if buffer.len == 0 {
-        let mut len = vec![0; cipher.packet_length_to_read_for_block_length()];
-
-        stream.read_exact(&mut len).await?;
+        // Read the length probe straight into the packet buffer, which keeps its
+        // capacity from packet to packet: no allocation per packet.
+        let probe = cipher.packet_length_to_read_for_block_length();
+        buffer.buffer.clear();
+        buffer.buffer.resize(probe, 0);
+        #[allow(clippy::indexing_slicing)] // resized above
+        let len = &mut buffer.buffer[..probe];
+        stream.read_exact(len).await?;
         trace!("reading, len = {len:?}");
         {
             let seqn = buffer.seqn.0;
-            buffer.buffer.clear();
-            buffer.buffer.extend_from_slice(&len);
             trace!("reading, seqn = {seqn:?}");
-            let len = cipher.decrypt_packet_length(seqn, &len);
+            #[allow(clippy::indexing_slicing)] // resized above
+            let len = cipher.decrypt_packet_length(seqn, &buffer.buffer[..probe]);
             let len = BigEndian::read_u32(&len) as usize;
 
             if len > MAXIMUM_PACKET_LEN {

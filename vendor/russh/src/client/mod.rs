@@ -1563,6 +1563,9 @@ impl Session {
                     debug!("timeout");
                     return Err(crate::Error::InactivityTimeout.into());
                 }
+                r = self.common.packet_writer.write_some(stream_write), if self.common.packet_writer.has_output() => {
+                    map_err!(r)?;
+                }
                 msg = self.receiver.recv(), if can_receive_outbound => {
                     self.drain_priority_msgs()?;
                     match msg {
@@ -1617,13 +1620,8 @@ impl Session {
                 }
             };
 
+            // Sealed here; written by the `write_some` branch, beside reads.
             self.flush()?;
-            crate::flush_or_timeout(
-                &mut self.common.packet_writer,
-                stream_write,
-                inactivity_timer.as_mut(),
-            )
-            .await?;
 
             if let Some(ref mut enc) = self.common.encrypted
                 && let EncryptedState::InitCompression = enc.state
@@ -1661,6 +1659,13 @@ impl Session {
             }
         }
 
+        // Whatever is still waiting to be written (a DISCONNECT) goes out first.
+        crate::flush_or_timeout(
+            &mut self.common.packet_writer,
+            stream_write,
+            inactivity_timer.as_mut(),
+        )
+        .await?;
         result
     }
 

@@ -718,13 +718,8 @@ impl Session {
                     }
                 }
                 if drained > 0 {
+                    // Sealed here; written by the `write_some` branch below, beside reads.
                     self.flush()?;
-                    crate::flush_or_timeout(
-                        &mut self.common.packet_writer,
-                        &mut stream_write,
-                        inactivity_timer.as_mut(),
-                    )
-                    .await?;
                 }
                 // A drained Disconnect sets this; don't block in `select!` after.
                 if self.common.disconnected {
@@ -801,6 +796,9 @@ impl Session {
                     debug!("timeout");
                     return Err(crate::Error::InactivityTimeout.into());
                 }
+                r = self.common.packet_writer.write_some(&mut stream_write), if self.common.packet_writer.has_output() => {
+                    map_err!(r)?;
+                }
                 Some((id, amount)) = self.window_credit_receiver.recv(), if !self.kex.active() => {
                     if let Some(ref mut enc) = self.common.encrypted {
                         enc.grant_receive_window(id, amount)?;
@@ -837,13 +835,6 @@ impl Session {
             }
             self.flush()?;
 
-            crate::flush_or_timeout(
-                &mut self.common.packet_writer,
-                &mut stream_write,
-                inactivity_timer.as_mut(),
-            )
-            .await?;
-
             if self.common.received_data {
                 // Reset the number of failed keepalive attempts. We don't
                 // bother detecting keepalive response messages specifically
@@ -870,7 +861,13 @@ impl Session {
             }
         }
         debug!("disconnected");
-        // Shutdown
+        // Shutdown, after whatever is still waiting to be written (a DISCONNECT).
+        crate::flush_or_timeout(
+            &mut self.common.packet_writer,
+            &mut stream_write,
+            inactivity_timer.as_mut(),
+        )
+        .await?;
         map_err!(stream_write.shutdown().await)?;
         loop {
             if let Some((stream_read, buffer, opening_cipher)) = is_reading.take() {
