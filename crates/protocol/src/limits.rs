@@ -29,11 +29,6 @@ pub const MAX_EXTENSIONS_LEN: usize = 1024;
 /// SSH's own bound, and it bounds the length of a method (spec §6.1).
 pub const MAX_CHANNEL_TYPE_LEN: usize = 64;
 
-/// Size an open payload should stay within so that any conforming SSH implementation
-/// carries it: RFC 4253 §6.1 only obliges peers to take 32768-byte payloads, and the
-/// SSH message header around the type-specific data takes some of that.
-pub const PORTABLE_OPEN_PAYLOAD: usize = 32_000;
-
 /// The limits in force for a decoder. `Limits::default()` holds the constants above;
 /// set some and keep the rest with `Limits { max_header_count: 64, ..Limits::default() }`.
 #[derive(Debug, Clone, PartialEq, Eq)]

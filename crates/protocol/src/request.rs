@@ -11,6 +11,7 @@ use crate::codec::{WireMessage, expect_end, put_string, put_u32, read_string, re
 use crate::error::DecodeError;
 use crate::header_list::HeaderList;
 use crate::limits::Limits;
+use crate::stream::BodyLength;
 
 /// Flag: the request has no body; no channel data follows (spec §6.3).
 pub const FLAG_NO_BODY: u32 = 0x0000_0001;
@@ -78,13 +79,17 @@ impl RequestOpen {
         Ok(())
     }
 
-    /// The body length `content-length` announces in a request head whose lines have
-    /// passed decoding (so that any copies agree); `None` when absent.
-    pub fn content_length_of(headers: &http::HeaderMap) -> Option<u64> {
-        headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse().ok())
+    /// How long the body the receiver will read is: none with `NO_BODY` or an inline
+    /// body, the announced `content-length` for a streamed one, or until EOF.
+    pub fn body_length(&self) -> BodyLength {
+        match self.body {
+            RequestBody::Empty | RequestBody::Inline(_) => BodyLength::None,
+            // Decoding checked content-length, so an error here cannot occur.
+            RequestBody::Streamed => match self.headers.content_length() {
+                Ok(Some(length)) => BodyLength::Exactly(length),
+                _ => BodyLength::UntilEof,
+            },
+        }
     }
 
     /// The flags this request is encoded with.
@@ -273,6 +278,39 @@ mod tests {
         let authority = Target::parse(b"example.com:443").unwrap();
         assert!(authority.check_method(&Method::CONNECT).is_ok());
         assert!(authority.check_method(&Method::GET).is_err());
+    }
+
+    #[test]
+    fn body_length_follows_the_body_and_content_length() {
+        let open = |body, length: Option<&'static str>| {
+            let mut headers = HeaderList::new();
+            if let Some(length) = length {
+                headers.push(
+                    header::CONTENT_LENGTH,
+                    http::HeaderValue::from_static(length),
+                );
+            }
+            RequestOpen {
+                header_id: None,
+                target: Target::parse(b"/").unwrap(),
+                headers,
+                body,
+            }
+        };
+        assert_eq!(
+            open(RequestBody::Empty, None).body_length(),
+            BodyLength::None
+        );
+        let inline = RequestBody::Inline(Bytes::from_static(b"ab"));
+        assert_eq!(open(inline, Some("2")).body_length(), BodyLength::None);
+        assert_eq!(
+            open(RequestBody::Streamed, Some("7")).body_length(),
+            BodyLength::Exactly(7)
+        );
+        assert_eq!(
+            open(RequestBody::Streamed, None).body_length(),
+            BodyLength::UntilEof
+        );
     }
 
     #[test]

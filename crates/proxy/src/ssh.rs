@@ -213,7 +213,7 @@ impl<S> ConnectionHandler<S> {
         &self,
         method: &Method,
         data: &[u8],
-    ) -> Result<(http::request::Parts, RequestBody), (OpenFailureReason, String)> {
+    ) -> Result<(http::request::Parts, RequestBody, BodyLength), (OpenFailureReason, String)> {
         let mut open = RequestOpen::decode_for(method, &mut &data[..], &self.shared.limits)
             .map_err(refusal)?;
         if let Some(header_id) = open.header_id {
@@ -228,7 +228,8 @@ impl<S> ConnectionHandler<S> {
         }
         let mut parts = open.to_request_parts(method.clone());
         parts.extensions.insert(self.identity.clone());
-        Ok((parts, open.body))
+        let length = open.body_length();
+        Ok((parts, open.body, length))
     }
 }
 
@@ -297,11 +298,11 @@ where
             }
         };
         match self.open_request(&method, data) {
-            Ok((parts, body)) => {
+            Ok((parts, body, length)) => {
                 reply.accept().await;
                 let service = self.service.clone();
                 let limits = self.shared.limits.clone();
-                tokio::spawn(serve_request(channel, parts, body, service, limits));
+                tokio::spawn(serve_request(channel, parts, body, length, service, limits));
             }
             Err(refused) => refuse(reply, refused).await,
         }
@@ -354,6 +355,7 @@ async fn serve_request<S, B>(
     channel: Channel<Msg>,
     parts: http::request::Parts,
     body: RequestBody,
+    length: BodyLength,
     mut service: S,
     limits: Limits,
 ) where
@@ -364,16 +366,12 @@ async fn serve_request<S, B>(
 {
     let (read, write) = channel.split();
     let write = Arc::new(write);
-    let (body, length, sender) = match body {
-        RequestBody::Empty => (Body::empty(), BodyLength::None, None),
-        RequestBody::Inline(bytes) => (Body::full(bytes), BodyLength::None, None),
+    let (body, sender) = match body {
+        RequestBody::Empty => (Body::empty(), None),
+        RequestBody::Inline(bytes) => (Body::full(bytes), None),
         RequestBody::Streamed => {
-            let length = match RequestOpen::content_length_of(&parts.headers) {
-                Some(length) => BodyLength::Exactly(length),
-                None => BodyLength::UntilEof,
-            };
             let (sender, body) = Body::channel();
-            (body, length, Some(sender))
+            (body, Some(sender))
         }
     };
     let request_done = Arc::new(AtomicBool::new(sender.is_none()));
