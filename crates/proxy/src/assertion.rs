@@ -1,0 +1,1 @@
+//! The signed identity assertion (a short-lived JWT) and the JWKS that verifies it.

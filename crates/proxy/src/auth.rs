@@ -1,0 +1,1 @@
+//! Who may use a virtual host: the per-vhost authentication policies.

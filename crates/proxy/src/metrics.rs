@@ -1,0 +1,1 @@
+//! Prometheus metrics, served on a separate local listener.
