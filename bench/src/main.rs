@@ -303,13 +303,12 @@ async fn ssh_server(
     let client = HttpClient::builder(TokioExecutor::new())
         .pool_max_idle_per_host(256)
         .build(connector);
-    let config = sshttp_proxy::ssh::ServerConfig {
-        host_key: sshttp_proxy::ssh::HostKey::generate_ed25519()?,
-        limits: sshttp_protocol::Limits::default(),
-        vhosts: None,
-        allow_anonymous: true,
-        transport,
-    };
+    let gate = sshttp_proxy::gate::AnyKeyGate::new(None).with_anonymous();
+    let mut config = sshttp_proxy::ssh::ServerConfig::new(
+        sshttp_proxy::ssh::HostKey::generate_ed25519()?,
+        std::sync::Arc::new(gate),
+    );
+    config.transport = transport;
     let listener = bind(listen).await?;
     sshttp_proxy::ssh::serve(listener, config, Forward { client, upstream }).await?;
     Ok(())
@@ -419,6 +418,7 @@ impl Requester {
                     user: "bench".into(),
                     identity: None,
                     // Loopback benchmark against a server started with a fresh key.
+                    certificate: None,
                     host_key: sshttp_client::HostKeyCheck::InsecureAcceptAny,
                     limits: sshttp_protocol::Limits::default(),
                     transport: run.transport.clone(),

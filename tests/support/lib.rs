@@ -9,7 +9,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::arithmetic_side_effects,
-    clippy::cast_possible_truncation
+    clippy::cast_possible_truncation,
+    clippy::panic,
+    clippy::indexing_slicing
 )]
 
 use std::convert::Infallible;
@@ -70,13 +72,9 @@ impl TestGateway {
     {
         let host_key = HostKey::generate_ed25519().unwrap();
         let fingerprint = host_key.fingerprint();
-        let config = ServerConfig {
-            host_key,
-            limits: protocol::Limits::default(),
-            vhosts: vhosts.map(|v| v.iter().map(|s| (*s).to_owned()).collect()),
-            allow_anonymous: false,
-            transport: protocol::transport::Transport::default(),
-        };
+        let vhosts = vhosts.map(|v| v.iter().map(|s| (*s).to_owned()).collect());
+        let gate = sshttp_proxy::gate::AnyKeyGate::new(vhosts);
+        let config = ServerConfig::new(host_key, std::sync::Arc::new(gate));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(sshttp_proxy::ssh::serve(
@@ -93,6 +91,7 @@ impl TestGateway {
         let options = client::ConnectOptions {
             user: "tester".into(),
             identity: Some(identity.clone()),
+            certificate: None,
             host_key: client::HostKeyCheck::Fingerprint(self.fingerprint.clone()),
             limits: protocol::Limits::default(),
             transport: protocol::transport::Transport::default(),
@@ -147,4 +146,158 @@ impl http_body::Body for PatternBody {
         self.sent += len as u64;
         Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
+}
+
+/// A real hyper HTTP/1.1 upstream on 127.0.0.1, answering with `handler`.
+pub struct Upstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Upstream {
+    /// Starts one; it runs until the test ends.
+    pub async fn start<F, Fut>(handler: F) -> Self
+    where
+        F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = http::Response<TestBody>> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let handler = handler.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let response = handler(request);
+                    async move { Ok::<_, Infallible>(response.await) }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(socket), service),
+                );
+            }
+        });
+        Self { addr }
+    }
+
+    /// Its URL, for a configuration.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// A real `sshttp serve` gateway (the library behind it), from configuration text, on
+/// 127.0.0.1; files it names live in `dir`.
+pub struct Gateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its host key's fingerprint.
+    pub fingerprint: String,
+    /// The state and key files.
+    pub dir: tempfile::TempDir,
+    /// Starts its graceful shutdown.
+    pub drain: sshttp_proxy::gate::Drain,
+}
+
+impl Gateway {
+    /// Starts one from `config` (TOML without `listen` and `state_dir`, which are set
+    /// here); `files` are written into its directory first, as (name, content).
+    pub async fn start(config: &str, files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
+        let text = format!(
+            "listen = [\"127.0.0.1:0\"]\nstate_dir = \"{}\"\n{config}",
+            dir.path().join("state").display()
+        );
+        let config = sshttp_proxy::config::Config::parse(&text, dir.path()).unwrap();
+        let gateway = sshttp_proxy::gateway::Gateway::bind(config, None)
+            .await
+            .unwrap();
+        let addr = gateway.local_addrs()[0];
+        let fingerprint = gateway.host_keys()[0].fingerprint();
+        let drain = gateway.drain();
+        tokio::spawn(gateway.run());
+        Self {
+            addr,
+            fingerprint,
+            dir,
+            drain,
+        }
+    }
+
+    /// A connection as `user` with `identity` (and a certificate for it, if given).
+    pub async fn connect_as(
+        &self,
+        user: &str,
+        identity: Option<client::Identity>,
+        certificate: Option<client::UserCertificate>,
+    ) -> Result<client::Connection, client::Error> {
+        let options = client::ConnectOptions {
+            user: user.into(),
+            identity,
+            certificate,
+            host_key: client::HostKeyCheck::Fingerprint(self.fingerprint.clone()),
+            limits: protocol::Limits::default(),
+            transport: protocol::transport::Transport::default(),
+        };
+        client::Connection::connect(self.addr, options).await
+    }
+
+    /// A connection with a fresh key.
+    pub async fn connect(&self) -> (client::Connection, client::Identity) {
+        let identity = client::Identity::generate_ed25519().unwrap();
+        let connection = self
+            .connect_as("tester", Some(identity.clone()), None)
+            .await
+            .unwrap();
+        (connection, identity)
+    }
+}
+
+/// GET `path` on `host` (`None`: the default vhost); the status and the body as text.
+pub async fn get(
+    connection: &client::Connection,
+    host: Option<&str>,
+    path: &str,
+) -> Result<(http::StatusCode, http::HeaderMap, String), client::Error> {
+    request(connection, host, http::Request::get(path), Bytes::new()).await
+}
+
+/// Sends a request with a small body; the status, headers and the body as text.
+pub async fn request(
+    connection: &client::Connection,
+    host: Option<&str>,
+    mut builder: http::request::Builder,
+    body: Bytes,
+) -> Result<(http::StatusCode, http::HeaderMap, String), client::Error> {
+    use http_body_util::BodyExt;
+    if let Some(host) = host {
+        builder = builder.header(http::header::HOST, host);
+    }
+    let request = builder.body(http_body_util::Full::new(body)).unwrap();
+    let response = connection.send(None, request).await?;
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    Ok((
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ))
+}
+
+/// Runs a command to completion, panicking with its output if it fails.
+pub fn run(command: &mut std::process::Command) -> String {
+    let output = command.output().unwrap_or_else(|error| {
+        panic!("cannot run {command:?}: {error} (is OpenSSH installed? .ci/run installs it)")
+    });
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }

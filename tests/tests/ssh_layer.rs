@@ -230,6 +230,7 @@ async fn wrong_host_key_is_its_own_error() {
     let options = client::ConnectOptions {
         user: "tester".into(),
         identity: Some(client::Identity::generate_ed25519().unwrap()),
+        certificate: None,
         host_key: client::HostKeyCheck::Fingerprint("SHA256:not-the-key".into()),
         limits: sshttp_tests::protocol::Limits::default(),
         transport: sshttp_tests::protocol::transport::Transport::default(),

@@ -1,10 +1,15 @@
 //! `sshttp`: the command-line front end of the sshttp crates.
 //!
 //! A thin clap layer: each subcommand builds a configuration and calls a library crate.
-//! The subcommands arrive with the crates behind them (`serve` with the gateway, `get`
-//! and friends with the client, `proxy` with the local proxy).
+//! The subcommands arrive with the crates behind them (`serve` and `check-config` with
+//! the gateway, `get` and friends with the client, `proxy` with the local proxy).
 
+use std::path::PathBuf;
+
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use sshttp_proxy::config::{AuthConfig, Config, Upstream};
+use sshttp_proxy::gateway::Gateway;
 
 /// HTTP carried over SSH: one encrypted, key-authenticated connection, one SSH channel
 /// per request, virtual hosts through a `header` channel.
@@ -19,17 +24,169 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gateway: an SSH server in front of HTTP services (not built yet).
+    /// Run the gateway: an SSH server in front of HTTP services.
     ///
-    /// Example: sshttp serve
-    Serve,
+    /// Without --config it serves a built-in demo upstream as vhost `localhost` on
+    /// 127.0.0.1:2222 to any SSH key, with a host key generated in the state directory.
+    ///
+    /// Examples:
+    ///   sshttp serve
+    ///   sshttp serve --config /etc/sshttp/gateway.toml
+    ///
+    /// Signals: SIGTERM or Ctrl-C stops accepting and drains requests in flight;
+    /// SIGHUP re-reads the configuration and the key files it names. Logs (and the
+    /// access log, target sshttp::access) go to stderr, filtered by RUST_LOG.
+    #[command(verbatim_doc_comment)]
+    Serve {
+        /// The configuration file (TOML; see the README's "Configuration" section).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Listen here instead (repeatable), e.g. 0.0.0.0:2222.
+        #[arg(long, value_name = "ADDR")]
+        listen: Vec<std::net::SocketAddr>,
+        /// Where the demo keeps its host key and files [default: $XDG_STATE_HOME/sshttp
+        /// or ~/.local/state/sshttp]. Ignored with --config (use state_dir there).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Serve this directory in the demo instead of the built-in files.
+        #[arg(long, value_name = "DIR")]
+        static_dir: Option<PathBuf>,
+    },
+    /// Check a gateway configuration file and the files it names, then exit.
+    ///
+    /// Exits 0 and prints a summary if `sshttp serve --config FILE` would start with it.
+    ///
+    /// Example: sshttp check-config /etc/sshttp/gateway.toml
+    CheckConfig {
+        /// The configuration file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Serve => anyhow::bail!(
-            "the gateway is not built yet; this release only has the protocol crate \
-             (spec/protocol.md)"
-        ),
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            state_dir,
+            static_dir,
+        } => runtime.block_on(serve(config, listen, state_dir, static_dir)),
+        Command::CheckConfig { file } => runtime.block_on(check_config(file)),
     }
+}
+
+async fn serve(
+    config_path: Option<PathBuf>,
+    listen: Vec<std::net::SocketAddr>,
+    state_dir: Option<PathBuf>,
+    static_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut config = match &config_path {
+        Some(path) => Config::load(path)?,
+        None => Config::demo(default_state_dir(state_dir)?, static_dir),
+    };
+    if !listen.is_empty() {
+        config.listen = listen;
+    }
+    let vhosts = summary(&config);
+    let gateway = Gateway::bind(config, config_path.clone())
+        .await
+        .context("the gateway cannot start")?;
+    let addrs = gateway.local_addrs();
+    for addr in &addrs {
+        println!("sshttp gateway listening on {addr}");
+    }
+    for key in gateway.host_keys() {
+        println!("host key: {}", key.fingerprint());
+    }
+    if let Some(path) = gateway.generated_host_key() {
+        println!("  (generated {}; keep it: clients pin it)", path.display());
+    }
+    for line in vhosts {
+        println!("{line}");
+    }
+    if let Some(addr) = gateway.metrics_addr() {
+        println!("metrics: http://{addr}/metrics");
+    }
+    if config_path.is_none()
+        && let Some(addr) = addrs.first()
+    {
+        let port = addr.port();
+        println!();
+        println!("Try it (any SSH key is accepted; the key is your identity):");
+        println!("  ssh -p {port} localhost multiply a=4 b=5");
+        println!("  ssh -p {port} localhost get /images/header.png > header.png");
+        println!("  ssh -p {port} localhost get /echo");
+    }
+    println!("Stop with Ctrl-C (requests in flight are drained).");
+    gateway.run().await?;
+    Ok(())
+}
+
+async fn check_config(file: PathBuf) -> anyhow::Result<()> {
+    let mut config = Config::load(&file)?;
+    // Bind nothing: check the files and keys the configuration names, on port 0.
+    config.listen = vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))];
+    config.metrics_listen = config
+        .metrics_listen
+        .map(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let lines = summary(&config);
+    Gateway::bind(config, None)
+        .await
+        .with_context(|| format!("{} is not usable", file.display()))?;
+    println!("{}: OK", file.display());
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn summary(config: &Config) -> Vec<String> {
+    config
+        .vhosts
+        .iter()
+        .map(|vhost| {
+            let upstream = match &vhost.upstream {
+                Upstream::Url { url, .. } => url.to_string(),
+                Upstream::Demo { .. } => "the built-in demo".to_owned(),
+            };
+            let auth = match &vhost.auth {
+                AuthConfig::None => "anyone".to_owned(),
+                AuthConfig::AnyKey => "any key".to_owned(),
+                AuthConfig::AuthorizedKeys(path) => format!("keys in {}", path.display()),
+                AuthConfig::UserCa { ca_keys, .. } => {
+                    format!("certificates from {} CA file(s)", ca_keys.len())
+                }
+            };
+            let default = if config.default_vhost.as_ref() == Some(&vhost.name) {
+                " (default)"
+            } else {
+                ""
+            };
+            format!("vhost {}{default} -> {upstream}, for {auth}", vhost.name)
+        })
+        .collect()
+}
+
+fn default_state_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|dir| !dir.is_empty()) {
+        return Ok(PathBuf::from(dir).join("sshttp"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|home| !home.is_empty())
+        .context("no state directory: set --state-dir, XDG_STATE_HOME or HOME")?;
+    Ok(PathBuf::from(home).join(".local/state/sshttp"))
 }

@@ -13,4 +13,4 @@ pub use body::{Body, BodyError, BodySender, Delivery};
 pub use error::Error;
 pub use ssh::{ConnectOptions, Connection, HostKeyCheck, Identity};
 pub use sshttp_protocol as protocol;
-pub use sshttp_ssh::KeyPair;
+pub use sshttp_ssh::{KeyPair, UserCertificate};

@@ -20,7 +20,9 @@ use sshttp_protocol::{
     OpenFailureReason, RequestBody, RequestOpen, ResetCode, ResponseEvent, ResponseReader,
     WireMessage,
 };
-use sshttp_ssh::{BoxError, KeyPair, SendOutcome, event_of, fingerprint, preferred, reset};
+use sshttp_ssh::{
+    BoxError, KeyPair, SendOutcome, UserCertificate, event_of, fingerprint, preferred, reset,
+};
 
 use crate::body::{Body, BodySender, Delivery};
 use crate::error::{Error, Kind};
@@ -43,8 +45,10 @@ pub enum HostKeyCheck {
 pub struct ConnectOptions {
     /// SSH user name.
     pub user: String,
-    /// Key to authenticate with; `None` tries the `none` method (public vhosts).
+    /// Key to authenticate with; `None` authenticates anonymously (public vhosts).
     pub identity: Option<Identity>,
+    /// A certificate for `identity`, presented instead of the bare key.
+    pub certificate: Option<UserCertificate>,
     /// How to check the server's host key.
     pub host_key: HostKeyCheck,
     /// Limits to keep requests within and to enforce on responses.
@@ -127,21 +131,48 @@ impl Connection {
                 });
             }
         };
-        let result = match &options.identity {
+        let success = match &options.identity {
             Some(identity) => {
                 let hash = match identity.private_key().algorithm() {
                     Algorithm::Rsa { .. } => Some(HashAlg::Sha512),
                     _ => None,
                 };
-                let key = PrivateKeyWithHashAlg::new(identity.private_key().clone(), hash);
-                handle
-                    .authenticate_publickey(options.user.clone(), key)
-                    .await
+                match &options.certificate {
+                    Some(certificate) => handle
+                        .authenticate_openssh_cert(
+                            options.user.clone(),
+                            identity.private_key().clone(),
+                            certificate.certificate().clone(),
+                        )
+                        .await
+                        .map(|result| result.success()),
+                    None => {
+                        let key = PrivateKeyWithHashAlg::new(identity.private_key().clone(), hash);
+                        handle
+                            .authenticate_publickey(options.user.clone(), key)
+                            .await
+                            .map(|result| result.success())
+                    }
+                }
             }
-            None => handle.authenticate_none(options.user.clone()).await,
+            // Gateways refuse `none` so that OpenSSH clients go on to offer their keys;
+            // anonymous access is keyboard-interactive without prompts (spec §13.6).
+            None => match handle.authenticate_none(options.user.clone()).await {
+                Ok(result) if result.success() => Ok(true),
+                Ok(_) => handle
+                    .authenticate_keyboard_interactive_start(options.user.clone(), None)
+                    .await
+                    .map(|response| {
+                        matches!(
+                            response,
+                            russh::client::KeyboardInteractiveAuthResponse::Success
+                        )
+                    }),
+                Err(error) => Err(error),
+            },
         }
         .map_err(|e| Error::with(Kind::Connect, e))?;
-        if !result.success() {
+        if !success {
             return Err(Error::new(Kind::Auth));
         }
         Ok(Self {

@@ -12,24 +12,31 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use http::{HeaderValue, Method, header};
-use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
-use russh::{Channel, ChannelId, ChannelOpenFailure, ChannelReadHalf, ChannelWriteHalf, server};
+use russh::keys::Certificate;
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session};
+use russh::{
+    Channel, ChannelId, ChannelOpenFailure, ChannelReadHalf, ChannelWriteHalf, MethodKind,
+    MethodSet, server,
+};
 use sshttp_client::{Body, BodySender, Delivery};
 use sshttp_protocol::transport::Transport;
 use sshttp_protocol::{
     BodyEvent, BodyLength, BodyReader, ChannelEvent, ChannelType, DecodeError, HEADER_UPDATE,
     HTTP_RESET, HTTP_RESPONSE, HeaderConfirm, HeaderList, HeaderOpen, HeaderUpdate, Limits,
     OpenFailureReason, RequestBody, RequestOpen, Reset, ResetCode, ResponseHead, WireMessage,
-    host_name,
 };
 pub use sshttp_ssh::KeyPair;
-use sshttp_ssh::{BoxError, SendOutcome, event_of, fingerprint, preferred, reset};
+use sshttp_ssh::{BoxError, SendOutcome, event_of, preferred, reset};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower_service::Service;
+
+use crate::auth::Credential;
+pub use crate::gate::{Drain, Gatekeeper, Grant, Refusal, Route};
+pub use crate::identity::CallerIdentity;
 
 /// What the gateway serves requests with: a tower `Service` from requests with a
 /// [`Body`] to responses with a body the gateway can stream.
@@ -70,36 +77,52 @@ impl<B> ResponseBody for B where
 pub type HostKey = KeyPair;
 
 /// What [`serve`] needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
-    /// The host key.
-    pub host_key: HostKey,
+    /// The host keys, one per algorithm.
+    pub host_keys: Vec<HostKey>,
     /// Limits enforced on what clients send.
     pub limits: Limits,
-    /// The virtual hosts served; `None` serves every host name.
-    pub vhosts: Option<Vec<String>>,
-    /// Whether the `none` method authenticates (public vhosts).
-    pub allow_anonymous: bool,
+    /// Who may connect and which vhosts they reach.
+    pub gatekeeper: Arc<dyn Gatekeeper>,
     /// SSH transport settings.
     pub transport: Transport,
+    /// Request channels open at once per connection; more are refused.
+    pub max_channels_per_connection: usize,
+    /// Header channels open at once per connection; more are refused.
+    pub max_header_channels: usize,
+    /// Graceful shutdown: once it starts, [`serve`] stops accepting and returns.
+    pub drain: Drain,
 }
 
-/// Who is calling, as SSH authenticated them. Every request the service sees carries
-/// one in its extensions.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallerIdentity {
-    /// The SSH user name.
-    pub user: String,
-    /// Fingerprint of the key that authenticated (`SHA256:…`), if one did.
-    pub key_fingerprint: Option<String>,
-    /// Algorithm of that key (e.g. `ssh-ed25519`).
-    pub key_algorithm: Option<String>,
-    /// The client's address.
-    pub peer: Option<SocketAddr>,
+impl ServerConfig {
+    /// A configuration with the defaults of `sshttp_protocol` and the gateway.
+    pub fn new(host_key: HostKey, gatekeeper: Arc<dyn Gatekeeper>) -> Self {
+        Self {
+            host_keys: vec![host_key],
+            limits: Limits::default(),
+            gatekeeper,
+            transport: Transport::default(),
+            max_channels_per_connection: crate::config::DEFAULT_MAX_CHANNELS_PER_CONNECTION,
+            max_header_channels: crate::config::DEFAULT_MAX_HEADER_CHANNELS,
+            drain: Drain::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("host_keys", &self.host_keys)
+            .field("limits", &self.limits)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Accepts SSH connections on `listener` and serves their requests with `service`
-/// until the listener fails.
+/// until the listener fails or `config.drain` starts. Requests then in flight go on in
+/// their own tasks; [`Drain::idle`] says when they are done.
 pub async fn serve<S, B>(listener: TcpListener, config: ServerConfig, service: S) -> io::Result<()>
 where
     S: GatewayService<B>,
@@ -107,7 +130,15 @@ where
 {
     let transport = &config.transport;
     let ssh = Arc::new(server::Config {
-        keys: vec![(**config.host_key.private_key()).clone()],
+        keys: config
+            .host_keys
+            .iter()
+            .map(|key| (**key.private_key()).clone())
+            .collect(),
+        // `none` is never accepted: OpenSSH tries it first, and a client with a key
+        // must get to present it. Anonymous access is keyboard-interactive with no
+        // prompts (spec §13.6).
+        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::KeyboardInteractive][..]),
         window_size: transport.window_size,
         maximum_packet_size: transport.max_packet_size,
         channel_buffer_size: transport.channel_buffer_size,
@@ -124,23 +155,28 @@ where
     });
     let nodelay = transport.nodelay;
     let shared = Arc::new(config);
+    let drain = shared.drain.clone();
     loop {
-        let (socket, peer) = listener.accept().await?;
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = drain.started() => return Ok(()),
+        };
         // russh sets TCP_NODELAY only on sockets it accepts itself.
         socket.set_nodelay(nodelay)?;
         let handler = ConnectionHandler {
             shared: shared.clone(),
             service: service.clone(),
-            identity: CallerIdentity {
-                peer: Some(peer),
-                ..CallerIdentity::default()
-            },
+            peer,
+            grant: None,
             header_channels: HashMap::new(),
+            active_requests: Arc::new(AtomicUsize::new(0)),
             defaults: HashMap::new(),
             last_header_id: 0,
         };
         let ssh = ssh.clone();
+        let gatekeeper = shared.gatekeeper.clone();
         tokio::spawn(async move {
+            gatekeeper.connection(true);
             match server::run_stream(ssh, socket, handler).await {
                 Ok(session) => {
                     if let Err(error) = session.await {
@@ -149,6 +185,7 @@ where
                 }
                 Err(error) => tracing::debug!(%peer, %error, "SSH handshake failed"),
             }
+            gatekeeper.connection(false);
         });
     }
 }
@@ -157,29 +194,51 @@ where
 struct ConnectionHandler<S> {
     shared: Arc<ServerConfig>,
     service: S,
-    identity: CallerIdentity,
+    peer: SocketAddr,
+    /// What the connection may use, once authenticated.
+    grant: Option<Grant>,
     /// Header channel → its header-id.
     header_channels: HashMap<ChannelId, NonZeroU32>,
     /// header-id → defaults.
     defaults: HashMap<NonZeroU32, HeaderList>,
     last_header_id: u32,
+    /// Request channels being served.
+    active_requests: Arc<AtomicUsize>,
 }
 
 impl<S> ConnectionHandler<S> {
-    /// Whether this gateway serves `host` (a `host` header value; any port is ignored).
-    fn admit(&self, host: &HeaderValue) -> Result<(), (OpenFailureReason, String)> {
-        let Some(vhosts) = &self.shared.vhosts else {
-            return Ok(());
+    /// Routes a request or header channel naming `host` (`None`: the default vhost).
+    fn route(&self, host: Option<&HeaderValue>) -> Result<Route, Refusal> {
+        let grant = self.grant.as_ref().ok_or((
+            OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
+            "not authenticated".to_owned(),
+        ))?;
+        let host = match host {
+            Some(value) => Some(value.to_str().map_err(|_| {
+                (
+                    OpenFailureReason::MALFORMED_REQUEST,
+                    "host is not visible ASCII".to_owned(),
+                )
+            })?),
+            None => None,
         };
-        let text = host.to_str().unwrap_or_default();
-        let name = host_name(text);
-        if vhosts.iter().any(|vhost| vhost.eq_ignore_ascii_case(name)) {
-            Ok(())
-        } else {
-            Err((
-                OpenFailureReason::UNKNOWN_VHOST,
-                format!("unknown virtual host {text:?}"),
-            ))
+        self.shared.gatekeeper.route(grant, host)
+    }
+
+    fn authenticated(&mut self, user: &str, credential: Credential<'_>) -> Auth {
+        match self
+            .shared
+            .gatekeeper
+            .authenticate(user, credential, Some(self.peer))
+        {
+            Some(grant) => {
+                self.grant = Some(grant);
+                Auth::Accept
+            }
+            None => {
+                self.shared.gatekeeper.auth_failed();
+                Auth::reject()
+            }
         }
     }
 
@@ -190,7 +249,16 @@ impl<S> ConnectionHandler<S> {
     ) -> Result<HeaderConfirm, (OpenFailureReason, String)> {
         let open = HeaderOpen::decode_with(&mut &data[..], &self.shared.limits).map_err(refusal)?;
         if let Some(host) = open.host() {
-            self.admit(host)?;
+            self.route(Some(host))?;
+        }
+        if self.header_channels.len() >= self.shared.max_header_channels {
+            return Err((
+                OpenFailureReason::RESOURCE_SHORTAGE,
+                format!(
+                    "at most {} header channels per connection",
+                    self.shared.max_header_channels
+                ),
+            ));
         }
         let header_id = self
             .last_header_id
@@ -223,11 +291,10 @@ impl<S> ConnectionHandler<S> {
             ))?;
             open.headers.apply_defaults(defaults);
         }
-        if let Some(host) = open.headers.get_all(&header::HOST).next() {
-            self.admit(host)?;
-        }
+        let route = self.route(open.headers.get_all(&header::HOST).next())?;
         let mut parts = open.to_request_parts(method.clone());
-        parts.extensions.insert(self.identity.clone());
+        parts.extensions.insert(route.identity.clone());
+        parts.extensions.insert(route);
         let length = open.body_length();
         Ok((parts, open.body, length))
     }
@@ -254,13 +321,40 @@ where
 {
     type Error = russh::Error;
 
-    async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
-        if self.shared.allow_anonymous {
-            self.identity.user = user.to_owned();
-            Ok(Auth::Accept)
-        } else {
-            Ok(Auth::reject())
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::reject())
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        _response: Option<server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        if !self.shared.gatekeeper.admits_anonymous() {
+            return Ok(Auth::reject());
         }
+        Ok(self.authenticated(user, Credential::Anonymous))
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // russh offers a certificate as its certified key, so a key no policy lists
+        // may still come with a certificate: those are judged once verified, in
+        // auth_openssh_certificate.
+        let gatekeeper = &self.shared.gatekeeper;
+        let admitted = gatekeeper.accepts_certificates()
+            || gatekeeper
+                .authenticate(user, Credential::Key(offer.public_key), Some(self.peer))
+                .is_some();
+        Ok(if admitted {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        })
     }
 
     async fn auth_publickey(
@@ -268,10 +362,15 @@ where
         user: &str,
         key: server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        self.identity.user = user.to_owned();
-        self.identity.key_fingerprint = Some(fingerprint(key.public_key));
-        self.identity.key_algorithm = Some(key.public_key.algorithm().as_str().to_owned());
-        Ok(Auth::Accept)
+        Ok(self.authenticated(user, Credential::Key(key.public_key)))
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &Certificate,
+    ) -> Result<Auth, Self::Error> {
+        Ok(self.authenticated(user, Credential::Certificate(certificate)))
     }
 
     async fn channel_open_unknown(
@@ -297,12 +396,35 @@ where
                 return Ok(());
             }
         };
+        let Some(in_flight) = self.shared.drain.enter() else {
+            let refused = (
+                OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
+                "the gateway is shutting down".to_owned(),
+            );
+            refuse(reply, refused).await;
+            return Ok(());
+        };
+        let max = self.shared.max_channels_per_connection;
+        if self.active_requests.load(Ordering::Acquire) >= max {
+            let refused = (
+                OpenFailureReason::RESOURCE_SHORTAGE,
+                format!("at most {max} requests at once per connection"),
+            );
+            refuse(reply, refused).await;
+            return Ok(());
+        }
         match self.open_request(&method, data) {
             Ok((parts, body, length)) => {
                 reply.accept().await;
                 let service = self.service.clone();
                 let limits = self.shared.limits.clone();
-                tokio::spawn(serve_request(channel, parts, body, length, service, limits));
+                let active = self.active_requests.clone();
+                active.fetch_add(1, Ordering::AcqRel);
+                tokio::spawn(async move {
+                    serve_request(channel, parts, body, length, service, limits).await;
+                    active.fetch_sub(1, Ordering::AcqRel);
+                    drop(in_flight);
+                });
             }
             Err(refused) => refuse(reply, refused).await,
         }

@@ -6,6 +6,7 @@
 //! preferences from [`Transport`]. The gateway (`crates/proxy/src/ssh.rs`) and the
 //! client (`crates/client/src/ssh.rs`) build on it.
 
+use std::path::Path;
 use std::pin::pin;
 use std::sync::Arc;
 
@@ -34,6 +35,46 @@ impl KeyPair {
             .map_err(std::io::Error::other)
     }
 
+    /// Reads an unencrypted private key in OpenSSH's format (as `ssh-keygen` writes it).
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        let key = PrivateKey::read_openssh_file(path).map_err(|error| {
+            std::io::Error::other(format!(
+                "{}: not an OpenSSH private key: {error}",
+                path.display()
+            ))
+        })?;
+        if key.is_encrypted() {
+            return Err(std::io::Error::other(format!(
+                "{}: the key is passphrase-protected; a gateway host key must not be",
+                path.display()
+            )));
+        }
+        Ok(Self { key: Arc::new(key) })
+    }
+
+    /// Reads the key at `path`, or creates a fresh Ed25519 key there (mode 0600) if
+    /// there is no file. Returns the key and whether it was created.
+    pub fn load_or_generate(path: &Path) -> std::io::Result<(Self, bool)> {
+        match std::fs::metadata(path) {
+            Ok(_) => Self::load(path).map(|key| (key, false)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate_ed25519()?;
+                key.key
+                    .write_openssh_file(path, russh::keys::ssh_key::LineEnding::LF)
+                    .map_err(|error| {
+                        std::io::Error::other(format!("{}: {error}", path.display()))
+                    })?;
+                Ok((key, true))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The public key in OpenSSH's one-line format (`ssh-ed25519 AAAA…`).
+    pub fn public_openssh(&self) -> String {
+        self.key.public_key().to_openssh().unwrap_or_default()
+    }
+
     /// The public key's fingerprint as OpenSSH prints it (`SHA256:…`).
     pub fn fingerprint(&self) -> String {
         fingerprint(self.key.public_key())
@@ -42,6 +83,33 @@ impl KeyPair {
     /// The private key, for the seams that hand it to russh.
     pub fn private_key(&self) -> &Arc<PrivateKey> {
         &self.key
+    }
+}
+
+/// An OpenSSH user certificate, presented with the [`KeyPair`] it certifies.
+#[derive(Clone, Debug)]
+pub struct UserCertificate {
+    certificate: Arc<russh::keys::Certificate>,
+}
+
+impl UserCertificate {
+    /// Reads a certificate file as `ssh-keygen -s` writes it (`id_ed25519-cert.pub`).
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        let certificate = russh::keys::Certificate::from_openssh(text.trim()).map_err(|error| {
+            std::io::Error::other(format!(
+                "{}: not an OpenSSH certificate: {error}",
+                path.display()
+            ))
+        })?;
+        Ok(Self {
+            certificate: Arc::new(certificate),
+        })
+    }
+
+    /// The certificate, for the seams that hand it to russh.
+    pub fn certificate(&self) -> &russh::keys::Certificate {
+        &self.certificate
     }
 }
 

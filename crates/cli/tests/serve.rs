@@ -1,0 +1,300 @@
+//! The `sshttp serve` process: the demo without arguments, SIGHUP reload and SIGTERM
+//! drain, driven through the real binary and our client.
+
+// Test code states expectations with unwrap, expect, panic, indexing and plain arithmetic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use sshttp_tests::{Upstream, client, get, request};
+use tokio::sync::Notify;
+
+/// A running `sshttp serve`, killed when dropped.
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+    fingerprint: String,
+}
+
+impl Serve {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sshttp"))
+            .arg("serve")
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut addr, mut fingerprint) = (None, None);
+        while addr.is_none() || fingerprint.is_none() {
+            let line = lines
+                .next()
+                .expect("sshttp serve exited before it listened")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("sshttp gateway listening on ") {
+                addr = Some(rest.parse().unwrap());
+            }
+            if let Some(rest) = line.strip_prefix("host key: ") {
+                fingerprint = Some(rest.to_owned());
+            }
+        }
+        // Keep reading so that the process never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            addr: addr.unwrap(),
+            fingerprint: fingerprint.unwrap(),
+        }
+    }
+
+    async fn connect(&self) -> (client::Connection, client::Identity) {
+        let identity = client::Identity::generate_ed25519().unwrap();
+        let options = client::ConnectOptions {
+            user: "tester".into(),
+            identity: Some(identity.clone()),
+            certificate: None,
+            host_key: client::HostKeyCheck::Fingerprint(self.fingerprint.clone()),
+            limits: Default::default(),
+            transport: Default::default(),
+        };
+        let connection = client::Connection::connect(self.addr, options)
+            .await
+            .unwrap();
+        (connection, identity)
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; its exit status.
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sshttp serve did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_without_arguments_runs_the_demo_and_keeps_its_host_key() {
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let serve = Serve::start(&["--state-dir", state_dir, "--listen", "127.0.0.1:0"]);
+    assert!(state.path().join("ssh_host_ed25519_key").exists());
+    let (connection, identity) = serve.connect().await;
+
+    let (status, _, body) = get(&connection, None, "/multiply?a=4&b=5").await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "20\n"));
+    let json = Request::get("/multiply?a=4&b=5").header("accept", "application/json");
+    let (_, headers, body) = request(&connection, None, json, Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(body, "{\"a\":4,\"b\":5,\"product\":20}\n");
+    let (status, _, body) = get(&connection, None, "/multiply?a=4").await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("missing parameter b"), "{body}");
+
+    let (_, _, body) = get(&connection, None, "/echo").await.unwrap();
+    assert!(
+        body.contains(&format!(
+            "sshttp-key-fingerprint: {}",
+            identity.fingerprint()
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("with key {}", identity.fingerprint())),
+        "{body}"
+    );
+
+    let png = std::fs::read(state.path().join("demo-files/images/header.png")).unwrap();
+    let response = connection
+        .send(
+            None,
+            Request::get("/images/header.png")
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let etag = response.headers()["etag"].clone();
+    assert!(response.headers().contains_key("last-modified"));
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body, png, "the file arrives byte for byte");
+
+    let cached = Request::get("/images/header.png").header("if-none-match", etag);
+    let (status, _, body) = request(&connection, None, cached, Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::NOT_MODIFIED, ""));
+    let range = Request::get("/images/header.png").header("range", "bytes=0-7");
+    let response = connection
+        .send(
+            None,
+            range.body(http_body_util::Empty::<Bytes>::new()).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], &png[..8]);
+    drop(serve);
+
+    let again = Serve::start(&["--state-dir", state_dir, "--listen", "127.0.0.1:0"]);
+    assert_eq!(again.fingerprint, serve_fingerprint(state.path()));
+}
+
+fn serve_fingerprint(state: &Path) -> String {
+    client::Identity::load(&state.join("ssh_host_ed25519_key"))
+        .unwrap()
+        .fingerprint()
+}
+
+fn write_config(dir: &Path, vhosts: &str) -> std::path::PathBuf {
+    let path = dir.join("gateway.toml");
+    let text = format!("listen = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\n{vhosts}");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn vhost(name: &str, upstream: &Upstream) -> String {
+    format!(
+        "[[vhost]]\nname = \"{name}\"\nupstream = \"{}\"\nauth = \"any-key\"\n",
+        upstream.url()
+    )
+}
+
+async fn hello(name: &'static str) -> Upstream {
+    Upstream::start(move |_request| async move {
+        http::Response::new(http_body_util::BodyExt::boxed(
+            http_body_util::BodyExt::map_err(
+                http_body_util::Full::new(Bytes::from(name)),
+                |never| match never {},
+            ),
+        ))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_configuration_and_keeps_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (hello("a").await, hello("b").await);
+    let path = write_config(dir.path(), &vhost("a.test", &a));
+    let serve = Serve::start(&["--config", path.to_str().unwrap()]);
+    let (connection, _) = serve.connect().await;
+    assert_eq!(get(&connection, Some("a.test"), "/").await.unwrap().2, "a");
+    let refused = get(&connection, Some("b.test"), "/").await.unwrap_err();
+    assert!(refused.refusal().is_some());
+
+    write_config(
+        dir.path(),
+        &format!("{}{}", vhost("a.test", &a), vhost("b.test", &b)),
+    );
+    serve.signal("HUP");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if let Ok((_, _, body)) = get(&connection, Some("b.test"), "/").await {
+            assert_eq!(body, "b");
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "b.test never appeared after SIGHUP");
+    assert_eq!(
+        get(&connection, Some("a.test"), "/").await.unwrap().2,
+        "a",
+        "same session"
+    );
+
+    // A broken file leaves the running configuration in place.
+    std::fs::write(&path, "this is not toml [").unwrap();
+    serve.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(&connection, Some("b.test"), "/").await.unwrap().2, "b");
+}
+
+#[tokio::test]
+async fn sigterm_drains_requests_in_flight_then_exits() {
+    let release = Arc::new(Notify::new());
+    let slow = {
+        let release = release.clone();
+        Upstream::start(move |_request| {
+            let release = release.clone();
+            async move {
+                release.notified().await;
+                http::Response::new(http_body_util::BodyExt::boxed(
+                    http_body_util::BodyExt::map_err(
+                        http_body_util::Full::new(Bytes::from("done")),
+                        |never| match never {},
+                    ),
+                ))
+            }
+        })
+        .await
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &vhost("slow.test", &slow));
+    let mut serve = Serve::start(&["--config", path.to_str().unwrap()]);
+    let (connection, _) = serve.connect().await;
+    let in_flight = tokio::spawn(async move { get(&connection, Some("slow.test"), "/").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    serve.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tokio::net::TcpStream::connect(serve.addr).await.is_err(),
+        "a draining gateway still accepts connections"
+    );
+    assert!(
+        serve.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+    release.notify_one();
+    let (status, _, body) = in_flight.await.unwrap().unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "done"));
+    assert!(serve.wait(Duration::from_secs(10)).success());
+}

@@ -1,0 +1,701 @@
+//! The gateway's configuration file (`sshttp serve --config FILE`), and its checks.
+//!
+//! The file is TOML; the README's "Configuration" section shows a complete example.
+//! [`Config::load`] reads and checks it, resolving relative paths against the file's
+//! directory; [`Config::demo`] is what `sshttp serve` runs with no file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sshttp_protocol::{Limits, host_name};
+
+use crate::assertion::AssertionAlgorithm;
+
+/// Where `sshttp serve` listens without configuration.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2222";
+/// How long the gateway waits to connect to an upstream before answering 502.
+pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the gateway waits for an upstream's response head before answering 504.
+pub const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle upstream connections kept per upstream host.
+pub const DEFAULT_UPSTREAM_IDLE_PER_HOST: usize = 64;
+/// How long an idle pooled upstream connection is kept.
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long shutdown (SIGTERM) waits for in-flight requests before closing.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Concurrent request channels per SSH connection (spec §17.8); more are refused with
+/// `RESOURCE_SHORTAGE`.
+pub const DEFAULT_MAX_CHANNELS_PER_CONNECTION: usize = 1024;
+/// Header channels per SSH connection (spec §17.8).
+pub const DEFAULT_MAX_HEADER_CHANNELS: usize = 64;
+
+/// A checked gateway configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Host key files (OpenSSH private keys); one per algorithm.
+    pub host_keys: Vec<PathBuf>,
+    /// Where generated state (host key, assertion key) lives, if anywhere.
+    pub state_dir: Option<PathBuf>,
+    /// The vhost for requests that name none.
+    pub default_vhost: Option<String>,
+    /// The virtual hosts.
+    pub vhosts: Vec<VhostConfig>,
+    /// Protocol limits.
+    pub limits: Limits,
+    /// Gateway limits and timeouts.
+    pub gateway: GatewayLimits,
+    /// The signed identity assertion, if enabled.
+    pub assertion: Option<AssertionConfig>,
+    /// Where Prometheus metrics are served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Limits and timeouts of the gateway itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayLimits {
+    /// See [`DEFAULT_UPSTREAM_CONNECT_TIMEOUT`].
+    pub upstream_connect_timeout: Duration,
+    /// See [`DEFAULT_UPSTREAM_RESPONSE_TIMEOUT`].
+    pub upstream_response_timeout: Duration,
+    /// See [`DEFAULT_UPSTREAM_IDLE_PER_HOST`].
+    pub upstream_idle_per_host: usize,
+    /// See [`DEFAULT_UPSTREAM_IDLE_TIMEOUT`].
+    pub upstream_idle_timeout: Duration,
+    /// See [`DEFAULT_SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
+    /// See [`DEFAULT_MAX_CHANNELS_PER_CONNECTION`].
+    pub max_channels_per_connection: usize,
+    /// See [`DEFAULT_MAX_HEADER_CHANNELS`].
+    pub max_header_channels: usize,
+}
+
+impl Default for GatewayLimits {
+    fn default() -> Self {
+        Self {
+            upstream_connect_timeout: DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+            upstream_response_timeout: DEFAULT_UPSTREAM_RESPONSE_TIMEOUT,
+            upstream_idle_per_host: DEFAULT_UPSTREAM_IDLE_PER_HOST,
+            upstream_idle_timeout: DEFAULT_UPSTREAM_IDLE_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_channels_per_connection: DEFAULT_MAX_CHANNELS_PER_CONNECTION,
+            max_header_channels: DEFAULT_MAX_HEADER_CHANNELS,
+        }
+    }
+}
+
+/// One virtual host.
+#[derive(Debug, Clone)]
+pub struct VhostConfig {
+    /// Its name, lower case: what `host` names.
+    pub name: String,
+    /// Where its requests go.
+    pub upstream: Upstream,
+    /// Who may use it.
+    pub auth: AuthConfig,
+    /// Whether requests carry a signed identity assertion.
+    pub identity_assertion: bool,
+}
+
+/// Where a vhost's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// An HTTP(S) service.
+    Url {
+        /// `http://host:port` or `https://host:port`, optionally with a path prefix.
+        url: http::Uri,
+        /// PEM CA certificates trusted for an https upstream instead of the web PKI.
+        ca_file: Option<PathBuf>,
+        /// The TLS server name to send and verify, if not the URL's host.
+        server_name: Option<String>,
+    },
+    /// The embedded demo service (`sshttp serve` without a configuration).
+    Demo {
+        /// The directory it serves under `/files/`, if any.
+        static_dir: Option<PathBuf>,
+    },
+}
+
+/// A vhost's authentication policy, as configured (files not yet read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthConfig {
+    /// Anyone, even without a key.
+    None,
+    /// Any key; the key is the identity.
+    AnyKey,
+    /// Keys listed in an OpenSSH authorized_keys file.
+    AuthorizedKeys(PathBuf),
+    /// Certificates signed by these CA keys.
+    UserCa {
+        /// Files of CA public keys.
+        ca_keys: Vec<PathBuf>,
+        /// Principals allowed; `None`: the certificate must list the user name.
+        principals: Option<Vec<String>>,
+    },
+}
+
+/// The signed identity assertion's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssertionConfig {
+    /// The signature algorithm.
+    pub algorithm: AssertionAlgorithm,
+    /// The PKCS#8 PEM signing key; generated on first run if missing.
+    pub key: PathBuf,
+    /// How long an assertion is valid.
+    pub lifetime: Duration,
+}
+
+/// Why a configuration is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped fields.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line and column.
+        message: String,
+    },
+    /// A value is wrong.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+// The file's shape. Unknown fields are errors: a misspelt option must not be ignored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    listen: Vec<SocketAddr>,
+    #[serde(default)]
+    host_keys: Vec<PathBuf>,
+    state_dir: Option<PathBuf>,
+    default_vhost: Option<String>,
+    #[serde(default, rename = "vhost")]
+    vhosts: Vec<VhostFile>,
+    #[serde(default)]
+    limits: LimitsFile,
+    identity_assertion: Option<AssertionFile>,
+    metrics: Option<MetricsFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VhostFile {
+    name: String,
+    upstream: String,
+    auth: AuthKind,
+    authorized_keys: Option<PathBuf>,
+    #[serde(default)]
+    user_ca_keys: Vec<PathBuf>,
+    principals: Option<Vec<String>>,
+    ca_file: Option<PathBuf>,
+    server_name: Option<String>,
+    #[serde(default)]
+    identity_assertion: bool,
+    static_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum AuthKind {
+    None,
+    AnyKey,
+    AuthorizedKeys,
+    UserCa,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    max_target_len: Option<usize>,
+    max_header_count: Option<usize>,
+    max_header_list_bytes: Option<usize>,
+    max_inline_body: Option<usize>,
+    max_description_len: Option<usize>,
+    upstream_connect_timeout_secs: Option<u64>,
+    upstream_response_timeout_secs: Option<u64>,
+    upstream_idle_per_host: Option<usize>,
+    upstream_idle_timeout_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+    max_channels_per_connection: Option<usize>,
+    max_header_channels: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssertionFile {
+    algorithm: AssertionAlgorithm,
+    key: Option<PathBuf>,
+    lifetime_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFile {
+    listen: SocketAddr,
+}
+
+impl Config {
+    /// Reads and checks a configuration file. Relative paths in it are relative to
+    /// its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|error| match error {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            ConfigError::Invalid(message) => {
+                ConfigError::Invalid(format!("{}: {message}", path.display()))
+            }
+            other => other,
+        })
+    }
+
+    /// Parses and checks configuration text; relative paths are relative to `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|error| ConfigError::Syntax {
+            path: PathBuf::new(),
+            message: error.to_string(),
+        })?;
+        let resolve = |path: PathBuf| {
+            if path.is_relative() {
+                base.join(path)
+            } else {
+                path
+            }
+        };
+        let mut vhosts = Vec::with_capacity(file.vhosts.len());
+        for vhost in file.vhosts {
+            let vhost = VhostConfig::from_file(vhost, &resolve)?;
+            if vhosts
+                .iter()
+                .any(|other: &VhostConfig| other.name == vhost.name)
+            {
+                return Err(invalid(format!("vhost {:?} is defined twice", vhost.name)));
+            }
+            vhosts.push(vhost);
+        }
+        if vhosts.is_empty() {
+            return Err(invalid(
+                "no [[vhost]]: a gateway needs at least one virtual host".to_owned(),
+            ));
+        }
+        let default_vhost = file.default_vhost.map(|name| name.to_ascii_lowercase());
+        if let Some(name) = &default_vhost
+            && !vhosts.iter().any(|vhost| &vhost.name == name)
+        {
+            return Err(invalid(format!(
+                "default_vhost {name:?} is not one of the [[vhost]] names"
+            )));
+        }
+        let state_dir = file.state_dir.map(&resolve);
+        let assertion = match file.identity_assertion {
+            Some(assertion) => {
+                let key = match (assertion.key, &state_dir) {
+                    (Some(key), _) => resolve(key),
+                    (None, Some(dir)) => dir.join("identity-assertion.pem"),
+                    (None, None) => {
+                        return Err(invalid(
+                            "[identity_assertion] needs `key` or a `state_dir` to keep its key in"
+                                .to_owned(),
+                        ));
+                    }
+                };
+                Some(AssertionConfig {
+                    algorithm: assertion.algorithm,
+                    key,
+                    lifetime: assertion.lifetime_secs.map_or(
+                        crate::assertion::DEFAULT_ASSERTION_LIFETIME,
+                        Duration::from_secs,
+                    ),
+                })
+            }
+            None => None,
+        };
+        if assertion.is_none()
+            && let Some(vhost) = vhosts.iter().find(|vhost| vhost.identity_assertion)
+        {
+            return Err(invalid(format!(
+                "vhost {:?} sets identity_assertion but there is no [identity_assertion] section",
+                vhost.name
+            )));
+        }
+        let host_keys: Vec<PathBuf> = file.host_keys.into_iter().map(&resolve).collect();
+        if host_keys.is_empty() && state_dir.is_none() {
+            return Err(invalid(
+                "set host_keys, or state_dir for a generated host key".to_owned(),
+            ));
+        }
+        let (limits, gateway) = file.limits.resolve()?;
+        let listen = if file.listen.is_empty() {
+            vec![default_listen()]
+        } else {
+            file.listen
+        };
+        Ok(Self {
+            listen,
+            host_keys,
+            state_dir,
+            default_vhost,
+            vhosts,
+            limits,
+            gateway,
+            assertion,
+            metrics_listen: file.metrics.map(|metrics| metrics.listen),
+        })
+    }
+
+    /// What `sshttp serve` runs with no configuration: the demo service as vhost
+    /// `localhost` (also the default vhost), open to any key, on 127.0.0.1:2222.
+    pub fn demo(state_dir: PathBuf, static_dir: Option<PathBuf>) -> Self {
+        Self {
+            listen: vec![default_listen()],
+            host_keys: Vec::new(),
+            state_dir: Some(state_dir),
+            default_vhost: Some(DEMO_VHOST.to_owned()),
+            vhosts: vec![VhostConfig {
+                name: DEMO_VHOST.to_owned(),
+                upstream: Upstream::Demo { static_dir },
+                auth: AuthConfig::AnyKey,
+                identity_assertion: false,
+            }],
+            limits: Limits::default(),
+            gateway: GatewayLimits::default(),
+            assertion: None,
+            metrics_listen: None,
+        }
+    }
+
+    /// The host key files to use: the configured ones, or the generated one in the
+    /// state directory.
+    pub fn host_key_paths(&self) -> Vec<PathBuf> {
+        if !self.host_keys.is_empty() {
+            return self.host_keys.clone();
+        }
+        self.state_dir
+            .iter()
+            .map(|dir| dir.join(GENERATED_HOST_KEY))
+            .collect()
+    }
+}
+
+/// The demo's vhost name.
+pub const DEMO_VHOST: &str = "localhost";
+/// The host key file `sshttp serve` generates in its state directory.
+pub const GENERATED_HOST_KEY: &str = "ssh_host_ed25519_key";
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 2222))
+}
+
+fn invalid(message: String) -> ConfigError {
+    ConfigError::Invalid(message)
+}
+
+impl VhostConfig {
+    fn from_file(
+        file: VhostFile,
+        resolve: &impl Fn(PathBuf) -> PathBuf,
+    ) -> Result<Self, ConfigError> {
+        let name = file.name.to_ascii_lowercase();
+        if name.is_empty() || host_name(&name) != name || name.contains(['/', ' ']) {
+            return Err(invalid(format!(
+                "vhost name {:?} is not a host name (no port, scheme or path)",
+                file.name
+            )));
+        }
+        let context = |message: String| invalid(format!("vhost {name:?}: {message}"));
+        let upstream = if file.upstream == "demo" {
+            Upstream::Demo {
+                static_dir: file.static_dir.map(resolve),
+            }
+        } else {
+            let url: http::Uri = file.upstream.parse().map_err(|error| {
+                context(format!(
+                    "upstream {:?} is not a URL: {error}",
+                    file.upstream
+                ))
+            })?;
+            match url.scheme_str() {
+                Some("http" | "https") => {}
+                _ => {
+                    return Err(context(format!(
+                        "upstream {:?} must start with http:// or https:// (or be \"demo\")",
+                        file.upstream
+                    )));
+                }
+            }
+            if url.host().is_none() {
+                return Err(context(format!("upstream {:?} has no host", file.upstream)));
+            }
+            if url.query().is_some() {
+                return Err(context(format!(
+                    "upstream {:?} must not have a query",
+                    file.upstream
+                )));
+            }
+            if url.scheme_str() == Some("http")
+                && (file.ca_file.is_some() || file.server_name.is_some())
+            {
+                return Err(context(
+                    "ca_file and server_name only apply to an https upstream".to_owned(),
+                ));
+            }
+            Upstream::Url {
+                url,
+                ca_file: file.ca_file.map(resolve),
+                server_name: file.server_name,
+            }
+        };
+        let has_authorized_keys = file.authorized_keys.is_some();
+        let auth = match file.auth {
+            AuthKind::None => AuthConfig::None,
+            AuthKind::AnyKey => AuthConfig::AnyKey,
+            AuthKind::AuthorizedKeys => {
+                AuthConfig::AuthorizedKeys(resolve(file.authorized_keys.ok_or_else(|| {
+                    context("auth = \"authorized-keys\" needs authorized_keys = FILE".to_owned())
+                })?))
+            }
+            AuthKind::UserCa => {
+                if file.user_ca_keys.is_empty() {
+                    return Err(context(
+                        "auth = \"user-ca\" needs user_ca_keys = [FILE, …]".to_owned(),
+                    ));
+                }
+                AuthConfig::UserCa {
+                    ca_keys: file.user_ca_keys.into_iter().map(resolve).collect(),
+                    principals: file.principals.clone(),
+                }
+            }
+        };
+        if file.principals.is_some() && !matches!(auth, AuthConfig::UserCa { .. }) {
+            return Err(context(
+                "principals only applies to auth = \"user-ca\" (in authorized_keys, use the principals= option)"
+                    .to_owned(),
+            ));
+        }
+        if has_authorized_keys && !matches!(auth, AuthConfig::AuthorizedKeys(_)) {
+            return Err(context(
+                "authorized_keys only applies to auth = \"authorized-keys\"".to_owned(),
+            ));
+        }
+        Ok(Self {
+            name,
+            upstream,
+            auth,
+            identity_assertion: file.identity_assertion,
+        })
+    }
+}
+
+impl LimitsFile {
+    fn resolve(self) -> Result<(Limits, GatewayLimits), ConfigError> {
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_target_len: self.max_target_len.unwrap_or(defaults.max_target_len),
+            max_header_count: self.max_header_count.unwrap_or(defaults.max_header_count),
+            max_header_list_bytes: self
+                .max_header_list_bytes
+                .unwrap_or(defaults.max_header_list_bytes),
+            max_inline_body: self.max_inline_body.unwrap_or(defaults.max_inline_body),
+            max_description_len: self
+                .max_description_len
+                .unwrap_or(defaults.max_description_len),
+            ..defaults
+        };
+        let gateway_defaults = GatewayLimits::default();
+        let secs =
+            |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
+        let gateway = GatewayLimits {
+            upstream_connect_timeout: secs(
+                self.upstream_connect_timeout_secs,
+                gateway_defaults.upstream_connect_timeout,
+            ),
+            upstream_response_timeout: secs(
+                self.upstream_response_timeout_secs,
+                gateway_defaults.upstream_response_timeout,
+            ),
+            upstream_idle_per_host: self
+                .upstream_idle_per_host
+                .unwrap_or(gateway_defaults.upstream_idle_per_host),
+            upstream_idle_timeout: secs(
+                self.upstream_idle_timeout_secs,
+                gateway_defaults.upstream_idle_timeout,
+            ),
+            shutdown_grace: secs(self.shutdown_grace_secs, gateway_defaults.shutdown_grace),
+            max_channels_per_connection: self
+                .max_channels_per_connection
+                .unwrap_or(gateway_defaults.max_channels_per_connection),
+            max_header_channels: self
+                .max_header_channels
+                .unwrap_or(gateway_defaults.max_header_channels),
+        };
+        for (name, value) in [
+            ("max_header_count", limits.max_header_count),
+            ("max_header_list_bytes", limits.max_header_list_bytes),
+            ("max_target_len", limits.max_target_len),
+            (
+                "max_channels_per_connection",
+                gateway.max_channels_per_connection,
+            ),
+            ("max_header_channels", gateway.max_header_channels),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!("limits.{name} must be at least 1")));
+            }
+        }
+        if gateway.upstream_response_timeout.is_zero() || gateway.upstream_connect_timeout.is_zero()
+        {
+            return Err(invalid(
+                "upstream timeouts must be at least 1 second".to_owned(),
+            ));
+        }
+        Ok((limits, gateway))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+        listen = ["127.0.0.1:2222", "[::1]:2222"]
+        host_keys = ["keys/ssh_host_ed25519_key"]
+        state_dir = "/var/lib/sshttp"
+        default_vhost = "API.example.com"
+
+        [limits]
+        max_header_count = 64
+        upstream_response_timeout_secs = 10
+
+        [identity_assertion]
+        algorithm = "eddsa"
+
+        [metrics]
+        listen = "127.0.0.1:9222"
+
+        [[vhost]]
+        name = "api.example.com"
+        upstream = "http://127.0.0.1:8080"
+        auth = "authorized-keys"
+        authorized_keys = "api.authorized_keys"
+        identity_assertion = true
+
+        [[vhost]]
+        name = "internal.example.com"
+        upstream = "https://10.0.0.5:8443"
+        ca_file = "/etc/sshttp/internal-ca.pem"
+        server_name = "internal.corp"
+        auth = "user-ca"
+        user_ca_keys = ["/etc/sshttp/user_ca.pub"]
+        principals = ["ops"]
+
+        [[vhost]]
+        name = "public.example.com"
+        upstream = "demo"
+        auth = "none"
+    "#;
+
+    #[test]
+    fn full_example_parses_with_paths_resolved_against_the_file() {
+        let config = Config::parse(FULL, Path::new("/etc/sshttp")).unwrap();
+        assert_eq!(config.listen.len(), 2);
+        assert_eq!(
+            config.host_keys,
+            [PathBuf::from("/etc/sshttp/keys/ssh_host_ed25519_key")]
+        );
+        assert_eq!(config.default_vhost.as_deref(), Some("api.example.com"));
+        assert_eq!(config.limits.max_header_count, 64);
+        assert_eq!(
+            config.gateway.upstream_response_timeout,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            config.vhosts[0].auth,
+            AuthConfig::AuthorizedKeys("/etc/sshttp/api.authorized_keys".into())
+        );
+        assert_eq!(
+            config.assertion.as_ref().unwrap().key,
+            PathBuf::from("/var/lib/sshttp/identity-assertion.pem")
+        );
+        assert!(matches!(
+            &config.vhosts[1].upstream,
+            Upstream::Url { server_name: Some(name), .. } if name == "internal.corp"
+        ));
+        assert_eq!(config.vhosts[2].auth, AuthConfig::None);
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text, Path::new("/")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_what_to_fix() {
+        let vhost = |body: &str| format!("state_dir = \"/s\"\n[[vhost]]\nname = \"a\"\n{body}");
+        let cases = [
+            ("state_dir = \"/s\"\n", "no [[vhost]]"),
+            (
+                &vhost("upstream = \"http://x\"\nauth = \"authorized-keys\""),
+                "needs authorized_keys",
+            ),
+            (
+                &vhost("upstream = \"ftp://x\"\nauth = \"any-key\""),
+                "must start with http://",
+            ),
+            (
+                &vhost("upstream = \"http://x\"\nauth = \"password\""),
+                "unknown variant",
+            ),
+            (
+                &vhost("upstream = \"http://x\"\nauth = \"any-key\"\ntypo = 1"),
+                "unknown field",
+            ),
+            (
+                &vhost("upstream = \"http://x\"\nauth = \"any-key\"\nidentity_assertion = true"),
+                "no [identity_assertion]",
+            ),
+            (
+                &format!(
+                    "default_vhost = \"b\"\n{}",
+                    vhost("upstream = \"demo\"\nauth = \"none\"")
+                ),
+                "not one of the [[vhost]] names",
+            ),
+            (
+                "[[vhost]]\nname = \"a\"\nupstream = \"demo\"\nauth = \"none\"",
+                "set host_keys",
+            ),
+            (
+                &vhost("upstream = \"http://x\"\nauth = \"any-key\"\nca_file = \"ca.pem\""),
+                "only apply to an https upstream",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = error_of(text);
+            assert!(error.contains(expected), "{text:?}: {error}");
+        }
+        let twice = "state_dir = \"/s\"\n[[vhost]]\nname = \"a\"\nupstream = \"demo\"\nauth = \"none\"\n[[vhost]]\nname = \"A\"\nupstream = \"demo\"\nauth = \"none\"";
+        assert!(error_of(twice).contains("defined twice"));
+        let port =
+            "state_dir = \"/s\"\n[[vhost]]\nname = \"a:80\"\nupstream = \"demo\"\nauth = \"none\"";
+        assert!(error_of(port).contains("not a host name"));
+    }
+}

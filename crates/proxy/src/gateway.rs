@@ -1,0 +1,795 @@
+//! `sshttp serve`: the gateway assembled from its parts, and its lifecycle.
+//!
+//! A request goes through `GatewayService::handle`, which reads top to bottom: the
+//! SSH layer has authenticated the connection and routed the request to a vhost the
+//! caller may use ([`gate`](crate::gate)); here the identity fields replace whatever
+//! the client sent, an identity assertion is signed if the vhost wants one, the
+//! request is forwarded to the vhost's upstream, and the access log and metrics are
+//! written when the response body ends or the client goes away.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use sshttp_client::Body;
+use sshttp_ssh::{BoxError, KeyPair};
+use tokio::net::TcpListener;
+use tower_service::Service;
+
+use crate::assertion::{AssertionSigner, IdentityClaims};
+use crate::auth::{Admitted, AuthorizedKeys, Credential, Policy, UserCa};
+use crate::config::{AuthConfig, Config, ConfigError, GENERATED_HOST_KEY, Upstream};
+use crate::gate::{
+    Drain, Gatekeeper, Grant, OwnedCredential, Refusal, Route, identity_of, route_in,
+};
+use crate::identity::SSHTTP_IDENTITY_ASSERTION;
+use crate::metrics::Metrics;
+use crate::ssh::{self, ServerConfig};
+use crate::upstream::{GatewayBody, UpstreamClient, error_response};
+
+/// Where each vhost answers with the JWKS that verifies its identity assertions
+/// (spec/identity-assertion.md); never forwarded upstream.
+pub const JWKS_PATH: &str = "/.well-known/sshttp/jwks.json";
+
+/// How long shutdown waits, after the last request, for sessions to write what they
+/// have queued.
+pub const SESSION_FLUSH: Duration = Duration::from_millis(100);
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The configuration, or a file it names, is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener or the state directory failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+}
+
+fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> GatewayError {
+    let context = context.into();
+    move |source| GatewayError::Io { context, source }
+}
+
+/// One vhost, ready to serve.
+struct Vhost {
+    policy: Policy,
+    upstream: UpstreamClient,
+    identity_assertion: bool,
+}
+
+/// The loaded configuration: policies read, upstream clients built. Replaced whole on
+/// reload; requests in flight keep the one they started with.
+struct Site {
+    vhosts: HashMap<String, Vhost>,
+    default_vhost: Option<String>,
+    assertion: Option<(AssertionSigner, Duration)>,
+}
+
+impl Site {
+    async fn load(config: &Config, demos: &mut DemoUpstreams) -> Result<Self, GatewayError> {
+        let mut vhosts = HashMap::new();
+        for vhost in &config.vhosts {
+            let context = |error: String| {
+                GatewayError::Config(ConfigError::Invalid(format!(
+                    "vhost {:?}: {error}",
+                    vhost.name
+                )))
+            };
+            let policy = match &vhost.auth {
+                AuthConfig::None => Policy::None,
+                AuthConfig::AnyKey => Policy::AnyKey,
+                AuthConfig::AuthorizedKeys(path) => Policy::AuthorizedKeys(
+                    AuthorizedKeys::load(path).map_err(|error| context(error.to_string()))?,
+                ),
+                AuthConfig::UserCa {
+                    ca_keys,
+                    principals,
+                } => Policy::UserCa(
+                    UserCa::load(ca_keys, principals.clone())
+                        .map_err(|error| context(error.to_string()))?,
+                ),
+            };
+            let upstream = match &vhost.upstream {
+                Upstream::Url {
+                    url,
+                    ca_file,
+                    server_name,
+                } => UpstreamClient::new(
+                    url,
+                    ca_file.as_deref(),
+                    server_name.as_deref(),
+                    &config.gateway,
+                )?,
+                Upstream::Demo { static_dir } => {
+                    let addr = demos.start(static_dir.as_deref(), config).await?;
+                    let url = format!("http://{addr}")
+                        .parse()
+                        .map_err(|error: http::uri::InvalidUri| context(error.to_string()))?;
+                    UpstreamClient::new(&url, None, None, &config.gateway)?
+                }
+            };
+            vhosts.insert(
+                vhost.name.clone(),
+                Vhost {
+                    policy,
+                    upstream,
+                    identity_assertion: vhost.identity_assertion,
+                },
+            );
+        }
+        let assertion = match &config.assertion {
+            Some(assertion) => {
+                if let Some(dir) = assertion.key.parent() {
+                    create_private_dir(dir)?;
+                }
+                let signer = AssertionSigner::load_or_generate(&assertion.key, assertion.algorithm)
+                    .map_err(|error| {
+                        GatewayError::Config(ConfigError::Invalid(format!(
+                            "identity assertion key {}: {error}",
+                            assertion.key.display()
+                        )))
+                    })?;
+                Some((signer, assertion.lifetime))
+            }
+            None => None,
+        };
+        Ok(Self {
+            vhosts,
+            default_vhost: config.default_vhost.clone(),
+            assertion,
+        })
+    }
+}
+
+/// Demo upstreams started so far, by static directory: a reload reuses them.
+#[derive(Default)]
+struct DemoUpstreams {
+    started: HashMap<PathBuf, SocketAddr>,
+}
+
+impl DemoUpstreams {
+    async fn start(
+        &mut self,
+        static_dir: Option<&Path>,
+        config: &Config,
+    ) -> Result<SocketAddr, GatewayError> {
+        let dir = match (static_dir, &config.state_dir) {
+            (Some(dir), _) => dir.to_owned(),
+            (None, Some(state)) => {
+                let dir = state.join("demo-files");
+                crate::demo::write_demo_files(&dir).map_err(io_error(format!(
+                    "writing the demo files to {}",
+                    dir.display()
+                )))?;
+                dir
+            }
+            (None, None) => {
+                return Err(GatewayError::Config(ConfigError::Invalid(
+                    "the demo upstream needs static_dir or a state_dir".to_owned(),
+                )));
+            }
+        };
+        if let Some(addr) = self.started.get(&dir) {
+            return Ok(*addr);
+        }
+        let addr = crate::demo::start(dir.clone())
+            .await
+            .map_err(io_error("starting the demo upstream"))?;
+        self.started.insert(dir, addr);
+        Ok(addr)
+    }
+}
+
+/// What the gateway shares between connections and requests.
+struct State {
+    site: RwLock<Arc<Site>>,
+    metrics: Arc<Metrics>,
+    issuer: String,
+}
+
+impl State {
+    fn site(&self) -> Arc<Site> {
+        match self.site.read() {
+            Ok(site) => site.clone(),
+            // A panic while replacing the site cannot leave it half-written.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// The gatekeeper of `sshttp serve`: each vhost's policy, from the current site.
+struct SiteGate(Arc<State>);
+
+impl Gatekeeper for SiteGate {
+    fn admits_anonymous(&self) -> bool {
+        let site = self.0.site();
+        site.vhosts
+            .values()
+            .any(|vhost| vhost.policy.admits_anonymous())
+    }
+
+    fn accepts_certificates(&self) -> bool {
+        let site = self.0.site();
+        site.vhosts
+            .values()
+            .any(|vhost| !matches!(vhost.policy, Policy::None))
+    }
+
+    fn authenticate(
+        &self,
+        user: &str,
+        credential: Credential<'_>,
+        peer: Option<SocketAddr>,
+    ) -> Option<Grant> {
+        let site = self.0.site();
+        let admitted = site
+            .vhosts
+            .iter()
+            .any(|(name, vhost)| admit(name, vhost, user, &credential, peer).is_some());
+        admitted.then(|| Grant {
+            identity: identity_of(user, &credential, peer),
+            credential: OwnedCredential::of(&credential),
+        })
+    }
+
+    fn route(&self, grant: &Grant, host: Option<&str>) -> Result<Route, Refusal> {
+        let site = self.0.site();
+        let identity = &grant.identity;
+        let credential = grant.credential.borrow();
+        route_in(
+            grant,
+            host,
+            |name| site.vhosts.contains_key(name),
+            |name| {
+                let vhost = site.vhosts.get(name)?;
+                admit(name, vhost, &identity.user, &credential, identity.peer)
+            },
+            site.default_vhost.as_deref(),
+        )
+    }
+
+    fn connection(&self, opened: bool) {
+        if opened {
+            self.0.metrics.connection_opened();
+        } else {
+            self.0.metrics.connection_closed();
+        }
+    }
+
+    fn auth_failed(&self) {
+        self.0.metrics.auth_failed();
+    }
+}
+
+/// How `vhost`'s policy admits this caller now, if it does.
+fn admit(
+    name: &str,
+    vhost: &Vhost,
+    user: &str,
+    credential: &Credential<'_>,
+    peer: Option<SocketAddr>,
+) -> Option<Admitted> {
+    let attempt = crate::auth::Attempt {
+        user,
+        credential: match credential {
+            Credential::Anonymous => Credential::Anonymous,
+            Credential::Key(key) => Credential::Key(key),
+            Credential::Certificate(cert) => Credential::Certificate(cert),
+        },
+        peer: peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| peer.ip()),
+        now: SystemTime::now(),
+    };
+    match vhost.policy.check(&attempt) {
+        Ok(admitted) => Some(admitted),
+        Err(denied) => {
+            tracing::debug!(%user, vhost = %name, %denied, "not admitted");
+            None
+        }
+    }
+}
+
+/// The tower `Service` the SSH layer calls for each request.
+#[derive(Clone)]
+pub struct GatewayService {
+    state: Arc<State>,
+}
+
+impl Service<Request<Body>> for GatewayService {
+    type Response = Response<LoggedBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(request).await) })
+    }
+}
+
+impl GatewayService {
+    /// One request, from the routed SSH request to the streamed upstream response.
+    async fn handle(&self, mut request: Request<Body>) -> Response<LoggedBody> {
+        let site = self.state.site();
+        let route = request.extensions_mut().remove::<Route>();
+        let record = AccessRecord::new(&request, route.as_ref(), self.state.metrics.clone());
+        let Some(route) = route else {
+            let message = "request reached the gateway without a route";
+            return record.respond(error_response(StatusCode::INTERNAL_SERVER_ERROR, message));
+        };
+        let Some(vhost) = site.vhosts.get(&route.vhost) else {
+            let message = format!("virtual host {:?} was removed by a reload", route.vhost);
+            return record.respond(error_response(StatusCode::MISDIRECTED_REQUEST, &message));
+        };
+        if request.uri().path() == JWKS_PATH {
+            return record.respond(jwks_response(site.assertion.as_ref()));
+        }
+
+        route.identity.apply(request.headers_mut(), &route.vhost);
+        if vhost.identity_assertion
+            && let Some((signer, lifetime)) = &site.assertion
+        {
+            match sign(signer, *lifetime, &route, &self.state.issuer) {
+                Ok(token) => {
+                    request
+                        .headers_mut()
+                        .insert(SSHTTP_IDENTITY_ASSERTION, token);
+                }
+                Err(message) => {
+                    tracing::error!(%message, "cannot sign the identity assertion");
+                    let response = error_response(StatusCode::INTERNAL_SERVER_ERROR, &message);
+                    return record.respond(response);
+                }
+            }
+        }
+
+        let request = request.map(|body| {
+            CountedBody {
+                inner: body,
+                count: record.request_bytes.clone(),
+            }
+            .boxed_unsync()
+        });
+        let (response, failure) = vhost.upstream.forward(request, &route.vhost).await;
+        if let Some(failure) = failure {
+            self.state
+                .metrics
+                .upstream_error(&route.vhost, failure.as_str());
+        }
+        record.respond(response)
+    }
+}
+
+fn sign(
+    signer: &AssertionSigner,
+    lifetime: Duration,
+    route: &Route,
+    issuer: &str,
+) -> Result<HeaderValue, String> {
+    let identity = &route.identity;
+    let principals = identity
+        .certificate
+        .as_ref()
+        .map(|cert| cert.principals.as_slice())
+        .unwrap_or_default();
+    let claims = IdentityClaims {
+        issuer,
+        audience: &route.vhost,
+        subject: identity.key_fingerprint.as_deref(),
+        user: &identity.user,
+        auth: identity.auth(),
+        key_algorithm: identity.key_algorithm.as_deref(),
+        cert_key_id: identity
+            .certificate
+            .as_ref()
+            .map(|cert| cert.key_id.as_str()),
+        cert_principals: principals,
+        lifetime,
+    };
+    let token = signer
+        .sign(&claims, SystemTime::now())
+        .map_err(|error| error.to_string())?;
+    HeaderValue::try_from(token).map_err(|error| error.to_string())
+}
+
+fn jwks_response(assertion: Option<&(AssertionSigner, Duration)>) -> Response<GatewayBody> {
+    let Some((signer, _)) = assertion else {
+        let message = "this gateway signs no identity assertions";
+        return error_response(StatusCode::NOT_FOUND, message);
+    };
+    let body = http_body_util::Full::new(Bytes::from(signer.jwks().to_string()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    response
+}
+
+/// A request body that counts the bytes the upstream reads.
+struct CountedBody {
+    inner: Body,
+    count: Arc<AtomicU64>,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled.map_err(BoxError::from)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One access-log line and one metrics sample, written when the response body ends,
+/// fails, or is dropped because the client went away.
+struct AccessRecord {
+    started: Instant,
+    vhost: String,
+    user: String,
+    fingerprint: String,
+    method: http::Method,
+    path: String,
+    status: Option<StatusCode>,
+    request_bytes: Arc<AtomicU64>,
+    response_bytes: u64,
+    complete: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl AccessRecord {
+    fn new(request: &Request<Body>, route: Option<&Route>, metrics: Arc<Metrics>) -> Self {
+        metrics.request_started();
+        let identity = route.map(|route| &route.identity);
+        Self {
+            started: Instant::now(),
+            vhost: route.map(|route| route.vhost.clone()).unwrap_or_default(),
+            user: identity.map(|id| id.user.clone()).unwrap_or_default(),
+            fingerprint: identity
+                .and_then(|id| id.key_fingerprint.clone())
+                .unwrap_or_else(|| "-".to_owned()),
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            status: None,
+            request_bytes: Arc::new(AtomicU64::new(0)),
+            response_bytes: 0,
+            complete: false,
+            metrics,
+        }
+    }
+
+    fn respond(mut self, response: Response<GatewayBody>) -> Response<LoggedBody> {
+        self.status = Some(response.status());
+        response.map(|inner| LoggedBody {
+            inner,
+            record: self,
+        })
+    }
+}
+
+impl Drop for AccessRecord {
+    fn drop(&mut self) {
+        let duration = self.started.elapsed();
+        let status = self.status.map_or(0, |status| status.as_u16());
+        let request_bytes = self.request_bytes.load(Ordering::Relaxed);
+        let outcome = if self.complete { "complete" } else { "aborted" };
+        tracing::info!(
+            target: "sshttp::access",
+            vhost = %self.vhost,
+            user = %self.user,
+            fingerprint = %self.fingerprint,
+            method = %self.method,
+            path = %self.path,
+            status,
+            request_bytes,
+            response_bytes = self.response_bytes,
+            duration_ms = duration.as_millis(),
+            outcome,
+        );
+        self.metrics.request_finished(
+            &self.vhost,
+            status,
+            request_bytes,
+            self.response_bytes,
+            duration,
+        );
+    }
+}
+
+/// A response body that writes the request's access-log line and metrics when it
+/// ends or is dropped.
+pub struct LoggedBody {
+    inner: GatewayBody,
+    record: AccessRecord,
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let length = data.len() as u64;
+                    self.record.response_bytes = self.record.response_bytes.saturating_add(length);
+                }
+            }
+            Poll::Ready(None) => self.record.complete = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A gateway bound to its addresses, ready to [`run`](Gateway::run).
+pub struct Gateway {
+    state: Arc<State>,
+    listeners: Vec<TcpListener>,
+    metrics_listener: Option<TcpListener>,
+    server: ServerConfig,
+    config_path: Option<PathBuf>,
+    demos: DemoUpstreams,
+    host_keys: Vec<KeyPair>,
+    generated_host_key: Option<PathBuf>,
+    shutdown_grace: Duration,
+}
+
+impl Gateway {
+    /// Reads the keys and files `config` names (generating the host key in the state
+    /// directory if needed) and binds its listeners. `config_path` is re-read on
+    /// reload.
+    pub async fn bind(config: Config, config_path: Option<PathBuf>) -> Result<Self, GatewayError> {
+        let mut generated_host_key = None;
+        let mut host_keys = Vec::new();
+        if config.host_keys.is_empty() {
+            let Some(dir) = &config.state_dir else {
+                let message = "no host_keys and no state_dir".to_owned();
+                return Err(ConfigError::Invalid(message).into());
+            };
+            create_private_dir(dir)?;
+            let path = dir.join(GENERATED_HOST_KEY);
+            let (key, created) = KeyPair::load_or_generate(&path)
+                .map_err(io_error(format!("host key {}", path.display())))?;
+            if created {
+                generated_host_key = Some(path);
+            }
+            host_keys.push(key);
+        } else {
+            for path in &config.host_keys {
+                let key = KeyPair::load(path)
+                    .map_err(io_error(format!("host key {}", path.display())))?;
+                host_keys.push(key);
+            }
+        }
+        let Some(first_key) = host_keys.first() else {
+            let message = "no host key".to_owned();
+            return Err(ConfigError::Invalid(message).into());
+        };
+        let issuer = first_key.fingerprint();
+        let mut demos = DemoUpstreams::default();
+        let site = Site::load(&config, &mut demos).await?;
+        let state = Arc::new(State {
+            site: RwLock::new(Arc::new(site)),
+            metrics: Arc::new(Metrics::new()),
+            issuer,
+        });
+        let mut listeners = Vec::new();
+        for addr in &config.listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(io_error(format!("listening on {addr}")))?;
+            listeners.push(listener);
+        }
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(io_error(format!("metrics listener on {addr}")))?,
+            ),
+            None => None,
+        };
+        let mut server = ServerConfig::new(first_key.clone(), Arc::new(SiteGate(state.clone())));
+        server.host_keys = host_keys.clone();
+        server.limits = config.limits.clone();
+        server.max_channels_per_connection = config.gateway.max_channels_per_connection;
+        server.max_header_channels = config.gateway.max_header_channels;
+        Ok(Self {
+            state,
+            listeners,
+            metrics_listener,
+            server,
+            config_path,
+            demos,
+            host_keys,
+            generated_host_key,
+            shutdown_grace: config.gateway.shutdown_grace,
+        })
+    }
+
+    /// Where it listens for SSH.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|listener| listener.local_addr().ok())
+            .collect()
+    }
+
+    /// Where it serves metrics, if it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// Its host keys.
+    pub fn host_keys(&self) -> &[KeyPair] {
+        &self.host_keys
+    }
+
+    /// The host key file created by this start, if one was.
+    pub fn generated_host_key(&self) -> Option<&Path> {
+        self.generated_host_key.as_deref()
+    }
+
+    /// Handle that starts a graceful shutdown, as SIGTERM does.
+    pub fn drain(&self) -> Drain {
+        self.server.drain.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT (or [`Gateway::drain`]), then stops accepting
+    /// and waits up to the shutdown grace for requests in flight. SIGHUP re-reads the
+    /// configuration file and the files it names; sessions stay up.
+    pub async fn run(mut self) -> Result<(), GatewayError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let drain = self.server.drain.clone();
+        let mut servers = tokio::task::JoinSet::new();
+        for listener in std::mem::take(&mut self.listeners) {
+            let config = self.server.clone();
+            let service = GatewayService {
+                state: self.state.clone(),
+            };
+            servers.spawn(ssh::serve(listener, config, service));
+        }
+        if let Some(listener) = self.metrics_listener.take() {
+            let metrics = self.state.metrics.clone();
+            let jwks = self
+                .state
+                .site()
+                .assertion
+                .as_ref()
+                .map(|(signer, _)| signer.jwks());
+            let stop = drain.clone();
+            tokio::spawn(async move {
+                let shutdown = async move { stop.started().await };
+                if let Err(error) =
+                    crate::metrics::serve_metrics(listener, metrics, jwks, shutdown).await
+                {
+                    tracing::error!(%error, "metrics listener failed");
+                }
+            });
+        }
+        let mut terminate = signal(SignalKind::terminate()).map_err(io_error("SIGTERM handler"))?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(io_error("SIGINT handler"))?;
+        let mut hangup = signal(SignalKind::hangup()).map_err(io_error("SIGHUP handler"))?;
+        loop {
+            tokio::select! {
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+                () = drain.started() => break,
+                _ = hangup.recv() => self.reload().await,
+                Some(result) = servers.join_next() => {
+                    if let Ok(Err(error)) = result {
+                        drain.start();
+                        return Err(GatewayError::Io { context: "accepting connections".to_owned(), source: error });
+                    }
+                }
+            }
+        }
+        drain.start();
+        let in_flight = drain.in_flight();
+        tracing::info!(
+            in_flight,
+            grace_secs = self.shutdown_grace.as_secs(),
+            "shutting down: draining"
+        );
+        if tokio::time::timeout(self.shutdown_grace, drain.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = drain.in_flight(),
+                "shutdown grace over; closing requests still in flight"
+            );
+        } else {
+            // The last response's EOF and CLOSE are queued to its session task; let
+            // it write them before the runtime stops.
+            tokio::time::sleep(SESSION_FLUSH).await;
+        }
+        Ok(())
+    }
+
+    /// Re-reads the configuration. On any error the running configuration stays.
+    pub async fn reload(&mut self) {
+        let Some(path) = self.config_path.clone() else {
+            tracing::info!("SIGHUP: no configuration file to reload");
+            return;
+        };
+        let loaded = match Config::load(&path) {
+            Ok(config) => Site::load(&config, &mut self.demos).await,
+            Err(error) => Err(error.into()),
+        };
+        match loaded {
+            Ok(site) => {
+                match self.state.site.write() {
+                    Ok(mut current) => *current = Arc::new(site),
+                    Err(poisoned) => *poisoned.into_inner() = Arc::new(site),
+                }
+                tracing::info!(path = %path.display(), "configuration reloaded (listen addresses and host keys need a restart)");
+            }
+            Err(error) => {
+                tracing::error!(%error, "reload failed; the running configuration stays");
+            }
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), GatewayError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_error(format!("creating {}", dir.display())))
+}

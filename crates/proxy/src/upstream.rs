@@ -1,0 +1,220 @@
+//! The gateway's seam to hyper's client: forwarding a request to a vhost's upstream
+//! HTTP(S) service, with pooled connections, timeouts, and errors as 502/504 responses.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use hyper_rustls::{ConfigBuilderExt, FixedServerNameResolver, HttpsConnector};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use sshttp_ssh::BoxError;
+
+use crate::config::{ConfigError, GatewayLimits};
+
+/// A response body from the gateway: the upstream's, streamed, or the gateway's own.
+pub type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A request body on its way upstream.
+pub type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// One upstream service: where it is and a pool of connections to it.
+#[derive(Clone, Debug)]
+pub struct UpstreamClient {
+    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    scheme: Scheme,
+    authority: Authority,
+    /// The URL's path without its trailing `/`, prefixed to every request path.
+    prefix: String,
+    response_timeout: Duration,
+}
+
+/// Why an upstream did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// No connection could be made: 502.
+    Connect,
+    /// No response head within the timeout: 504.
+    Timeout,
+    /// The connection failed during the exchange: 502.
+    Other,
+}
+
+impl UpstreamFailure {
+    /// The label used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl UpstreamClient {
+    /// A client for the upstream at `url` (`http://…` or `https://…`). For https,
+    /// `ca_file` replaces the web PKI roots and `server_name` the name checked.
+    pub fn new(
+        url: &Uri,
+        ca_file: Option<&Path>,
+        server_name: Option<&str>,
+        limits: &GatewayLimits,
+    ) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid(format!("upstream {url}: {message}"));
+        let scheme = url
+            .scheme()
+            .cloned()
+            .ok_or_else(|| invalid("no scheme".to_owned()))?;
+        let authority = url
+            .authority()
+            .cloned()
+            .ok_or_else(|| invalid("no host".to_owned()))?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(limits.upstream_connect_timeout));
+        let tls = tls_config(ca_file).map_err(invalid)?;
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let builder = match server_name {
+            Some(name) => {
+                let name = ServerName::try_from(name.to_owned())
+                    .map_err(|error| invalid(format!("server_name {name:?}: {error}")))?;
+                builder.with_server_name_resolver(FixedServerNameResolver::new(name))
+            }
+            None => builder,
+        };
+        let connector = builder.enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(limits.upstream_idle_per_host)
+            .pool_idle_timeout(limits.upstream_idle_timeout)
+            .build(connector);
+        Ok(Self {
+            client,
+            scheme,
+            authority,
+            prefix: url.path().trim_end_matches('/').to_owned(),
+            response_timeout: limits.upstream_response_timeout,
+        })
+    }
+
+    /// Sends `request` (its URI's path and query are kept) to the upstream and returns
+    /// the response, its body streamed. Failures become 502/504 responses with a
+    /// plain-text body saying what happened, plus the failure kind.
+    pub async fn forward(
+        &self,
+        mut request: Request<UpstreamBody>,
+        vhost: &str,
+    ) -> (Response<GatewayBody>, Option<UpstreamFailure>) {
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", PathAndQuery::as_str);
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{path}", self.prefix))
+            .build();
+        match uri {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(error) => {
+                let message = format!("request target not forwardable: {error}");
+                return (error_response(StatusCode::BAD_REQUEST, &message), None);
+            }
+        }
+        let response = tokio::time::timeout(self.response_timeout, self.client.request(request));
+        match response.await {
+            Ok(Ok(response)) => (
+                response.map(|body| body.map_err(BoxError::from).boxed_unsync()),
+                None,
+            ),
+            Ok(Err(error)) => {
+                let failure = if error.is_connect() {
+                    UpstreamFailure::Connect
+                } else {
+                    UpstreamFailure::Other
+                };
+                let cause = error_chain(&error);
+                tracing::warn!(%vhost, upstream = %self.authority, %cause, "upstream request failed");
+                let message = match failure {
+                    UpstreamFailure::Connect => {
+                        format!("the gateway could not connect to the upstream of {vhost}: {cause}")
+                    }
+                    _ => format!("the upstream of {vhost} failed: {cause}"),
+                };
+                (
+                    error_response(StatusCode::BAD_GATEWAY, &message),
+                    Some(failure),
+                )
+            }
+            Err(_elapsed) => {
+                let secs = self.response_timeout.as_secs();
+                tracing::warn!(%vhost, upstream = %self.authority, secs, "upstream timed out");
+                let message = format!("the upstream of {vhost} did not answer within {secs} s");
+                let response = error_response(StatusCode::GATEWAY_TIMEOUT, &message);
+                (response, Some(UpstreamFailure::Timeout))
+            }
+        }
+    }
+}
+
+/// A plain-text response from the gateway itself.
+pub fn error_response(status: StatusCode, message: &str) -> Response<GatewayBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(format!("{message}\n")))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The error and its causes on one line: hyper's top-level messages alone ("client
+/// error (Connect)") don't say what went wrong.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?;
+    let config = match ca_file {
+        None => builder.with_webpki_roots().with_no_client_auth(),
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|error| format!("ca_file {}: {error}", path.display()))?;
+            for cert in certs {
+                let cert = cert.map_err(|error| format!("ca_file {}: {error}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|error| format!("ca_file {}: {error}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("ca_file {}: no certificates", path.display()));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(config)
+}

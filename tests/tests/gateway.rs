@@ -1,0 +1,594 @@
+//! The gateway of `sshttp serve` end to end: our client over real TCP to the gateway,
+//! which forwards to real hyper upstreams on 127.0.0.1.
+
+// Test code states expectations with unwrap, expect, panic, indexing and plain arithmetic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation
+)]
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full};
+use sshttp_tests::protocol::OpenFailureReason;
+use sshttp_tests::{Gateway, PatternBody, TestBody, Upstream, client, get, pattern, request, run};
+use tokio::sync::{Notify, mpsc};
+
+fn text(body: impl Into<String>) -> Response<TestBody> {
+    Response::new(
+        Full::new(Bytes::from(body.into()))
+            .map_err(Into::into)
+            .boxed(),
+    )
+}
+
+/// An upstream that answers with its name and every header it received, one per line.
+async fn named_upstream(name: &'static str) -> Upstream {
+    Upstream::start(move |request: Request<hyper::body::Incoming>| async move {
+        let mut report = format!("upstream={name} path={}\n", request.uri());
+        for (field, value) in request.headers() {
+            report.push_str(&format!("{field}: {}\n", value.to_str().unwrap()));
+        }
+        text(report)
+    })
+    .await
+}
+
+/// The values of `field` in a [`named_upstream`] report.
+fn seen<'a>(report: &'a str, field: &str) -> Vec<&'a str> {
+    let prefix = format!("{field}: ");
+    report
+        .lines()
+        .filter_map(|line| line.strip_prefix(prefix.as_str()))
+        .collect()
+}
+
+fn vhost(name: &str, upstream: &str, auth: &str) -> String {
+    format!("[[vhost]]\nname = \"{name}\"\nupstream = \"{upstream}\"\nauth = \"{auth}\"\n")
+}
+
+#[tokio::test]
+async fn routes_each_vhost_to_its_upstream_and_refuses_unknown_hosts() {
+    let a = named_upstream("a").await;
+    let b = named_upstream("b").await;
+    let config = format!(
+        "default_vhost = \"a.test\"\n{}{}",
+        vhost("a.test", &a.url(), "any-key"),
+        vhost("b.test", &b.url(), "any-key")
+    );
+    let gateway = Gateway::start(&config, &[]).await;
+    let (connection, _) = gateway.connect().await;
+
+    let (status, _, body) = get(&connection, Some("b.test"), "/x?y=1").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("upstream=b path=/x?y=1\n"), "{body}");
+    assert_eq!(seen(&body, "host"), ["b.test"]);
+
+    let (_, _, body) = get(&connection, Some("B.TEST:2222"), "/").await.unwrap();
+    assert!(
+        body.starts_with("upstream=b "),
+        "a port and case don't matter: {body}"
+    );
+
+    let (_, _, body) = get(&connection, None, "/").await.unwrap();
+    assert!(
+        body.starts_with("upstream=a "),
+        "no host: the default vhost: {body}"
+    );
+    assert_eq!(seen(&body, "host"), ["a.test"], "the gateway supplies host");
+
+    let error = get(&connection, Some("c.test"), "/").await.unwrap_err();
+    assert_eq!(error.refusal(), Some(OpenFailureReason::UNKNOWN_VHOST));
+}
+
+#[tokio::test]
+async fn identity_fields_reach_the_upstream_and_spoofed_copies_do_not() {
+    let upstream = named_upstream("u").await;
+    let gateway = Gateway::start(&vhost("api.test", &upstream.url(), "any-key"), &[]).await;
+    let identity = client::Identity::generate_ed25519().unwrap();
+    let connection = gateway
+        .connect_as("José", Some(identity.clone()), None)
+        .await
+        .unwrap();
+    let spoofed = Request::get("/whoami")
+        .header("sshttp-user", "root")
+        .header("sshttp-key-fingerprint", "SHA256:forged")
+        .header("sshttp-other", "x")
+        .header("forwarded", "for=\"10.0.0.1\"")
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("x-real-ip", "10.0.0.1");
+    let (_, _, body) = request(&connection, Some("api.test"), spoofed, Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(seen(&body, "sshttp-user"), ["Jos%C3%A9"]);
+    assert_eq!(seen(&body, "sshttp-auth"), ["publickey"]);
+    assert_eq!(
+        seen(&body, "sshttp-key-fingerprint"),
+        [identity.fingerprint().as_str()]
+    );
+    assert_eq!(seen(&body, "sshttp-key-algorithm"), ["ssh-ed25519"]);
+    assert!(seen(&body, "sshttp-other").is_empty(), "{body}");
+    assert!(seen(&body, "x-forwarded-for").is_empty(), "{body}");
+    assert!(seen(&body, "x-real-ip").is_empty(), "{body}");
+    let forwarded = seen(&body, "forwarded");
+    assert_eq!(forwarded.len(), 1, "{body}");
+    assert!(
+        forwarded[0].starts_with("for=\"127.0.0.1:")
+            && forwarded[0].ends_with(";proto=sshttp;host=\"api.test\""),
+        "{forwarded:?}"
+    );
+}
+
+fn keygen(dir: &Path, name: &str) -> client::Identity {
+    let path = dir.join(name);
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path));
+    client::Identity::load(&path).unwrap()
+}
+
+fn public_key(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap()
+}
+
+/// Signs `dir/name.pub` with `dir/ca`; `validity` as `ssh-keygen -V` takes it.
+fn certify(dir: &Path, name: &str, principals: &str, validity: &str) -> client::UserCertificate {
+    run(Command::new("ssh-keygen")
+        .current_dir(dir)
+        .args([
+            "-q",
+            "-s",
+            "ca",
+            "-I",
+            &format!("{name}@test"),
+            "-n",
+            principals,
+            "-V",
+            validity,
+        ])
+        .arg(format!("{name}.pub")));
+    client::UserCertificate::load(&dir.join(format!("{name}-cert.pub"))).unwrap()
+}
+
+#[tokio::test]
+async fn authorized_keys_admits_listed_keys_and_refuses_others() {
+    let keys = tempfile::tempdir().unwrap();
+    let listed = keygen(keys.path(), "listed");
+    let other = keygen(keys.path(), "other");
+    let upstream = named_upstream("u").await;
+    let authorized = format!(
+        "# the team\n{}from=\"10.0.0.0/8\" {}",
+        public_key(keys.path(), "listed"),
+        public_key(keys.path(), "other")
+    );
+    let config = format!(
+        "{}authorized_keys = \"authorized_keys\"\n",
+        vhost("api.test", &upstream.url(), "authorized-keys")
+    );
+    let gateway = Gateway::start(&config, &[("authorized_keys", &authorized)]).await;
+
+    let connection = gateway
+        .connect_as("alice", Some(listed.clone()), None)
+        .await
+        .unwrap();
+    let (status, _, body) = get(&connection, Some("api.test"), "/").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        seen(&body, "sshttp-key-fingerprint"),
+        [listed.fingerprint().as_str()]
+    );
+
+    // `other` is listed only from 10.0.0.0/8; we come from 127.0.0.1.
+    let refused = gateway
+        .connect_as("alice", Some(other), None)
+        .await
+        .unwrap_err();
+    assert!(refused.is_auth(), "{refused}");
+    let stranger = client::Identity::generate_ed25519().unwrap();
+    let refused = gateway
+        .connect_as("alice", Some(stranger), None)
+        .await
+        .unwrap_err();
+    assert!(refused.is_auth(), "{refused}");
+    let refused = gateway.connect_as("alice", None, None).await.unwrap_err();
+    assert!(
+        refused.is_auth(),
+        "no anonymous access without a public vhost: {refused}"
+    );
+}
+
+#[tokio::test]
+async fn each_vhost_applies_its_own_policy_to_one_connection() {
+    let keys = tempfile::tempdir().unwrap();
+    keygen(keys.path(), "listed");
+    let upstream = named_upstream("u").await;
+    let config = format!(
+        "{}{}authorized_keys = \"authorized_keys\"\n{}",
+        vhost("open.test", &upstream.url(), "any-key"),
+        vhost("team.test", &upstream.url(), "authorized-keys"),
+        vhost("public.test", &upstream.url(), "none"),
+    );
+    let authorized = public_key(keys.path(), "listed");
+    let gateway = Gateway::start(&config, &[("authorized_keys", &authorized)]).await;
+
+    let (connection, _) = gateway.connect().await;
+    let (status, _, _) = get(&connection, Some("open.test"), "/").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let refused = get(&connection, Some("team.test"), "/").await.unwrap_err();
+    assert_eq!(
+        refused.refusal(),
+        Some(OpenFailureReason::ADMINISTRATIVELY_PROHIBITED)
+    );
+    let (_, _, body) = get(&connection, Some("public.test"), "/").await.unwrap();
+    assert_eq!(
+        seen(&body, "sshttp-auth"),
+        ["none"],
+        "a public vhost sees no key"
+    );
+    assert!(seen(&body, "sshttp-key-fingerprint").is_empty());
+
+    // Without a key: only the public vhost.
+    let anonymous = gateway.connect_as("guest", None, None).await.unwrap();
+    let (_, _, body) = get(&anonymous, Some("public.test"), "/").await.unwrap();
+    assert_eq!(seen(&body, "sshttp-auth"), ["none"]);
+    let refused = get(&anonymous, Some("open.test"), "/").await.unwrap_err();
+    assert_eq!(
+        refused.refusal(),
+        Some(OpenFailureReason::ADMINISTRATIVELY_PROHIBITED)
+    );
+}
+
+#[tokio::test]
+async fn user_ca_checks_principals_and_validity() {
+    let keys = tempfile::tempdir().unwrap();
+    let dir = keys.path();
+    keygen(dir, "ca");
+    let alice = keygen(dir, "alice");
+    let good = certify(dir, "alice", "alice,ops", "-5m:+1h");
+    let upstream = named_upstream("u").await;
+    let config = format!(
+        "{}user_ca_keys = [\"ca.pub\"]\nprincipals = [\"ops\"]\n",
+        vhost("ops.test", &upstream.url(), "user-ca")
+    );
+    let gateway = Gateway::start(&config, &[("ca.pub", &public_key(dir, "ca"))]).await;
+
+    let connection = gateway
+        .connect_as("alice", Some(alice.clone()), Some(good))
+        .await
+        .unwrap();
+    let (status, _, body) = get(&connection, Some("ops.test"), "/").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen(&body, "sshttp-auth"), ["certificate"]);
+    assert_eq!(seen(&body, "sshttp-cert-key-id"), ["alice@test"]);
+    assert_eq!(seen(&body, "sshttp-cert-principals"), ["alice,ops"]);
+    assert_eq!(
+        seen(&body, "sshttp-key-algorithm"),
+        ["ssh-ed25519-cert-v01@openssh.com"]
+    );
+    assert_eq!(
+        seen(&body, "sshttp-key-fingerprint"),
+        [alice.fingerprint().as_str()]
+    );
+
+    let wrong_principal = certify(dir, "alice", "alice,dev", "-5m:+1h");
+    let refused = gateway
+        .connect_as("alice", Some(alice.clone()), Some(wrong_principal))
+        .await
+        .unwrap_err();
+    assert!(refused.is_auth(), "{refused}");
+
+    let expired = certify(dir, "alice", "ops", "20200101:20200102");
+    let refused = gateway
+        .connect_as("alice", Some(alice.clone()), Some(expired))
+        .await
+        .unwrap_err();
+    assert!(refused.is_auth(), "{refused}");
+
+    let refused = gateway
+        .connect_as("alice", Some(alice), None)
+        .await
+        .unwrap_err();
+    assert!(refused.is_auth(), "the bare key is not enough: {refused}");
+}
+
+#[tokio::test]
+async fn identity_assertion_verifies_with_the_served_jwks() {
+    let upstream = named_upstream("u").await;
+    let config = format!(
+        "[identity_assertion]\nalgorithm = \"eddsa\"\n{}identity_assertion = true\n",
+        vhost("api.test", &upstream.url(), "any-key")
+    );
+    let gateway = Gateway::start(&config, &[]).await;
+    let (connection, identity) = gateway.connect().await;
+    let (_, _, body) = get(&connection, Some("api.test"), "/").await.unwrap();
+    let token = seen(&body, "sshttp-identity-assertion");
+    assert_eq!(token.len(), 1, "{body}");
+
+    let (status, headers, jwks) = get(
+        &connection,
+        Some("api.test"),
+        "/.well-known/sshttp/jwks.json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/jwk-set+json");
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&jwks).unwrap();
+    let header = jsonwebtoken::decode_header(token[0]).unwrap();
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&["api.test"]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(token[0], &key, &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], identity.fingerprint());
+    assert_eq!(claims["sshttp_user"], "tester");
+
+    let mut wrong = jsonwebtoken::Validation::new(header.alg);
+    wrong.set_audience(&["other.test"]);
+    assert!(jsonwebtoken::decode::<serde_json::Value>(token[0], &key, &wrong).is_err());
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_slow_upstream_is_504() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let slow = Upstream::start(|_request| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        text("too late")
+    })
+    .await;
+    let config = format!(
+        "[limits]\nupstream_response_timeout_secs = 1\n{}{}",
+        vhost("dead.test", &dead, "any-key"),
+        vhost("slow.test", &slow.url(), "any-key"),
+    );
+    let gateway = Gateway::start(&config, &[]).await;
+    let (connection, _) = gateway.connect().await;
+
+    let (status, _, body) = get(&connection, Some("dead.test"), "/").await.unwrap();
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(
+        body.contains("could not connect to the upstream of dead.test"),
+        "{body}"
+    );
+
+    let (status, _, body) = get(&connection, Some("slow.test"), "/").await.unwrap();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(body.contains("did not answer within 1 s"), "{body}");
+}
+
+/// A response body that counts what it produced, yields forever, and reports its drop.
+struct Endless {
+    produced: Arc<AtomicU64>,
+    dropped: Arc<Notify>,
+}
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let offset = self.produced.fetch_add(64 * 1024, Ordering::SeqCst);
+        std::task::Poll::Ready(Some(Ok(Frame::data(pattern(offset, 64 * 1024)))))
+    }
+}
+
+impl Drop for Endless {
+    fn drop(&mut self) {
+        self.dropped.notify_one();
+    }
+}
+
+#[tokio::test]
+async fn response_streams_under_back_pressure_and_a_client_abort_cancels_the_upstream() {
+    let produced = Arc::new(AtomicU64::new(0));
+    let dropped = Arc::new(Notify::new());
+    let upstream = {
+        let (produced, dropped) = (produced.clone(), dropped.clone());
+        Upstream::start(move |_request| {
+            let body = Endless {
+                produced: produced.clone(),
+                dropped: dropped.clone(),
+            };
+            async move { Response::new(body.map_err(Into::into).boxed()) }
+        })
+        .await
+    };
+    let gateway = Gateway::start(&vhost("big.test", &upstream.url(), "any-key"), &[]).await;
+    let (connection, _) = gateway.connect().await;
+    let request = Request::get("/")
+        .header("host", "big.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = connection.send(None, request).await.unwrap();
+    let mut body = response.into_body();
+    let mut received = 0u64;
+    while received < 4 * 1024 * 1024 {
+        let frame = body.frame().await.unwrap().unwrap();
+        let data = frame.into_data().unwrap();
+        assert_eq!(data, pattern(received, data.len()));
+        received += data.len() as u64;
+    }
+    // Stop reading: the upstream must stop once windows and buffers are full.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = produced.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = produced.load(Ordering::SeqCst);
+    assert_eq!(
+        before, after,
+        "the upstream kept producing for a client that stopped reading"
+    );
+    assert!(
+        after < received + 48 * 1024 * 1024,
+        "{after} bytes produced for {received} read: the gateway buffers without bound"
+    );
+    drop(body);
+    tokio::time::timeout(Duration::from_secs(10), dropped.notified())
+        .await
+        .expect("the upstream's response was not cancelled when the client went away");
+}
+
+#[tokio::test]
+async fn request_body_larger_than_the_window_streams_to_the_upstream() {
+    // The upstream reads the body itself and reports its length and a checksum.
+    let upstream = Upstream::start(|request: Request<hyper::body::Incoming>| async move {
+        let mut body = request.into_body();
+        let (mut length, mut mismatches) = (0u64, 0u64);
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                if data != pattern(length, data.len()) {
+                    mismatches += 1;
+                }
+                length += data.len() as u64;
+            }
+        }
+        text(format!("length={length} mismatches={mismatches}"))
+    })
+    .await;
+    let gateway = Gateway::start(&vhost("up.test", &upstream.url(), "any-key"), &[]).await;
+    let (connection, _) = gateway.connect().await;
+    const TOTAL: u64 = 48 * 1024 * 1024;
+    let request = Request::post("/upload")
+        .header("host", "up.test")
+        .body(PatternBody::new(TOTAL, 32 * 1024))
+        .unwrap();
+    let response = connection.send(None, request).await.unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&bytes),
+        format!("length={TOTAL} mismatches=0")
+    );
+}
+
+#[tokio::test]
+async fn a_slow_upstream_reader_holds_the_client_back() {
+    // The upstream reads 1 MiB, then stops reading until told to go on.
+    let go_on = Arc::new(Notify::new());
+    let upstream = {
+        let go_on = go_on.clone();
+        Upstream::start(move |request: Request<hyper::body::Incoming>| {
+            let go_on = go_on.clone();
+            async move {
+                let mut body = request.into_body();
+                let (mut length, mut paused) = (0u64, false);
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame.unwrap().into_data() {
+                        length += data.len() as u64;
+                    }
+                    if length >= 1024 * 1024 && !paused {
+                        paused = true;
+                        go_on.notified().await;
+                    }
+                }
+                text(format!("length={length}"))
+            }
+        })
+        .await
+    };
+    let gateway = Gateway::start(&vhost("up.test", &upstream.url(), "any-key"), &[]).await;
+    let (connection, _) = gateway.connect().await;
+    let (sender, receiver) = mpsc::channel::<Bytes>(1);
+    let sent = Arc::new(AtomicU64::new(0));
+    let producer = {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            for i in 0..2048u64 {
+                sender.send(pattern(i * 32768, 32768)).await.unwrap();
+                sent.fetch_add(32768, Ordering::SeqCst);
+            }
+        })
+    };
+    let body = ReceiverBody(receiver);
+    let request = Request::post("/")
+        .header("host", "up.test")
+        .body(body)
+        .unwrap();
+    let response = tokio::spawn(async move { connection.send(None, request).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stalled = sent.load(Ordering::SeqCst);
+    assert!(
+        stalled < 40 * 1024 * 1024,
+        "{stalled} bytes accepted while the upstream read 1 MiB"
+    );
+    go_on.notify_one();
+    producer.await.unwrap();
+    let response = response.await.unwrap().unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&bytes),
+        format!("length={}", 2048 * 32768)
+    );
+}
+
+/// A request body fed through a channel.
+struct ReceiverBody(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ReceiverBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|data| data.map(|data| Ok(Frame::data(data))))
+    }
+}
+
+#[tokio::test]
+async fn sigterm_style_drain_lets_requests_in_flight_finish_and_refuses_new_ones() {
+    let release = Arc::new(Notify::new());
+    let upstream = {
+        let release = release.clone();
+        Upstream::start(move |_request| {
+            let release = release.clone();
+            async move {
+                release.notified().await;
+                text("finished")
+            }
+        })
+        .await
+    };
+    let gateway = Gateway::start(&vhost("d.test", &upstream.url(), "any-key"), &[]).await;
+    let (connection, _) = gateway.connect().await;
+    let connection = Arc::new(connection);
+    let in_flight = {
+        let connection = connection.clone();
+        tokio::spawn(async move { get(&connection, Some("d.test"), "/").await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gateway.drain.start();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = get(&connection, Some("d.test"), "/").await.unwrap_err();
+    assert_eq!(
+        refused.refusal(),
+        Some(OpenFailureReason::ADMINISTRATIVELY_PROHIBITED)
+    );
+    assert!(
+        tokio::net::TcpStream::connect(gateway.addr).await.is_err()
+            || gateway.connect_as("late", None, None).await.is_err(),
+        "a draining gateway took a new connection"
+    );
+    release.notify_one();
+    let (status, _, body) = in_flight.await.unwrap().unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "finished"));
+}
