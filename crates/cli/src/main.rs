@@ -123,10 +123,12 @@ async fn serve(
     {
         let port = addr.port();
         println!();
-        println!("Try it (any SSH key is accepted; the key is your identity):");
+        println!("Try it with plain ssh (any key is accepted: the key is your identity;");
+        println!("when ssh asks about the host key, compare it with the one above):");
         println!("  ssh -p {port} localhost multiply a=4 b=5");
         println!("  ssh -p {port} localhost get /images/header.png > header.png");
-        println!("  ssh -p {port} localhost get /echo");
+        println!("  ssh -p {port} localhost get /echo -i");
+        println!("  ssh -p {port} localhost            (who you are, and more examples)");
     }
     println!("Stop with Ctrl-C (requests in flight are drained).");
     gateway.run().await?;

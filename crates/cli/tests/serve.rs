@@ -298,3 +298,131 @@ async fn sigterm_drains_requests_in_flight_then_exits() {
     assert_eq!((status, body.as_str()), (StatusCode::OK, "done"));
     assert!(serve.wait(Duration::from_secs(10)).success());
 }
+
+/// `ssh` from OpenSSH against a demo gateway, pinning its host key.
+struct StockSsh {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl StockSsh {
+    fn new(state: &Path, port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        sshttp_tests::run(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.path().join("id")),
+        );
+        let host_key = sshttp_tests::run(
+            Command::new("ssh-keygen")
+                .arg("-y")
+                .arg("-f")
+                .arg(state.join("ssh_host_ed25519_key")),
+        );
+        let known = format!("[127.0.0.1]:{port} {host_key}");
+        std::fs::write(dir.path().join("known_hosts"), known).unwrap();
+        Self { dir, port }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        self.command_with(&[], args)
+    }
+
+    /// `ssh` with extra `options` before the destination.
+    fn command_with(&self, options: &[&str], args: &[&str]) -> Command {
+        let mut command = Command::new("ssh");
+        command
+            .args(["-F", "/dev/null", "-T", "-p", &self.port.to_string()])
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.dir.path().join("known_hosts").display()
+            ))
+            .args(["-o", "IdentitiesOnly=yes", "-i"])
+            .arg(self.dir.path().join("id"))
+            .args(options)
+            .arg("alice@127.0.0.1")
+            .args(args);
+        command
+    }
+
+    fn output(&self, args: &[&str], stdin: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot run ssh: {error} (.ci/run installs OpenSSH)"));
+        let mut input = child.stdin.take().unwrap();
+        let stdin = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&stdin);
+        });
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        output
+    }
+}
+
+#[tokio::test]
+async fn stock_openssh_client_uses_the_demo_with_the_commands_serve_prints() {
+    let state = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&[
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let ssh = StockSsh::new(state.path(), serve.addr.port());
+    tokio::task::spawn_blocking(move || {
+        let output = ssh.output(&["multiply", "a=4", "b=5"], b"");
+        assert_eq!(
+            (output.status.code(), output.stdout.as_slice()),
+            (Some(0), &b"20\n"[..]),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+
+        let png = std::fs::read(state.path().join("demo-files/images/header.png")).unwrap();
+        let output = ssh.output(&["get", "/images/header.png"], b"");
+        assert_eq!(output.status.code(), Some(0));
+        assert_eq!(output.stdout, png, "the file arrives byte for byte");
+
+        let output = ssh.output(&["get", "/echo", "-i", "-H", "'x-test: 1'"], b"");
+        let head = String::from_utf8_lossy(&output.stderr);
+        assert!(head.starts_with("200 OK\n"), "{head}");
+        let echo = String::from_utf8_lossy(&output.stdout);
+        assert!(echo.contains("x-test: 1"), "{echo}");
+        assert!(echo.contains("sshttp-user: alice"), "{echo}");
+
+        let upload: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let output = ssh.output(&["post", "/echo/body"], &upload);
+        assert_eq!(output.status.code(), Some(0));
+        assert!(
+            output.stdout == upload,
+            "stdin streamed up and back byte for byte"
+        );
+
+        let output = ssh.output(&["get", "/no/such/file"], b"");
+        assert_eq!(output.status.code(), Some(4), "4xx exits 4");
+        let output = ssh.output(&["get", "'/unterminated"], b"");
+        assert_eq!(output.status.code(), Some(2), "usage error exits 2");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("usage:"));
+        let output = ssh
+            .command_with(&["-o", "SetEnv=HTTP_HOST=elsewhere.test"], &["get", "/"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(4), "unknown vhost: 421 exits 4");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("421"));
+
+        let output = ssh.output(&[], b"");
+        let screen = String::from_utf8_lossy(&output.stdout);
+        assert!(screen.contains("virtual host localhost"), "{screen}");
+        assert!(screen.contains("you are \"alice\""), "{screen}");
+    })
+    .await
+    .unwrap();
+}

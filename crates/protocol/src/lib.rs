@@ -55,6 +55,7 @@
 mod channel_type;
 mod codec;
 mod error;
+pub mod exec;
 mod header_channel;
 mod header_list;
 mod http_parts;

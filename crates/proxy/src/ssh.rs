@@ -34,6 +34,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower_service::Service;
 
+mod stock;
+
 use crate::auth::Credential;
 pub use crate::gate::{Drain, Gatekeeper, Grant, Refusal, Route};
 pub use crate::identity::CallerIdentity;
@@ -170,6 +172,7 @@ where
             grant: None,
             header_channels: HashMap::new(),
             active_requests: Arc::new(AtomicUsize::new(0)),
+            sessions: HashMap::new(),
             defaults: HashMap::new(),
             last_header_id: 0,
         };
@@ -204,6 +207,15 @@ struct ConnectionHandler<S> {
     last_header_id: u32,
     /// Request channels being served.
     active_requests: Arc<AtomicUsize>,
+    /// `session` channels of stock SSH clients, until their command arrives.
+    sessions: HashMap<ChannelId, StockSession>,
+}
+
+/// A stock client's `session` channel before its `exec` or `shell` request.
+struct StockSession {
+    channel: Channel<Msg>,
+    /// From `env HTTP_HOST` (spec §14.5).
+    http_host: Option<String>,
 }
 
 impl<S> ConnectionHandler<S> {
@@ -431,6 +443,162 @@ where
         Ok(())
     }
 
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let max = self.shared.max_header_channels;
+        if self.sessions.len() >= max {
+            let refused = (
+                OpenFailureReason::RESOURCE_SHORTAGE,
+                format!("at most {max} session channels waiting for a command"),
+            );
+            refuse(reply, refused).await;
+            return Ok(());
+        }
+        self.sessions.insert(
+            channel.id(),
+            StockSession {
+                channel,
+                http_host: None,
+            },
+        );
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match self.sessions.get_mut(&channel) {
+            Some(stock) if name == "HTTP_HOST" => {
+                stock.http_host = Some(value.to_owned());
+                session.channel_success(channel)?;
+            }
+            _ => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Accepted so that `ssh gw` works from a terminal; output stays plain.
+        if self.sessions.contains_key(&channel) {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(stock) = self.sessions.remove(&channel) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        session.channel_success(channel)?;
+        let Some(in_flight) = self.shared.drain.enter() else {
+            let failure = stock::Failure {
+                message: "the gateway is shutting down".to_owned(),
+                exit: sshttp_protocol::exec::EXIT_NO_RESPONSE,
+            };
+            tokio::spawn(stock::fail(stock.channel, failure));
+            return Ok(());
+        };
+        let prepared = stock::prepare(
+            data,
+            stock.http_host.as_deref(),
+            &self.shared.limits,
+            |host| {
+                let host =
+                    host.map(HeaderValue::from_str)
+                        .transpose()
+                        .map_err(|_| stock::Failure {
+                            message: "usage: bad host".to_owned(),
+                            exit: sshttp_protocol::exec::EXIT_USAGE,
+                        })?;
+                self.route(host.as_ref()).map_err(|(reason, description)| {
+                    let status = reason.http_status();
+                    stock::Failure {
+                        message: format!("{status}: {description}"),
+                        exit: sshttp_protocol::exec::exit_status(status),
+                    }
+                })
+            },
+        );
+        match prepared {
+            Ok(prepared) => {
+                let service = self.service.clone();
+                let limits = self.shared.limits.clone();
+                tokio::spawn(stock::serve(
+                    stock.channel,
+                    prepared,
+                    service,
+                    limits,
+                    in_flight,
+                ));
+            }
+            Err(failure) => {
+                tokio::spawn(stock::fail(stock.channel, failure));
+            }
+        }
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(stock) = self.sessions.remove(&channel) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        session.channel_success(channel)?;
+        let host = stock
+            .http_host
+            .as_deref()
+            .and_then(|host| HeaderValue::from_str(host).ok());
+        let (text, exit) = match self.route(host.as_ref()) {
+            Ok(route) => (stock::info_screen(&route), 0),
+            Err((reason, description)) => {
+                let status = reason.http_status();
+                (
+                    format!("{status}: {description}\n"),
+                    sshttp_protocol::exec::exit_status(status),
+                )
+            }
+        };
+        tokio::spawn(async move {
+            let (_read, write) = stock.channel.split();
+            let _ = write.data_bytes(text).await;
+            let _ = write.exit_status(exit).await;
+            let _ = write.eof().await;
+            let _ = write.close().await;
+        });
+        Ok(())
+    }
+
     async fn channel_request(
         &mut self,
         channel: ChannelId,
@@ -464,6 +632,7 @@ where
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.sessions.remove(&channel);
         if let Some(header_id) = self.header_channels.remove(&channel) {
             self.defaults.remove(&header_id);
         }
