@@ -188,6 +188,63 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// Like [`Upstream::start`], over TLS with a certificate for `name` from a fresh
+    /// CA; returns the CA certificate as PEM.
+    pub async fn start_tls<F, Fut>(name: &str, handler: F) -> (Self, String)
+    where
+        F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = http::Response<TestBody>> + Send + 'static,
+    {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let handler = handler.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(socket).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |request| {
+                        let response = handler(request);
+                        async move { Ok::<_, Infallible>(response.await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        (Self { addr }, ca.pem())
+    }
+}
+
 /// A real `sshttp serve` gateway (the library behind it), from configuration text, on
 /// 127.0.0.1; files it names live in `dir`.
 pub struct Gateway {
@@ -199,6 +256,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     /// Starts its graceful shutdown.
     pub drain: sshttp_proxy::gate::Drain,
+    /// Where it serves metrics, if configured.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -220,12 +279,14 @@ impl Gateway {
         let addr = gateway.local_addrs()[0];
         let fingerprint = gateway.host_keys()[0].fingerprint();
         let drain = gateway.drain();
+        let metrics = gateway.metrics_addr();
         tokio::spawn(gateway.run());
         Self {
             addr,
             fingerprint,
             dir,
             drain,
+            metrics,
         }
     }
 

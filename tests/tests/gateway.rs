@@ -592,3 +592,163 @@ async fn sigterm_style_drain_lets_requests_in_flight_finish_and_refuses_new_ones
     let (status, _, body) = in_flight.await.unwrap().unwrap();
     assert_eq!((status, body.as_str()), (StatusCode::OK, "finished"));
 }
+
+#[tokio::test]
+async fn request_body_over_the_limit_is_413_and_stops_at_the_gateway() {
+    let received = Arc::new(AtomicU64::new(0));
+    let upstream = {
+        let received = received.clone();
+        Upstream::start(move |request: Request<hyper::body::Incoming>| {
+            let received = received.clone();
+            async move {
+                let mut body = request.into_body();
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Ok(data) = frame.into_data() {
+                        received.fetch_add(data.len() as u64, Ordering::SeqCst);
+                    }
+                }
+                text("read it all")
+            }
+        })
+        .await
+    };
+    let config = format!(
+        "[limits]\nmax_request_body_bytes = 1048576\n{}",
+        vhost("up.test", &upstream.url(), "any-key")
+    );
+    let gateway = Gateway::start(&config, &[]).await;
+    let (connection, _) = gateway.connect().await;
+
+    let declared = Request::post("/")
+        .header("host", "up.test")
+        .header("content-length", "2097152")
+        .body(PatternBody::new(2 * 1024 * 1024, 32 * 1024))
+        .unwrap();
+    let response = connection.send(None, declared).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        0,
+        "declared too large: never forwarded"
+    );
+
+    let streamed = Request::post("/")
+        .header("host", "up.test")
+        .body(PatternBody::new(3 * 1024 * 1024, 32 * 1024))
+        .unwrap();
+    let response = connection.send(None, streamed).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("limit of 1048576 bytes"));
+    assert!(
+        received.load(Ordering::SeqCst) <= 1024 * 1024,
+        "the upstream got more than the limit"
+    );
+
+    let (status, _, body) = request(
+        &connection,
+        Some("up.test"),
+        Request::post("/"),
+        Bytes::from(vec![7u8; 1000]),
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "read it all"));
+}
+
+#[tokio::test]
+async fn hop_by_hop_fields_of_the_upstream_response_stop_at_the_gateway() {
+    let upstream = Upstream::start(|_request| async {
+        let mut response = text("ok");
+        let headers = response.headers_mut();
+        headers.insert("connection", "x-secret".parse().unwrap());
+        headers.insert("x-secret", "1".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("x-kept", "1".parse().unwrap());
+        response
+    })
+    .await;
+    let gateway = Gateway::start(&vhost("h.test", &upstream.url(), "any-key"), &[]).await;
+    let (connection, _) = gateway.connect().await;
+    let (status, headers, _) = get(&connection, Some("h.test"), "/").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-kept"], "1");
+    for name in ["connection", "x-secret", "keep-alive"] {
+        assert!(
+            !headers.contains_key(name),
+            "{name} reached the client: {headers:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_vhost_on_their_own_listener() {
+    let upstream = named_upstream("u").await;
+    let config = format!(
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n{}",
+        vhost("m.test", &upstream.url(), "any-key")
+    );
+    let gateway = Gateway::start(&config, &[]).await;
+    let (connection, _) = gateway.connect().await;
+    for _ in 0..3 {
+        get(&connection, Some("m.test"), "/").await.unwrap();
+    }
+    let metrics = gateway.metrics.unwrap();
+    let mut scraped = String::new();
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(metrics).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        scraped.clear();
+        stream.read_to_string(&mut scraped).await.unwrap();
+        // The access record of the last request is written when its body ends.
+        if scraped.contains("sshttp_requests_total{vhost=\"m.test\",code=\"2xx\"} 3") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    let lines: Vec<&str> = scraped.lines().collect();
+    assert!(
+        lines.contains(&"sshttp_requests_total{vhost=\"m.test\",code=\"2xx\"} 3"),
+        "{scraped}"
+    );
+    assert!(lines.contains(&"sshttp_connections_open 1"), "{scraped}");
+}
+
+#[tokio::test]
+async fn https_upstream_is_verified_with_its_own_ca_and_server_name() {
+    let (upstream, ca) = Upstream::start_tls(
+        "internal.corp",
+        |request: Request<hyper::body::Incoming>| async move {
+            text(format!("tls ok {}", request.uri()))
+        },
+    )
+    .await;
+    let url = format!("https://{}", upstream.addr);
+    let config = format!(
+        "{}ca_file = \"ca.pem\"\nserver_name = \"internal.corp\"\n{}ca_file = \"ca.pem\"\n",
+        vhost("tls.test", &url, "any-key"),
+        vhost(
+            "wrong-name.test",
+            &format!("https://localhost:{}", upstream.addr.port()),
+            "any-key"
+        ),
+    );
+    let gateway = Gateway::start(&config, &[("ca.pem", &ca)]).await;
+    let (connection, _) = gateway.connect().await;
+    let (status, _, body) = get(&connection, Some("tls.test"), "/x").await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "tls ok /x"));
+    let (status, _, body) = get(&connection, Some("wrong-name.test"), "/")
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        StatusCode::BAD_GATEWAY,
+        "a certificate for another name: {body}"
+    );
+    assert!(body.contains("certificate"), "{body}");
+}

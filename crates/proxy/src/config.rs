@@ -30,6 +30,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_CHANNELS_PER_CONNECTION: usize = 1024;
 /// Header channels per SSH connection (spec §17.8).
 pub const DEFAULT_MAX_HEADER_CHANNELS: usize = 64;
+/// Largest request body the gateway forwards; a larger `content-length` is answered
+/// 413 before the upstream is contacted, and a streamed body that grows past it is
+/// cut off and answered 413.
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 1 << 30;
 
 /// A checked gateway configuration.
 #[derive(Debug, Clone)]
@@ -71,6 +75,8 @@ pub struct GatewayLimits {
     pub max_channels_per_connection: usize,
     /// See [`DEFAULT_MAX_HEADER_CHANNELS`].
     pub max_header_channels: usize,
+    /// See [`DEFAULT_MAX_REQUEST_BODY_BYTES`].
+    pub max_request_body_bytes: u64,
 }
 
 impl Default for GatewayLimits {
@@ -83,6 +89,7 @@ impl Default for GatewayLimits {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_channels_per_connection: DEFAULT_MAX_CHANNELS_PER_CONNECTION,
             max_header_channels: DEFAULT_MAX_HEADER_CHANNELS,
+            max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
         }
     }
 }
@@ -231,6 +238,7 @@ struct LimitsFile {
     shutdown_grace_secs: Option<u64>,
     max_channels_per_connection: Option<usize>,
     max_header_channels: Option<usize>,
+    max_request_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -546,6 +554,9 @@ impl LimitsFile {
             max_header_channels: self
                 .max_header_channels
                 .unwrap_or(gateway_defaults.max_header_channels),
+            max_request_body_bytes: self
+                .max_request_body_bytes
+                .unwrap_or(gateway_defaults.max_request_body_bytes),
         };
         for (name, value) in [
             ("max_header_count", limits.max_header_count),

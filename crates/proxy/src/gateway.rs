@@ -14,14 +14,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body::{Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 use sshttp_client::Body;
 use sshttp_ssh::{BoxError, KeyPair};
@@ -81,6 +81,7 @@ struct Site {
     vhosts: HashMap<String, Vhost>,
     default_vhost: Option<String>,
     assertion: Option<(AssertionSigner, Duration)>,
+    max_request_body: u64,
 }
 
 impl Site {
@@ -154,6 +155,7 @@ impl Site {
         Ok(Self {
             vhosts,
             default_vhost: config.default_vhost.clone(),
+            max_request_body: config.gateway.max_request_body_bytes,
             assertion,
         })
     }
@@ -363,14 +365,34 @@ impl GatewayService {
             }
         }
 
+        let limit = site.max_request_body;
+        let too_large = || {
+            let message =
+                format!("the request body is larger than this gateway's limit of {limit} bytes");
+            error_response(StatusCode::PAYLOAD_TOO_LARGE, &message)
+        };
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        if declared.max(request.body().size_hint().lower()) > limit {
+            return record.respond(too_large());
+        }
+        let exceeded = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| {
             CountedBody {
                 inner: body,
                 count: record.request_bytes.clone(),
+                limit,
+                exceeded: exceeded.clone(),
             }
             .boxed_unsync()
         });
         let (response, failure) = vhost.upstream.forward(request, &route.vhost).await;
+        if exceeded.load(Ordering::Acquire) {
+            return record.respond(too_large());
+        }
         if let Some(failure) = failure {
             self.state
                 .metrics
@@ -428,10 +450,12 @@ fn jwks_response(assertion: Option<&(AssertionSigner, Duration)>) -> Response<Ga
     response
 }
 
-/// A request body that counts the bytes the upstream reads.
+/// A request body that counts the bytes the upstream reads, and fails past `limit`.
 struct CountedBody {
     inner: Body,
     count: Arc<AtomicU64>,
+    limit: u64,
+    exceeded: Arc<AtomicBool>,
 }
 
 impl http_body::Body for CountedBody {
@@ -446,7 +470,16 @@ impl http_body::Body for CountedBody {
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
-            self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            let length = data.len() as u64;
+            let total = self
+                .count
+                .fetch_add(length, Ordering::Relaxed)
+                .saturating_add(length);
+            if total > self.limit {
+                self.exceeded.store(true, Ordering::Release);
+                let message = format!("request body over the limit of {} bytes", self.limit);
+                return Poll::Ready(Some(Err(message.into())));
+            }
         }
         polled.map_err(BoxError::from)
     }
