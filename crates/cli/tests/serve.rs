@@ -307,19 +307,14 @@ struct StockSsh {
 
 impl StockSsh {
     fn new(state: &Path, port: u16) -> Self {
+        let host_key = public_of(&state.join("ssh_host_ed25519_key"));
+        Self::with_known_hosts(port, &format!("[127.0.0.1]:{port} {host_key}"))
+    }
+
+    /// A client with a fresh key and `known` as its known_hosts.
+    fn with_known_hosts(port: u16, known: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        sshttp_tests::run(
-            Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(dir.path().join("id")),
-        );
-        let host_key = sshttp_tests::run(
-            Command::new("ssh-keygen")
-                .arg("-y")
-                .arg("-f")
-                .arg(state.join("ssh_host_ed25519_key")),
-        );
-        let known = format!("[127.0.0.1]:{port} {host_key}");
+        keygen(&dir.path().join("id"), "ed25519");
         std::fs::write(dir.path().join("known_hosts"), known).unwrap();
         Self { dir, port }
     }
@@ -422,6 +417,95 @@ async fn stock_openssh_client_uses_the_demo_with_the_commands_serve_prints() {
         let screen = String::from_utf8_lossy(&output.stdout);
         assert!(screen.contains("virtual host localhost"), "{screen}");
         assert!(screen.contains("you are \"alice\""), "{screen}");
+    })
+    .await
+    .unwrap();
+}
+
+fn keygen(path: &Path, kind: &str) {
+    sshttp_tests::run(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-N", "", "-f"])
+            .arg(path),
+    );
+}
+
+fn public_of(private: &Path) -> String {
+    sshttp_tests::run(Command::new("ssh-keygen").arg("-y").arg("-f").arg(private))
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn host_keys_of_several_algorithms_and_a_host_certificate_satisfy_openssh() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    keygen(&path("host_ed25519"), "ed25519");
+    keygen(&path("host_ecdsa"), "ecdsa");
+    keygen(&path("host_ca"), "ed25519");
+    sshttp_tests::run(
+        Command::new("ssh-keygen")
+            .current_dir(dir.path())
+            .args([
+                "-q",
+                "-s",
+                "host_ca",
+                "-h",
+                "-I",
+                "gateway",
+                "-n",
+                "127.0.0.1",
+            ])
+            .arg("host_ed25519.pub"),
+    );
+    let config = path("gateway.toml");
+    std::fs::write(
+        &config,
+        "listen = [\"127.0.0.1:0\"]\n\
+         state_dir = \"state\"\n\
+         host_keys = [\"host_ed25519\", \"host_ecdsa\"]\n\
+         host_certificates = [\"host_ed25519-cert.pub\"]\n\
+         default_vhost = \"localhost\"\n\
+         [[vhost]]\nname = \"localhost\"\nupstream = \"demo\"\nauth = \"any-key\"\n",
+    )
+    .unwrap();
+    let serve = Serve::start(&["--config", config.to_str().unwrap()]);
+    let port = serve.addr.port();
+    let ca = public_of(&path("host_ca"));
+    let ecdsa = public_of(&path("host_ecdsa"));
+    tokio::task::spawn_blocking(move || {
+        // Only the CA is trusted: the gateway must present its certificate.
+        let by_ca =
+            StockSsh::with_known_hosts(port, &format!("@cert-authority [127.0.0.1]:{port} {ca}"));
+        let output = by_ca.output(&["multiply", "a=6", "b=7"], b"");
+        assert_eq!(
+            (output.status.code(), output.stdout.as_slice()),
+            (Some(0), &b"42\n"[..]),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // Only the ECDSA key is known: the gateway must offer it.
+        let by_ecdsa = StockSsh::with_known_hosts(port, &format!("[127.0.0.1]:{port} {ecdsa}"));
+        let output = by_ecdsa
+            .command_with(
+                &["-o", "HostKeyAlgorithms=ecdsa-sha2-nistp256"],
+                &["multiply", "a=2", "b=3"],
+            )
+            .output()
+            .unwrap();
+        assert_eq!(
+            (output.status.code(), output.stdout.as_slice()),
+            (Some(0), &b"6\n"[..]),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // A CA nobody trusts: OpenSSH refuses (the test can fail).
+        let untrusted = StockSsh::with_known_hosts(
+            port,
+            &format!("@cert-authority [127.0.0.1]:{port} {ecdsa}"),
+        );
+        let output = untrusted.output(&["multiply", "a=1", "b=1"], b"");
+        assert_eq!(output.status.code(), Some(255));
     })
     .await
     .unwrap();

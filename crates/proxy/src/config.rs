@@ -42,6 +42,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Host key files (OpenSSH private keys); one per algorithm.
     pub host_keys: Vec<PathBuf>,
+    /// Host certificate files (`ssh-keygen -s CA -h` output) for those keys.
+    pub host_certificates: Vec<PathBuf>,
     /// Where generated state (host key, assertion key) lives, if anywhere.
     pub state_dir: Option<PathBuf>,
     /// The vhost for requests that name none.
@@ -187,6 +189,8 @@ struct File {
     listen: Vec<SocketAddr>,
     #[serde(default)]
     host_keys: Vec<PathBuf>,
+    #[serde(default)]
+    host_certificates: Vec<PathBuf>,
     state_dir: Option<PathBuf>,
     default_vhost: Option<String>,
     #[serde(default, rename = "vhost")]
@@ -346,6 +350,8 @@ impl Config {
             )));
         }
         let host_keys: Vec<PathBuf> = file.host_keys.into_iter().map(&resolve).collect();
+        let host_certificates: Vec<PathBuf> =
+            file.host_certificates.into_iter().map(&resolve).collect();
         if host_keys.is_empty() && state_dir.is_none() {
             return Err(invalid(
                 "set host_keys, or state_dir for a generated host key".to_owned(),
@@ -360,6 +366,7 @@ impl Config {
         Ok(Self {
             listen,
             host_keys,
+            host_certificates,
             state_dir,
             default_vhost,
             vhosts,
@@ -376,6 +383,7 @@ impl Config {
         Self {
             listen: vec![default_listen()],
             host_keys: Vec::new(),
+            host_certificates: Vec::new(),
             state_dir: Some(state_dir),
             default_vhost: Some(DEMO_VHOST.to_owned()),
             vhosts: vec![VhostConfig {

@@ -24,7 +24,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 use sshttp_client::Body;
-use sshttp_ssh::{BoxError, KeyPair};
+use sshttp_ssh::{BoxError, HostCertificate, KeyPair};
 use tokio::net::TcpListener;
 use tower_service::Service;
 
@@ -675,6 +675,22 @@ impl Gateway {
         };
         let mut server = ServerConfig::new(first_key.clone(), Arc::new(SiteGate(state.clone())));
         server.host_keys = host_keys.clone();
+        for path in &config.host_certificates {
+            let certificate = HostCertificate::load(path)
+                .map_err(io_error(format!("host certificate {}", path.display())))?;
+            let certified = certificate.certificate().public_key();
+            if !host_keys
+                .iter()
+                .any(|key| key.private_key().public_key().key_data() == certified)
+            {
+                let message = format!(
+                    "host certificate {} certifies none of the host keys",
+                    path.display()
+                );
+                return Err(ConfigError::Invalid(message).into());
+            }
+            server.host_certificates.push(certificate);
+        }
         server.limits = config.limits.clone();
         server.max_channels_per_connection = config.gateway.max_channels_per_connection;
         server.max_header_channels = config.gateway.max_header_channels;

@@ -28,8 +28,8 @@ use sshttp_protocol::{
     HTTP_RESET, HTTP_RESPONSE, HeaderConfirm, HeaderList, HeaderOpen, HeaderUpdate, Limits,
     OpenFailureReason, RequestBody, RequestOpen, Reset, ResetCode, ResponseHead, WireMessage,
 };
-pub use sshttp_ssh::KeyPair;
 use sshttp_ssh::{BoxError, SendOutcome, event_of, preferred, reset};
+pub use sshttp_ssh::{HostCertificate, KeyPair};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower_service::Service;
@@ -83,6 +83,9 @@ pub type HostKey = KeyPair;
 pub struct ServerConfig {
     /// The host keys, one per algorithm.
     pub host_keys: Vec<HostKey>,
+    /// Host certificates for some of those keys, presented to clients that trust
+    /// their CA (`@cert-authority` in known_hosts).
+    pub host_certificates: Vec<HostCertificate>,
     /// Limits enforced on what clients send.
     pub limits: Limits,
     /// Who may connect and which vhosts they reach.
@@ -102,6 +105,7 @@ impl ServerConfig {
     pub fn new(host_key: HostKey, gatekeeper: Arc<dyn Gatekeeper>) -> Self {
         Self {
             host_keys: vec![host_key],
+            host_certificates: Vec::new(),
             limits: Limits::default(),
             gatekeeper,
             transport: Transport::default(),
@@ -136,6 +140,11 @@ where
             .host_keys
             .iter()
             .map(|key| (**key.private_key()).clone())
+            .collect(),
+        certificates: config
+            .host_certificates
+            .iter()
+            .map(|certificate| certificate.certificate().clone())
             .collect(),
         // `none` is never accepted: OpenSSH tries it first, and a client with a key
         // must get to present it. Anonymous access is keyboard-interactive with no

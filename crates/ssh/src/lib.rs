@@ -86,13 +86,19 @@ impl KeyPair {
     }
 }
 
-/// An OpenSSH user certificate, presented with the [`KeyPair`] it certifies.
+/// An OpenSSH certificate, presented with the [`KeyPair`] it certifies: a user's to a
+/// gateway, or a gateway's host certificate to its clients.
 #[derive(Clone, Debug)]
-pub struct UserCertificate {
+pub struct SshCertificate {
     certificate: Arc<russh::keys::Certificate>,
 }
 
-impl UserCertificate {
+/// A user certificate (`ssh-keygen -s CA`).
+pub type UserCertificate = SshCertificate;
+/// A host certificate (`ssh-keygen -s CA -h`).
+pub type HostCertificate = SshCertificate;
+
+impl SshCertificate {
     /// Reads a certificate file as `ssh-keygen -s` writes it (`id_ed25519-cert.pub`).
     pub fn load(path: &Path) -> std::io::Result<Self> {
         let text = std::fs::read_to_string(path)?;
