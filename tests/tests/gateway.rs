@@ -752,3 +752,45 @@ async fn https_upstream_is_verified_with_its_own_ca_and_server_name() {
     );
     assert!(body.contains("certificate"), "{body}");
 }
+
+#[tokio::test]
+async fn interim_responses_reach_the_client_ahead_of_the_final_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A raw HTTP/1.1 upstream: hyper's server cannot send 103 Early Hints.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buffer).await.unwrap();
+            request.extend_from_slice(&buffer[..n]);
+        }
+        socket
+            .write_all(
+                b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n\
+                  HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal",
+            )
+            .await
+            .unwrap();
+        let _ = socket.read(&mut buffer).await;
+    });
+    let gateway = Gateway::start(&vhost("e.test", &format!("http://{addr}"), "any-key"), &[]).await;
+    let (connection, _) = gateway.connect().await;
+    let request = Request::get("/")
+        .header("host", "e.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = connection.send(None, request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let interim = response
+        .extensions()
+        .get::<client::InterimResponses>()
+        .expect("no interim response arrived");
+    assert_eq!(interim.0.len(), 1);
+    assert_eq!(interim.0[0].status, StatusCode::EARLY_HINTS);
+    assert_eq!(interim.0[0].headers["link"], "</style.css>; rel=preload");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"final");
+}

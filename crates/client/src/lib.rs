@@ -11,6 +11,8 @@ mod ssh;
 
 pub use body::{Body, BodyError, BodySender, Delivery};
 pub use error::Error;
-pub use ssh::{ConnectOptions, Connection, HostKeyCheck, Identity};
+pub use ssh::{
+    ConnectOptions, Connection, HostKeyCheck, Identity, InterimResponses, MAX_INTERIM_RESPONSES,
+};
 pub use sshttp_protocol as protocol;
 pub use sshttp_ssh::{KeyPair, UserCertificate};

@@ -314,6 +314,7 @@ async fn receive_response(
     limits: Limits,
 ) -> Result<http::Response<Body>, Error> {
     let mut reader = ResponseReader::new(head_request, limits);
+    let mut interim = InterimResponses::default();
     loop {
         let msg = read.wait().await;
         let Some(event) = event_of(msg.as_ref()) else {
@@ -323,7 +324,11 @@ async fn receive_response(
             ResponseEvent::Head(head) => {
                 let (sender, body) = Body::channel();
                 tokio::spawn(stream_body(read, write, reader, sender));
-                return Ok(http::Response::from_parts(head.to_response_parts(), body));
+                let mut parts = head.to_response_parts();
+                if !interim.0.is_empty() {
+                    parts.extensions.insert(interim);
+                }
+                return Ok(http::Response::from_parts(parts, body));
             }
             ResponseEvent::Body(BodyEvent::Aborted(aborted)) => {
                 if aborted.reset_peer {
@@ -331,10 +336,24 @@ async fn receive_response(
                 }
                 return Err(Error::new(Kind::Aborted(aborted)));
             }
-            ResponseEvent::Interim(_) | ResponseEvent::Nothing | ResponseEvent::Body(_) => {}
+            ResponseEvent::Interim(head) => {
+                if interim.0.len() < MAX_INTERIM_RESPONSES {
+                    interim.0.push(head.to_response_parts());
+                }
+            }
+            ResponseEvent::Nothing | ResponseEvent::Body(_) => {}
         }
     }
 }
+
+/// Interim (1xx) responses kept per request; later ones are dropped.
+pub const MAX_INTERIM_RESPONSES: usize = 16;
+
+/// The interim (1xx) responses that preceded a response, such as `103 Early Hints`,
+/// in order; in the response's extensions when there were any (at most
+/// [`MAX_INTERIM_RESPONSES`]).
+#[derive(Debug, Clone, Default)]
+pub struct InterimResponses(pub Vec<http::response::Parts>);
 
 /// Moves the response body from the channel into the application's [`Body`].
 async fn stream_body(

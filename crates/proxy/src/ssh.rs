@@ -126,6 +126,22 @@ impl std::fmt::Debug for ServerConfig {
     }
 }
 
+/// Interim (1xx) responses a service sends before its final response: the gateway
+/// puts one in each request's extensions and sends what arrives as `http-response`
+/// requests ahead of the final head (spec §7.2).
+#[derive(Debug, Clone)]
+pub struct InterimSender(tokio::sync::mpsc::Sender<http::response::Parts>);
+
+impl InterimSender {
+    /// Queues an interim response; dropped if [`MAX_QUEUED_INTERIM`] are waiting.
+    pub fn send(&self, parts: http::response::Parts) {
+        let _ = self.0.try_send(parts);
+    }
+}
+
+/// Interim responses queued per request before the gateway writes them.
+pub const MAX_QUEUED_INTERIM: usize = 8;
+
 /// Accepts SSH connections on `listener` and serves their requests with `service`
 /// until the listener fails or `config.drain` starts. Requests then in flight go on in
 /// their own tasks; [`Drain::idle`] says when they are done.
@@ -696,16 +712,30 @@ async fn serve_request<S, B>(
         None => Box::pin(watch_abort(read, reader, write.clone())),
     };
 
+    let mut parts = parts;
+    let (interim_tx, mut interim) = tokio::sync::mpsc::channel(MAX_QUEUED_INTERIM);
+    parts.extensions.insert(InterimSender(interim_tx));
     let call = service.call(http::Request::from_parts(parts, body));
-    let response = tokio::select! {
-        response = call => response,
-        // The client aborted: dropping the call cancels the upstream request.
-        _ = &mut cancelled => return,
+    // The error as text at once: the service's error type need not be Send.
+    let call = async move {
+        call.await.map_err(|error| {
+            let error: BoxError = error.into();
+            error.to_string()
+        })
     };
-    let response = response.map_err(|error| {
-        let error: BoxError = error.into();
-        error.to_string()
-    });
+    let mut call = std::pin::pin!(call);
+    let response = loop {
+        tokio::select! {
+            response = &mut call => break response,
+            Some(head) = interim.recv() => send_interim(&write, &head, &limits).await,
+            // The client aborted: dropping the call cancels the upstream request.
+            _ = &mut cancelled => return,
+        }
+    };
+    // Interim heads that arrived together with the final one go first.
+    while let Ok(head) = interim.try_recv() {
+        send_interim(&write, &head, &limits).await;
+    }
     let response = match response {
         Ok(response) => response,
         Err(description) => {
@@ -716,6 +746,22 @@ async fn serve_request<S, B>(
     tokio::select! {
         () = send_response(&write, response, &limits, &request_done) => {}
         _ = &mut cancelled => {}
+    }
+}
+
+/// Writes an interim (1xx) response head; one that cannot be sent is dropped.
+async fn send_interim(
+    write: &ChannelWriteHalf<Msg>,
+    head: &http::response::Parts,
+    limits: &Limits,
+) {
+    if !head.status.is_informational() || head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        return;
+    }
+    if let Ok(head) = ResponseHead::from_response_parts(head, limits) {
+        let _ = write
+            .request(HTTP_RESPONSE, false, head.to_bytes().freeze())
+            .await;
     }
 }
 

@@ -129,6 +129,18 @@ impl UpstreamClient {
                 return (error_response(StatusCode::BAD_REQUEST, &message), None);
             }
         }
+        if let Some(interim) = request
+            .extensions()
+            .get::<crate::ssh::InterimSender>()
+            .cloned()
+        {
+            hyper::ext::on_informational(&mut request, move |response| {
+                let mut head = http::Response::new(());
+                *head.status_mut() = response.status();
+                *head.headers_mut() = response.headers().clone();
+                interim.send(head.into_parts().0);
+            });
+        }
         let response = tokio::time::timeout(self.response_timeout, self.client.request(request));
         match response.await {
             Ok(Ok(response)) => (
