@@ -148,6 +148,16 @@ impl http_body::Body for PatternBody {
     }
 }
 
+/// A 200 response with `body`, for test upstreams.
+pub fn text(body: impl Into<String>) -> http::Response<TestBody> {
+    use http_body_util::BodyExt;
+    http::Response::new(
+        http_body_util::Full::new(Bytes::from(body.into()))
+            .map_err(|never| match never {})
+            .boxed(),
+    )
+}
+
 /// A real hyper HTTP/1.1 upstream on 127.0.0.1, answering with `handler`.
 pub struct Upstream {
     /// Where it listens.

@@ -22,16 +22,8 @@ use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use sshttp_tests::protocol::OpenFailureReason;
-use sshttp_tests::{Gateway, PatternBody, TestBody, Upstream, client, get, pattern, request, run};
+use sshttp_tests::{Gateway, PatternBody, Upstream, client, get, pattern, request, run, text};
 use tokio::sync::{Notify, mpsc};
-
-fn text(body: impl Into<String>) -> Response<TestBody> {
-    Response::new(
-        Full::new(Bytes::from(body.into()))
-            .map_err(Into::into)
-            .boxed(),
-    )
-}
 
 /// An upstream that answers with its name and every header it received, one per line.
 async fn named_upstream(name: &'static str) -> Upstream {

@@ -207,15 +207,7 @@ fn vhost(name: &str, upstream: &Upstream) -> String {
 }
 
 async fn hello(name: &'static str) -> Upstream {
-    Upstream::start(move |_request| async move {
-        http::Response::new(http_body_util::BodyExt::boxed(
-            http_body_util::BodyExt::map_err(
-                http_body_util::Full::new(Bytes::from(name)),
-                |never| match never {},
-            ),
-        ))
-    })
-    .await
+    Upstream::start(move |_request| async move { sshttp_tests::text(name) }).await
 }
 
 #[tokio::test]
@@ -266,12 +258,7 @@ async fn sigterm_drains_requests_in_flight_then_exits() {
             let release = release.clone();
             async move {
                 release.notified().await;
-                http::Response::new(http_body_util::BodyExt::boxed(
-                    http_body_util::BodyExt::map_err(
-                        http_body_util::Full::new(Bytes::from("done")),
-                        |never| match never {},
-                    ),
-                ))
+                sshttp_tests::text("done")
             }
         })
         .await

@@ -15,9 +15,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -101,17 +100,7 @@ async fn handle(request: Request<Incoming>, mut files: ServeDir) -> Response<Gat
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<GatewayBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type),
-    );
-    response
+    crate::upstream::full_response(status, content_type, body)
 }
 
 fn multiply(request: &Request<Incoming>) -> Response<GatewayBody> {

@@ -179,15 +179,24 @@ impl UpstreamClient {
 
 /// A plain-text response from the gateway itself.
 pub fn error_response(status: StatusCode, message: &str) -> Response<GatewayBody> {
+    full_response(status, "text/plain; charset=utf-8", format!("{message}\n"))
+}
+
+/// A response whose body is all here.
+pub fn full_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<GatewayBody> {
     let mut response = Response::new(
-        Full::new(Bytes::from(format!("{message}\n")))
+        Full::new(body.into())
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        http::HeaderValue::from_static(content_type),
     );
     response
 }
