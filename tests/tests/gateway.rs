@@ -786,3 +786,54 @@ async fn interim_responses_reach_the_client_ahead_of_the_final_one() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"final");
 }
+
+#[tokio::test]
+async fn channel_limits_per_connection_refuse_with_resource_shortage() {
+    let release = Arc::new(Notify::new());
+    let upstream = {
+        let release = release.clone();
+        Upstream::start(move |_request| {
+            let release = release.clone();
+            async move {
+                release.notified().await;
+                text("done")
+            }
+        })
+        .await
+    };
+    let config = format!(
+        "[limits]\nmax_channels_per_connection = 1\nmax_header_channels = 1\n{}",
+        vhost("l.test", &upstream.url(), "any-key")
+    );
+    let gateway = Gateway::start(&config, &[]).await;
+    let (connection, _) = gateway.connect().await;
+
+    let defaults = || {
+        sshttp_tests::protocol::HeaderList::new()
+            .with(http::header::HOST, http::HeaderValue::from_static("l.test"))
+    };
+    connection.open_header(defaults()).await.unwrap();
+    let refused = connection.open_header(defaults()).await.unwrap_err();
+    assert_eq!(
+        refused.refusal(),
+        Some(OpenFailureReason::RESOURCE_SHORTAGE)
+    );
+
+    let connection = Arc::new(connection);
+    let first = {
+        let connection = connection.clone();
+        tokio::spawn(async move { get(&connection, Some("l.test"), "/").await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = get(&connection, Some("l.test"), "/").await.unwrap_err();
+    assert_eq!(
+        refused.refusal(),
+        Some(OpenFailureReason::RESOURCE_SHORTAGE)
+    );
+    release.notify_one();
+    let (status, _, _) = first.await.unwrap().unwrap();
+    assert_eq!(status, StatusCode::OK);
+    release.notify_one();
+    let (status, _, _) = get(&connection, Some("l.test"), "/").await.unwrap();
+    assert_eq!(status, StatusCode::OK, "the slot is free again");
+}

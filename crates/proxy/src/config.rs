@@ -28,7 +28,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Concurrent request channels per SSH connection (spec §17.8); more are refused with
 /// `RESOURCE_SHORTAGE`.
 pub const DEFAULT_MAX_CHANNELS_PER_CONNECTION: usize = 1024;
-/// Header channels per SSH connection (spec §17.8).
+/// Header channels per SSH connection (spec §17.8); the same bound applies to stock
+/// clients' `session` channels still waiting for their command.
 pub const DEFAULT_MAX_HEADER_CHANNELS: usize = 64;
 /// Largest request body the gateway forwards; a larger `content-length` is answered
 /// 413 before the upstream is contacted, and a streamed body that grows past it is
