@@ -5,7 +5,12 @@
 #   sshttp                                client -> sshttp (one SSH connection) -> upstream
 #   stock russh, channel per request      session channel + exec + exit-status per request
 # Small GETs at concurrency 1 and 64, then 256 MiB GET and POST, then a sweep of SSH
-# window and packet sizes for sshttp's bulk transfer. Prints a Markdown report.
+# window and packet sizes for sshttp's bulk transfer. Those measure the transport with
+# the bench's own forwarding server. Last, the client library against the real gateway:
+#   reqwest, direct or through ssh -L      reqwest::Client -> [ssh -L -> sshd ->] upstream
+#   sshttp-client                          sshttp_client::Client -> sshttp serve -> upstream
+# and round trips per small GET, through a relay that delays each direction by 25 ms.
+# Prints a Markdown report.
 #
 #   bench/run.sh [SECONDS_PER_RATE_RUN]     (default 5)
 #   THREADS=2 bench/run.sh                  tokio worker threads per process (default 1)
@@ -17,7 +22,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-5}
 bulk=$((256 * 1024 * 1024))
 
-CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build --release --locked -q -p sshttp-bench
+CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build --release --locked -q -p sshttp-bench -p sshttp
 threads=${THREADS:-1}
 bin=(target/release/sshttp-bench --threads "$threads")
 work=$(mktemp -d)
@@ -29,14 +34,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts a server that prints "listening on ADDR"; sets $addr.
+# Starts a server that prints "listening on ADDR" (or `sshttp serve`'s
+# "sshttp gateway listening on ADDR"); sets $addr.
 start() {
     local log=$work/$1.log
     shift
     "$@" > "$log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do
-        addr=$(sed -n 's/^listening on //p' "$log")
+        addr=$(sed -n 's/^\(sshttp gateway \)\?listening on //p' "$log" | head -n 1)
         [ -n "$addr" ] && return 0
         sleep 0.05
     done
@@ -104,6 +110,32 @@ pids+=($!)
 wait_port "$gcm_port"
 tunnel_gcm=127.0.0.1:$gcm_port
 
+# The real gateway, one any-key vhost in front of the same upstream. Same worker thread
+# count as our other processes; the access log (info, one line per request) to a file.
+cat > "$work/gateway.toml" <<CONF
+listen = ["127.0.0.1:0"]
+state_dir = "$work/gateway-state"
+
+[[vhost]]
+name = "bench"
+upstream = "http://$http"
+auth = "any-key"
+CONF
+start gateway env RUST_LOG=info TOKIO_WORKER_THREADS="$threads" \
+    target/release/sshttp serve --config "$work/gateway.toml"
+gateway=$addr
+# The same without the access log, to show what it costs.
+sed "s|gateway-state|gateway-quiet-state|" "$work/gateway.toml" > "$work/gateway-quiet.toml"
+start gateway-quiet env RUST_LOG=warn TOKIO_WORKER_THREADS="$threads" \
+    target/release/sshttp serve --config "$work/gateway-quiet.toml"
+gateway_quiet=$addr
+# A link with a 50 ms round trip, in front of the gateway and of the upstream.
+delay_ms=25
+start relay-gateway "${bin[@]}" delay-relay --target "$gateway" --delay-ms "$delay_ms"
+relay_gateway=$addr
+start relay-http "${bin[@]}" delay-relay --target "$http" --delay-ms "$delay_ms"
+relay_http=$addr
+
 load() { "${bin[@]}" load "$@"; }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else '-')" "$1" "$2"; }
@@ -112,7 +144,7 @@ echo "# sshttp benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r);" \
      "$(ssh -V 2>&1); rate runs of ${seconds}s each; $threads tokio worker thread(s) in each" \
-     "of our processes (load client, HTTP upstream, sshttp server); sshd forks per connection."
+     "of our processes (load client, HTTP upstream, sshttp server, \`sshttp serve\`); sshd forks per connection."
 echo
 echo "## Small GETs through to the HTTP upstream (2-byte body), requests per second"
 echo
@@ -164,4 +196,69 @@ for setting in "2097152 32768" "8388608 32768" "16777216 32768" "8388608 65535" 
     g=$(load --mode sshttp --target "$addr" --window "$1" --packet "$2" --path "/bytes/$bulk" --requests 1 | field mib_per_s)
     q=$(load --mode sshttp --target "$addr" --window "$1" --packet "$2" --concurrency 64 --seconds "$seconds" | field rps)
     echo "| $(($1 / 1048576)) MiB | $2 | $g | $q |"
+done
+echo
+echo "## Client library: sshttp-client vs reqwest"
+echo
+echo "The full path: \`sshttp_client::Client\` (one pooled SSH session) to the real \`sshttp serve\`"
+echo "(any-key auth, identity fields, access log), which forwards to the same HTTP upstream."
+echo "reqwest (HTTP/1.1 keep-alive, one connection per request in flight) talks to the upstream"
+echo "directly or through the OpenSSH tunnels above."
+echo
+declare -A client_rps
+echo "### Small GETs (2-byte body), requests per second"
+echo
+echo "| concurrency | reqwest direct | reqwest via -L | reqwest via -L GCM | sshttp-client via sshttp serve | client / direct | client / -L | client / -L GCM |"
+echo "|---|---|---|---|---|---|---|---|"
+for c in 1 64; do
+    d=$(load --mode reqwest --target "$http" --concurrency "$c" --seconds "$seconds" | field rps)
+    l=$(load --mode reqwest --target "$tunnel" --concurrency "$c" --seconds "$seconds" | field rps)
+    g=$(load --mode reqwest --target "$tunnel_gcm" --concurrency "$c" --seconds "$seconds" | field rps)
+    s=$(load --mode client --target "$gateway" --concurrency "$c" --seconds "$seconds" | field rps)
+    client_rps[$c]=$s
+    echo "| $c | $d | $l | $g | $s | $(ratio "$s" "$d") | $(ratio "$s" "$l") | $(ratio "$s" "$g") |"
+done
+echo
+echo "Where the difference comes from, requests per second: the bare \`sshttp_client::Connection\`"
+echo "and the pooled \`Client\` against the bench's forwarding server (no policy, no log), then"
+echo "\`sshttp serve\` with its access log off (RUST_LOG=warn) and on (the column above)."
+echo
+echo "| concurrency | Connection -> bench server | Client -> bench server | Client -> sshttp serve, no access log | Client -> sshttp serve |"
+echo "|---|---|---|---|---|"
+for c in 1 64; do
+    a=$(load --mode sshttp --target "$sshttp" --concurrency "$c" --seconds "$seconds" | field rps)
+    b=$(load --mode client --target "$sshttp" --concurrency "$c" --seconds "$seconds" | field rps)
+    q=$(load --mode client --target "$gateway_quiet" --concurrency "$c" --seconds "$seconds" | field rps)
+    echo "| $c | $a | $b | $q | ${client_rps[$c]} |"
+done
+echo
+echo "### 256 MiB in one request, MiB/s"
+echo
+echo "| transfer | reqwest direct | reqwest via -L | reqwest via -L GCM | sshttp-client via sshttp serve | client / direct | client / -L | client / -L GCM |"
+echo "|---|---|---|---|---|---|---|---|"
+for kind in GET POST; do
+    if [ "$kind" = GET ]; then args=(--path "/bytes/$bulk" --requests 1); else args=(--upload "$bulk" --requests 1); fi
+    d=$(load --mode reqwest --target "$http" "${args[@]}" | field mib_per_s)
+    l=$(load --mode reqwest --target "$tunnel" "${args[@]}" | field mib_per_s)
+    g=$(load --mode reqwest --target "$tunnel_gcm" "${args[@]}" | field mib_per_s)
+    s=$(load --mode client --target "$gateway" "${args[@]}" | field mib_per_s)
+    echo "| $kind | $d | $l | $g | $s | $(ratio "$s" "$d") | $(ratio "$s" "$l") | $(ratio "$s" "$g") |"
+done
+echo
+echo "### Round trips per small GET on an established session"
+echo
+echo "A relay delays every chunk by ${delay_ms} ms each way (RTT $((2 * delay_ms)) ms). After one warm-up"
+echo "request (which connects), 40 sequential small GETs at concurrency 1; mean latency / RTT."
+echo "The warm-up column is connect plus first request, in RTTs (the relay delays data, not TCP's"
+echo "own handshake, so for reqwest it is the first request alone)."
+echo
+echo "| client | through the relay to | mean latency (ms) | latency / RTT | warm-up / RTT |"
+echo "|---|---|---|---|---|"
+rtt=$((2 * delay_ms))
+for row in "reqwest direct|reqwest|$relay_http|the HTTP upstream" "sshttp-client|client|$relay_gateway|sshttp serve"; do
+    IFS='|' read -r name mode target to <<< "$row"
+    out=$(load --mode "$mode" --target "$target" --concurrency 1 --requests 40)
+    t=$(field latency_ms <<< "$out")
+    w=$(field warm_up_ms <<< "$out")
+    echo "| $name | $to | $t | $(ratio "$t" "$rtt") | $(ratio "$w" "$rtt") |"
 done

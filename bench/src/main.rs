@@ -4,6 +4,9 @@
 //! runtime. The stock-russh baseline (`session-server`, `--mode session`) talks to
 //! russh directly: it measures what sshttp would cost without its own channel types
 //! (a session channel and an exec per request), which is the point of comparison.
+//! `--mode client` and `--mode reqwest` compare the client library, talking to a real
+//! `sshttp serve`, with reqwest talking HTTP/1.1 directly or through `ssh -L`;
+//! `delay-relay` adds a fixed latency in front of either to count round trips.
 
 // A benchmark tool: its counters and sizes are far from overflow, and failing loudly
 // is what a benchmark should do.
@@ -35,7 +38,8 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sshttp_protocol::transport::Transport;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type AnyBody = BoxBody<Bytes, BoxError>;
@@ -73,6 +77,17 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
+    /// TCP relay to `target` that holds every chunk, in each direction, for `delay_ms`
+    /// before passing it on in order: a link with a round trip of twice the delay and
+    /// no bandwidth limit.
+    DelayRelay {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long)]
+        delay_ms: u64,
+    },
     /// Load generator; prints one result line.
     Load {
         #[arg(long, value_enum)]
@@ -93,6 +108,9 @@ enum Command {
         /// Stop after this many requests (bulk runs).
         #[arg(long)]
         requests: Option<u64>,
+        /// The gateway's vhost (`--mode client`).
+        #[arg(long, default_value = "bench")]
+        vhost: String,
         #[command(flatten)]
         transport: TransportArgs,
     },
@@ -106,6 +124,10 @@ enum Mode {
     Sshttp,
     /// Stock russh: one SSH connection, a session channel and exec per request.
     Session,
+    /// reqwest with keep-alive (HTTP/1.1, one connection per concurrent request).
+    Reqwest,
+    /// `sshttp_client::Client` against an sshttp gateway: one pooled SSH session.
+    Client,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -156,6 +178,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             transport,
         } => ssh_server(listen, upstream, transport.transport()).await,
         Command::SessionServer { listen } => session_server(listen).await,
+        Command::DelayRelay {
+            listen,
+            target,
+            delay_ms,
+        } => delay_relay(listen, target, Duration::from_millis(delay_ms)).await,
         Command::Load {
             mode,
             target,
@@ -164,6 +191,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             path,
             upload,
             requests,
+            vhost,
             transport,
         } => {
             let run = Run {
@@ -174,6 +202,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 path,
                 upload,
                 requests,
+                vhost,
                 transport: transport.transport(),
             };
             load(run).await
@@ -371,6 +400,67 @@ async fn session_server(listen: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
+/// Most chunks a relay direction holds; past it, reading waits (only bulk transfers
+/// get there, and the relay is for latency).
+const RELAY_QUEUE: usize = 1024;
+
+async fn delay_relay(
+    listen: SocketAddr,
+    target: SocketAddr,
+    delay: Duration,
+) -> anyhow::Result<()> {
+    let listener = bind(listen).await?;
+    loop {
+        let (client, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let Ok(server) = TcpStream::connect(target).await else {
+                return;
+            };
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::join!(
+                delayed_copy(client_read, server_write, delay),
+                delayed_copy(server_read, client_write, delay),
+            );
+        });
+    }
+}
+
+/// Copies `from` to `to`, each chunk written `delay` after it was read, in order.
+async fn delayed_copy(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Bytes)>(RELAY_QUEUE);
+    let read = async move {
+        let mut buf = bytes::BytesMut::new();
+        loop {
+            buf.reserve(64 * 1024);
+            match from.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let due = tokio::time::Instant::now() + delay;
+                    if tx.send((due, buf.split().freeze())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let write = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(read, write);
+}
+
 struct Run {
     mode: Mode,
     target: SocketAddr,
@@ -379,6 +469,7 @@ struct Run {
     path: String,
     upload: Option<u64>,
     requests: Option<u64>,
+    vhost: String,
     transport: Transport,
 }
 
@@ -387,6 +478,12 @@ enum Requester {
     Http(HttpClient<HttpConnector, AnyBody>, SocketAddr),
     Sshttp(Arc<sshttp_client::Connection>),
     Session(Arc<russh::client::Handle<AcceptAnyKey>>),
+    Reqwest(reqwest::Client, SocketAddr),
+    Client {
+        client: sshttp_client::Client,
+        target: SocketAddr,
+        vhost: String,
+    },
 }
 
 struct AcceptAnyKey;
@@ -438,6 +535,30 @@ impl Requester {
                 );
                 Self::Session(Arc::new(handle))
             }
+            Mode::Reqwest => {
+                let client = reqwest::Client::builder()
+                    .tcp_nodelay(true)
+                    .no_proxy()
+                    .pool_max_idle_per_host(run.concurrency)
+                    .build()?;
+                Self::Reqwest(client, run.target)
+            }
+            Mode::Client => {
+                let client = sshttp_client::Client::builder()
+                    .ssh_config(false)
+                    .ssh_agent(false)
+                    .identity(sshttp_client::KeyPair::generate_ed25519()?)
+                    // Loopback benchmark against a gateway started with a fresh key.
+                    .danger_accept_any_host_key()
+                    .max_concurrent_requests_per_session(run.concurrency.max(64))
+                    .transport(run.transport.clone())
+                    .build()?;
+                Self::Client {
+                    client,
+                    target: run.target,
+                    vhost: run.vhost.clone(),
+                }
+            }
         })
     }
 
@@ -448,6 +569,46 @@ impl Requester {
             None => (http::Method::GET, boxed(Empty::new()), path),
         };
         match self {
+            Self::Reqwest(client, target) => {
+                let mut request = client.request(method, format!("http://{target}{path}"));
+                if let Some(n) = upload {
+                    request = request.body(reqwest::Body::wrap(Zeros { left: n }));
+                }
+                let mut response = request.send().await?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "status {}",
+                    response.status()
+                );
+                let mut total = 0;
+                while let Some(chunk) = response.chunk().await? {
+                    total += chunk.len() as u64;
+                }
+                Ok(total)
+            }
+            Self::Client {
+                client,
+                target,
+                vhost,
+            } => {
+                let mut request = client
+                    .request(method, format!("sshttp://bench@{target}{path}"))
+                    .vhost(vhost);
+                if let Some(n) = upload {
+                    request = request.body(sshttp_client::Body::wrap(Zeros { left: n }));
+                }
+                let mut response = request.send().await?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "status {}",
+                    response.status()
+                );
+                let mut total = 0;
+                while let Some(chunk) = response.chunk().await? {
+                    total += chunk.len() as u64;
+                }
+                Ok(total)
+            }
             Self::Http(client, target) => {
                 let request = Request::builder()
                     .method(method)
@@ -506,12 +667,14 @@ where
 }
 
 async fn load(run: Run) -> anyhow::Result<()> {
+    let connecting = Instant::now();
     let requester = Arc::new(Requester::connect(&run).await.context("connecting")?);
     // One warm-up request: connections set up, pools filled, code paths hot.
     requester
         .request(&run.path, None)
         .await
         .context("warm-up request")?;
+    let warm_up = connecting.elapsed();
     let done = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -550,12 +713,15 @@ async fn load(run: Run) -> anyhow::Result<()> {
         None => done.load(Ordering::Relaxed),
     };
     let bytes = bytes.load(Ordering::Relaxed);
+    // Closed loop: each worker has one request in flight, so this is the mean latency.
+    let latency_ms = elapsed * 1000.0 * run.concurrency as f64 / requests as f64;
     println!(
-        "mode={:?} concurrency={} requests={requests} seconds={elapsed:.3} rps={:.0} mib_per_s={:.1}",
+        "mode={:?} concurrency={} requests={requests} seconds={elapsed:.3} rps={:.0} mib_per_s={:.1} latency_ms={latency_ms:.2} warm_up_ms={:.2}",
         run.mode,
         run.concurrency,
         requests as f64 / elapsed,
         bytes as f64 / elapsed / (1024.0 * 1024.0),
+        warm_up.as_secs_f64() * 1000.0,
     );
     Ok(())
 }

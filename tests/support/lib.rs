@@ -262,12 +262,16 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// Its host key's fingerprint.
     pub fingerprint: String,
+    /// Its host key in OpenSSH's one-line format, for known_hosts files.
+    pub host_public_key: String,
     /// The state and key files.
     pub dir: tempfile::TempDir,
     /// Starts its graceful shutdown.
     pub drain: sshttp_proxy::gate::Drain,
     /// Where it serves metrics, if configured.
     pub metrics: Option<SocketAddr>,
+    config: String,
+    run: tokio::task::JoinHandle<()>,
 }
 
 impl Gateway {
@@ -278,26 +282,75 @@ impl Gateway {
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
+        Self::start_in(dir, config, "127.0.0.1:0").await
+    }
+
+    /// Starts one from `config` in `dir`, which already holds the files it names.
+    pub async fn start_in(dir: tempfile::TempDir, config: &str, listen: &str) -> Self {
         let text = format!(
-            "listen = [\"127.0.0.1:0\"]\nstate_dir = \"{}\"\n{config}",
+            "listen = [\"{listen}\"]\nstate_dir = \"{}\"\n{config}",
             dir.path().join("state").display()
         );
-        let config = sshttp_proxy::config::Config::parse(&text, dir.path()).unwrap();
-        let gateway = sshttp_proxy::gateway::Gateway::bind(config, None)
+        let parsed = sshttp_proxy::config::Config::parse(&text, dir.path()).unwrap();
+        let gateway = sshttp_proxy::gateway::Gateway::bind(parsed, None)
             .await
             .unwrap();
         let addr = gateway.local_addrs()[0];
         let fingerprint = gateway.host_keys()[0].fingerprint();
+        let host_public_key = gateway.host_keys()[0].public_openssh();
         let drain = gateway.drain();
         let metrics = gateway.metrics_addr();
-        tokio::spawn(gateway.run());
+        let run = tokio::spawn(async move {
+            gateway.run().await.unwrap();
+        });
         Self {
             addr,
             fingerprint,
+            host_public_key,
             dir,
             drain,
             metrics,
+            config: config.to_owned(),
+            run,
         }
+    }
+
+    /// Stops it (draining what is in flight), then starts it again on the same port
+    /// with the same configuration and host key.
+    pub async fn restart(self) -> Self {
+        self.drain.start();
+        self.run.await.unwrap();
+        let listen = self.addr.to_string();
+        Self::start_in(self.dir, &self.config, &listen).await
+    }
+
+    /// The gateway's Prometheus metrics, scraped once.
+    pub async fn metrics_text(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self
+            .metrics
+            .expect("the gateway was started without [metrics]");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut scraped = String::new();
+        stream.read_to_string(&mut scraped).await.unwrap();
+        scraped
+    }
+
+    /// The value of a metric without labels, such as `sshttp_connections_total`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let scraped = self.metrics_text().await;
+        let prefix = format!("{name} ");
+        scraped
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {name} in {scraped}"))
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// A connection as `user` with `identity` (and a certificate for it, if given).
@@ -358,6 +411,16 @@ pub async fn request(
         parts.headers,
         String::from_utf8_lossy(&bytes).into_owned(),
     ))
+}
+
+/// A fresh Ed25519 key pair from the real `ssh-keygen` at `dir/name` (and
+/// `dir/name.pub`), protected by `passphrase` unless it is empty; returns the path.
+pub fn ssh_keygen(dir: &std::path::Path, name: &str, passphrase: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    run(std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", name, "-f"])
+        .arg(&path));
+    path
 }
 
 /// Runs a command to completion, panicking with its output if it fails.

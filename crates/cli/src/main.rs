@@ -4,12 +4,19 @@
 //! The subcommands arrive with the crates behind them (`serve` and `check-config` with
 //! the gateway, `get` and friends with the client, `proxy` with the local proxy).
 
+mod fetch;
+
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use http::Method;
 use sshttp_proxy::config::{AuthConfig, Config, Upstream};
 use sshttp_proxy::gateway::Gateway;
+
+use crate::fetch::{BodyArgs, FetchArgs, help};
 
 /// HTTP carried over SSH: one encrypted, key-authenticated connection, one SSH channel
 /// per request, virtual hosts through a `header` channel.
@@ -62,27 +69,124 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Send a GET request to a gateway and write the response body to stdout.
+    ///
+    /// The URL is sshttp://[user@]host[:port]/path?query (spec/protocol.md §15): SSH to
+    /// host:port (22 by default) as user, with keys from --identity, the ssh-agent and
+    /// ~/.ssh, the host key checked against ~/.ssh/known_hosts; the vhost is the URL's
+    /// host unless --vhost names another.
+    #[command(
+        after_help = help::short(help::GET),
+        after_long_help = help::long(help::GET)
+    )]
+    Get(FetchArgs),
+    /// Send a HEAD request and print the response head (like curl -I).
+    #[command(
+        after_help = help::short(help::HEAD),
+        after_long_help = help::long(help::HEAD)
+    )]
+    Head(FetchArgs),
+    /// Send a POST request with a body (-d, --data-binary) and write the response body
+    /// to stdout.
+    #[command(
+        after_help = help::short(help::POST),
+        after_long_help = help::long(help::POST)
+    )]
+    Post {
+        #[command(flatten)]
+        request: FetchArgs,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Send a PUT request with a body (-d, --data-binary) and write the response body to
+    /// stdout.
+    #[command(
+        after_help = help::short(help::PUT),
+        after_long_help = help::long(help::PUT)
+    )]
+    Put {
+        #[command(flatten)]
+        request: FetchArgs,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Send a PATCH request with a body (-d, --data-binary) and write the response body
+    /// to stdout.
+    #[command(
+        after_help = help::short(help::PATCH),
+        after_long_help = help::long(help::PATCH)
+    )]
+    Patch {
+        #[command(flatten)]
+        request: FetchArgs,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Send a DELETE request (a body is optional) and write the response body to stdout.
+    #[command(
+        after_help = help::short(help::DELETE),
+        after_long_help = help::long(help::DELETE)
+    )]
+    Delete {
+        #[command(flatten)]
+        request: FetchArgs,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    match cli.command {
+    let (method, request, body) = match cli.command {
         Command::Serve {
             config,
             listen,
             state_dir,
             static_dir,
-        } => runtime.block_on(serve(config, listen, state_dir, static_dir)),
-        Command::CheckConfig { file } => runtime.block_on(check_config(file)),
+        } => {
+            init_logs("info");
+            let runtime = runtime()?;
+            runtime.block_on(serve(config, listen, state_dir, static_dir))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::CheckConfig { file } => {
+            init_logs("info");
+            runtime()?.block_on(check_config(file))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Get(request) => (Method::GET, request, None),
+        Command::Head(request) => (Method::HEAD, request, None),
+        Command::Post { request, body } => (Method::POST, request, Some(body)),
+        Command::Put { request, body } => (Method::PUT, request, Some(body)),
+        Command::Patch { request, body } => (Method::PATCH, request, Some(body)),
+        Command::Delete { request, body } => (Method::DELETE, request, Some(body)),
+    };
+    if request.verbose {
+        fetch::init_verbose_logs();
+    } else {
+        init_logs("warn");
     }
+    let runtime = runtime()?;
+    let code = runtime.block_on(fetch::run(method, request, body));
+    // A read of stdin may still be waiting on a blocking thread: do not wait for it.
+    runtime.shutdown_background();
+    Ok(code)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("starting the async runtime")
+}
+
+/// Logs on stderr, filtered by RUST_LOG, else by `default`.
+fn init_logs(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 async fn serve(

@@ -10,10 +10,10 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,46 +22,9 @@ use http::{Request, StatusCode};
 use sshttp_tests::{Upstream, client, get, request};
 use tokio::sync::Notify;
 
-/// A running `sshttp serve`, killed when dropped.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    fingerprint: String,
-}
+use crate::common::{Serve, keygen};
 
 impl Serve {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sshttp"))
-            .arg("serve")
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut addr, mut fingerprint) = (None, None);
-        while addr.is_none() || fingerprint.is_none() {
-            let line = lines
-                .next()
-                .expect("sshttp serve exited before it listened")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("sshttp gateway listening on ") {
-                addr = Some(rest.parse().unwrap());
-            }
-            if let Some(rest) = line.strip_prefix("host key: ") {
-                fingerprint = Some(rest.to_owned());
-            }
-        }
-        // Keep reading so that the process never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            addr: addr.unwrap(),
-            fingerprint: fingerprint.unwrap(),
-        }
-    }
-
     async fn connect(&self) -> (client::Connection, client::Identity) {
         let identity = client::Identity::generate_ed25519().unwrap();
         let options = client::ConnectOptions {
@@ -99,13 +62,6 @@ impl Serve {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -407,14 +363,6 @@ async fn stock_openssh_client_uses_the_demo_with_the_commands_serve_prints() {
     })
     .await
     .unwrap();
-}
-
-fn keygen(path: &Path, kind: &str) {
-    sshttp_tests::run(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", kind, "-N", "", "-f"])
-            .arg(path),
-    );
 }
 
 fn public_of(private: &Path) -> String {

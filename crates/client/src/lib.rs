@@ -1,18 +1,66 @@
-//! A client for sshttp gateways: HTTP requests carried over SSH channels.
+//! A client for sshttp gateways: HTTP requests carried over SSH, in the shape of
+//! reqwest.
 //!
-//! This release holds the transport core: one [`Connection`] per gateway carrying
-//! concurrent requests, each on its own SSH channel, with bodies streamed both ways
-//! under SSH flow control. The reqwest-like `Client` with pooling, known_hosts and
-//! agent support builds on it.
+//! The SSH key is the credential: no tokens, no signup. Requests to one gateway share
+//! one SSH connection, each on its own channel, with bodies streamed both ways under
+//! SSH flow control. Host keys are checked against `~/.ssh/known_hosts`; keys come
+//! from the ssh-agent and `~/.ssh/config`, as with `ssh`.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), sshttp_client::Error> {
+//! let client = sshttp_client::Client::new();
+//!
+//! // GET with a query, read as text.
+//! let product = client
+//!     .get("sshttp://api.example.com/multiply")
+//!     .query(&[("a", "4"), ("b", "5")])
+//!     .send()
+//!     .await?
+//!     .error_for_status()?
+//!     .text()
+//!     .await?;
+//!
+//! // Another vhost behind the same gateway, over the same SSH connection.
+//! let logo = client
+//!     .get("sshttp://api.example.com/images/header.png")
+//!     .vhost("static.example.com")
+//!     .send()
+//!     .await?
+//!     .bytes()
+//!     .await?;
+//! # let _ = (product, logo);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`Connection`] is the layer below: one SSH connection, no pooling, no
+//! configuration files.
 
 mod body;
+mod client;
+mod credentials;
 mod error;
+mod host_key;
+mod known_hosts;
+mod pool;
+mod request;
+mod response;
+mod service;
 mod ssh;
+mod ssh_config;
+mod url;
 
 pub use body::{Body, BodyError, BodySender, Delivery};
-pub use error::Error;
-pub use ssh::{
-    ConnectOptions, Connection, HostKeyCheck, Identity, InterimResponses, MAX_INTERIM_RESPONSES,
+pub use client::{
+    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CHANNELS_PER_SESSION,
+    DEFAULT_POOL_IDLE_TIMEOUT,
 };
+pub use credentials::PassphraseFn;
+pub use error::Error;
+pub use host_key::{HostKeyCheck, KnownHostsCheck, UnknownHosts};
+pub use request::{Request, RequestBuilder};
+pub use response::{BytesStream, Response};
+pub use ssh::{ConnectOptions, Connection, Identity, InterimResponses, MAX_INTERIM_RESPONSES};
 pub use sshttp_protocol as protocol;
 pub use sshttp_ssh::{KeyPair, UserCertificate};
+pub use url::SCHEME;

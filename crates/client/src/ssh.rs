@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::{HeaderValue, Method, header};
 use http_body_util::BodyExt;
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
 use russh::keys::{Algorithm, HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{Channel, ChannelReadHalf, ChannelWriteHalf, client};
 use sshttp_protocol::transport::Transport;
@@ -25,20 +27,13 @@ use sshttp_ssh::{
 };
 
 use crate::body::{Body, BodySender, Delivery};
-use crate::error::{Error, Kind};
+use crate::credentials::{AuthPlan, OfferedKey};
+use crate::error::{Error, HostKeyProblem, Kind};
+use crate::host_key::HostKeyCheck;
+use crate::known_hosts::HostKey;
 
 /// A key pair the client authenticates with; with a fresh one, the key is the identity.
 pub type Identity = KeyPair;
-
-/// How the server's host key is checked.
-#[derive(Debug, Clone)]
-pub enum HostKeyCheck {
-    /// The key must have this fingerprint (`SHA256:…`).
-    Fingerprint(String),
-    /// Any key is accepted. Only for tests and benchmarks on loopback: it gives up the
-    /// protection against a man in the middle.
-    InsecureAcceptAny,
-}
 
 /// What [`Connection::connect`] needs.
 #[derive(Debug, Clone)]
@@ -57,10 +52,26 @@ pub struct ConnectOptions {
     pub transport: Transport,
 }
 
+/// Everything one connection attempt needs, resolved.
+pub(crate) struct Dial {
+    /// The host to reach (after ssh_config's HostName) and to look up in known_hosts.
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) host_key: HostKeyCheck,
+    pub(crate) auth: AuthPlan,
+    pub(crate) limits: Limits,
+    pub(crate) transport: Transport,
+    pub(crate) connect_timeout: Option<std::time::Duration>,
+    pub(crate) compression: bool,
+}
+
 struct ClientHandler {
     check: HostKeyCheck,
-    /// The fingerprint of a rejected host key, for the error.
-    rejected: Arc<Mutex<Option<String>>>,
+    host: String,
+    port: u16,
+    /// Why the host key was refused, for the error.
+    rejected: Arc<Mutex<Option<HostKeyProblem>>>,
 }
 
 impl client::Handler for ClientHandler {
@@ -70,19 +81,19 @@ impl client::Handler for ClientHandler {
         &mut self,
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let public = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(cert) => cert.public_key().clone().into(),
+        let presented = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => HostKey::Plain(key),
+            PublicKeyOrCertificate::Certificate(cert) => HostKey::Certificate(cert),
         };
-        let fingerprint = fingerprint(&public);
-        let accepted = match &self.check {
-            HostKeyCheck::InsecureAcceptAny => true,
-            HostKeyCheck::Fingerprint(expected) => *expected == fingerprint,
-        };
-        if !accepted && let Ok(mut slot) = self.rejected.lock() {
-            *slot = Some(fingerprint);
+        match self.check.verify(&self.host, self.port, presented) {
+            Ok(()) => Ok(true),
+            Err(problem) => {
+                if let Ok(mut slot) = self.rejected.lock() {
+                    *slot = Some(problem);
+                }
+                Ok(false)
+            }
         }
-        Ok(accepted)
     }
 }
 
@@ -101,9 +112,84 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects, checks the host key and authenticates.
+    /// Connects, checks the host key and authenticates. known_hosts is consulted under
+    /// the address's IP.
     pub async fn connect(addr: SocketAddr, options: ConnectOptions) -> Result<Self, Error> {
-        let transport = &options.transport;
+        let keys = options
+            .identity
+            .map(|key| OfferedKey {
+                label: format!("key {}", key.fingerprint()),
+                key,
+                certificate: options.certificate,
+            })
+            .into_iter()
+            .collect();
+        let dial = Dial {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            user: options.user,
+            host_key: options.host_key,
+            auth: AuthPlan {
+                keys,
+                ..AuthPlan::default()
+            },
+            limits: options.limits,
+            transport: options.transport,
+            connect_timeout: None,
+            compression: false,
+        };
+        Self::dial(&dial).await
+    }
+
+    /// Connects to `dial.host`, checks the host key and authenticates, within the
+    /// connect timeout.
+    pub(crate) async fn dial(dial: &Dial) -> Result<Self, Error> {
+        match dial.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, Self::dial_now(dial))
+                .await
+                .map_err(|_| {
+                    Error::with(
+                        Kind::Timeout,
+                        format!(
+                            "connecting to {}:{} took longer than {limit:?}",
+                            dial.host, dial.port
+                        ),
+                    )
+                })?,
+            None => Self::dial_now(dial).await,
+        }
+    }
+
+    async fn dial_now(dial: &Dial) -> Result<Self, Error> {
+        let transport = &dial.transport;
+        let mut preferred = preferred(transport);
+        let preferences = dial.host_key.preferences(&dial.host, dial.port);
+        if !preferences.known_algorithms.is_empty() {
+            // Known algorithms first, as OpenSSH orders HostKeyAlgorithms, so that a
+            // gateway with several host keys presents the one known_hosts records.
+            let mut keys: Vec<Algorithm> = preferences.known_algorithms.clone();
+            keys.extend(
+                preferred
+                    .key
+                    .iter()
+                    .filter(|algorithm| !preferences.known_algorithms.contains(algorithm))
+                    .cloned(),
+            );
+            preferred.key = keys.into();
+        }
+        if preferences.certificates {
+            preferred.host_key_certificates = preferred.key.clone();
+        }
+        if dial.compression {
+            preferred.compression = (&[
+                russh::compression::ZLIB_LEGACY,
+                russh::compression::ZLIB,
+                russh::compression::NONE,
+            ][..])
+                .into();
+        } else {
+            preferred.compression = (&[russh::compression::NONE][..]).into();
+        }
         let config = client::Config {
             window_size: transport.window_size,
             maximum_packet_size: transport.max_packet_size,
@@ -113,73 +199,46 @@ impl Connection {
             keepalive_interval: Some(transport.keepalive_interval),
             keepalive_max: transport.keepalive_max,
             adjust_window_on_read: true,
-            preferred: preferred(transport),
+            preferred,
             ..client::Config::default()
         };
         let rejected = Arc::new(Mutex::new(None));
         let handler = ClientHandler {
-            check: options.host_key,
+            check: dial.host_key.clone(),
+            host: dial.host.clone(),
+            port: dial.port,
             rejected: rejected.clone(),
         };
-        let mut handle = match client::connect(Arc::new(config), addr, handler).await {
+        let address = (dial.host.as_str(), dial.port);
+        let mut handle = match client::connect(Arc::new(config), address, handler).await {
             Ok(handle) => handle,
             Err(error) => {
-                let fingerprint = rejected.lock().ok().and_then(|mut slot| slot.take());
-                return Err(match fingerprint {
-                    Some(fingerprint) => Error::with(Kind::HostKey { fingerprint }, error),
+                let problem = rejected.lock().ok().and_then(|mut slot| slot.take());
+                return Err(match problem {
+                    Some(problem) => Error::new(Kind::HostKey(problem)),
                     None => Error::with(Kind::Connect, error),
                 });
             }
         };
-        let success = match &options.identity {
-            Some(identity) => {
-                let hash = match identity.private_key().algorithm() {
-                    Algorithm::Rsa { .. } => Some(HashAlg::Sha512),
-                    _ => None,
-                };
-                match &options.certificate {
-                    Some(certificate) => handle
-                        .authenticate_openssh_cert(
-                            options.user.clone(),
-                            identity.private_key().clone(),
-                            certificate.certificate().clone(),
-                        )
-                        .await
-                        .map(|result| result.success()),
-                    None => {
-                        let key = PrivateKeyWithHashAlg::new(identity.private_key().clone(), hash);
-                        handle
-                            .authenticate_publickey(options.user.clone(), key)
-                            .await
-                            .map(|result| result.success())
-                    }
-                }
-            }
-            // Gateways refuse `none` so that OpenSSH clients go on to offer their keys;
-            // anonymous access is keyboard-interactive without prompts (spec §13.6).
-            None => match handle.authenticate_none(options.user.clone()).await {
-                Ok(result) if result.success() => Ok(true),
-                Ok(_) => handle
-                    .authenticate_keyboard_interactive_start(options.user.clone(), None)
-                    .await
-                    .map(|response| {
-                        matches!(
-                            response,
-                            russh::client::KeyboardInteractiveAuthResponse::Success
-                        )
-                    }),
-                Err(error) => Err(error),
-            },
-        }
-        .map_err(|e| Error::with(Kind::Connect, e))?;
-        if !success {
-            return Err(Error::new(Kind::Auth));
-        }
+        authenticate(&mut handle, &dial.user, &dial.auth).await?;
         Ok(Self {
             handle,
-            limits: options.limits,
+            limits: dial.limits.clone(),
             header_channels: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The connection has gone away; requests on it will fail.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    /// Ends the connection politely.
+    pub async fn close(&self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "")
+            .await;
     }
 
     /// Opens a `header` channel with these defaults (they must hold `host`) and
@@ -209,28 +268,37 @@ impl Connection {
     {
         let (mut parts, body) = request.into_parts();
         let (body, streamed) = self.request_body(&mut parts, body).await?;
+        let opened = self.open_request(header_id, &parts, body).await?;
+        opened.exchange(streamed, None, self.limits.clone()).await
+    }
+
+    /// Opens the request's channel; nothing of a streamed body is read yet, so on a
+    /// [`Kind::Disconnected`] error the request can be sent again elsewhere.
+    pub(crate) async fn open_request(
+        &self,
+        header_id: Option<NonZeroU32>,
+        parts: &http::request::Parts,
+        body: RequestBody,
+    ) -> Result<OpenedRequest, Error> {
         let (channel_type, open) =
-            RequestOpen::from_request_parts(&parts, header_id, body, &self.limits)
+            RequestOpen::from_request_parts(parts, header_id, body, &self.limits)
                 .map_err(|e| Error::new(Kind::Request(e)))?;
         let (channel, _) = self
             .open(&channel_type.name(), open.to_bytes().freeze())
             .await?;
-        let (read, write) = channel.split();
-        let write = Arc::new(write);
-        if let Some(body) = streamed {
-            tokio::spawn(send_body(write.clone(), body));
-        }
-        receive_response(
-            read,
-            write,
-            parts.method == Method::HEAD,
-            self.limits.clone(),
-        )
-        .await
+        Ok(OpenedRequest {
+            channel,
+            head_request: parts.method == Method::HEAD,
+        })
+    }
+
+    /// The limits this connection keeps to.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Decides how the body travels: none, inline in the open, or streamed after it.
-    async fn request_body<B>(
+    pub(crate) async fn request_body<B>(
         &self,
         parts: &mut http::request::Parts,
         body: B,
@@ -280,6 +348,149 @@ impl Connection {
     }
 }
 
+/// Offers the plan's credentials in OpenSSH's order (agent keys, then key files, each
+/// certificate before its bare key), then anonymous access (spec §13.6).
+async fn authenticate(
+    handle: &mut client::Handle<ClientHandler>,
+    user: &str,
+    plan: &AuthPlan,
+) -> Result<(), Error> {
+    let mut offered = Vec::new();
+    let failed = |error: russh::Error| Error::with(Kind::Connect, error);
+    if let Some(socket) = &plan.agent {
+        match AgentClient::connect_uds(socket).await {
+            Ok(mut agent) => match agent.request_identities().await {
+                Ok(identities) => {
+                    for identity in identities {
+                        let public = identity.public_key().into_owned();
+                        if let Some(only) = &plan.agent_only
+                            && !only.contains(&public)
+                        {
+                            continue;
+                        }
+                        offered.push(format!("agent key {}", fingerprint(&public)));
+                        let hash = rsa_hash(public.algorithm());
+                        let result = match identity {
+                            AgentIdentity::Certificate { certificate, .. } => {
+                                handle
+                                    .authenticate_certificate_with(
+                                        user,
+                                        certificate,
+                                        hash,
+                                        &mut agent,
+                                    )
+                                    .await
+                            }
+                            AgentIdentity::PublicKey { key, .. } => {
+                                handle
+                                    .authenticate_publickey_with(user, key, hash, &mut agent)
+                                    .await
+                            }
+                        };
+                        match result {
+                            Ok(result) if result.success() => {
+                                tracing::debug!(
+                                    user,
+                                    "authenticated with {}",
+                                    offered.last().map_or("", String::as_str)
+                                );
+                                return Ok(());
+                            }
+                            Ok(_) => {}
+                            Err(error) => {
+                                tracing::debug!("the agent could not sign: {error}");
+                            }
+                        }
+                    }
+                }
+                Err(error) => tracing::debug!("ssh-agent at {}: {error}", socket.display()),
+            },
+            Err(error) => tracing::debug!("ssh-agent at {}: {error}", socket.display()),
+        }
+    }
+    for key in &plan.keys {
+        let private = key.key.private_key();
+        if let Some(certificate) = &key.certificate {
+            offered.push(format!("{} (certificate)", key.label));
+            let result = handle
+                .authenticate_openssh_cert(user, private.clone(), certificate.certificate().clone())
+                .await
+                .map_err(failed)?;
+            if result.success() {
+                tracing::debug!(user, "authenticated with {} (certificate)", key.label);
+                return Ok(());
+            }
+        }
+        offered.push(key.label.clone());
+        let with_hash = PrivateKeyWithHashAlg::new(private.clone(), rsa_hash(private.algorithm()));
+        if handle
+            .authenticate_publickey(user, with_hash)
+            .await
+            .map_err(failed)?
+            .success()
+        {
+            tracing::debug!(user, "authenticated with {}", key.label);
+            return Ok(());
+        }
+        tracing::debug!(user, "the server refused {}", key.label);
+    }
+    // Gateways refuse `none` so that OpenSSH clients go on to offer their keys;
+    // anonymous access is keyboard-interactive without prompts (spec §13.6).
+    if handle
+        .authenticate_none(user)
+        .await
+        .map_err(failed)?
+        .success()
+    {
+        return Ok(());
+    }
+    let response = handle
+        .authenticate_keyboard_interactive_start(user, None)
+        .await
+        .map_err(failed)?;
+    if matches!(response, client::KeyboardInteractiveAuthResponse::Success) {
+        tracing::debug!(user, "authenticated anonymously");
+        return Ok(());
+    }
+    Err(Error::new(Kind::Auth { offered }))
+}
+
+/// RSA keys sign with SHA-512 (`rsa-sha2-512`); the others have one hash.
+fn rsa_hash(algorithm: Algorithm) -> Option<HashAlg> {
+    matches!(algorithm, Algorithm::Rsa { .. }).then_some(HashAlg::Sha512)
+}
+
+/// A request channel the gateway has accepted.
+pub(crate) struct OpenedRequest {
+    channel: Channel<client::Msg>,
+    head_request: bool,
+}
+
+/// Held until the request's channel is done with, whichever way it ends.
+pub(crate) type ChannelGuard = tokio::sync::OwnedSemaphorePermit;
+
+impl OpenedRequest {
+    /// Streams the request body (if any) and waits for the response head.
+    pub(crate) async fn exchange<B>(
+        self,
+        streamed: Option<B>,
+        guard: Option<ChannelGuard>,
+        limits: Limits,
+    ) -> Result<http::Response<Body>, Error>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError> + Send,
+    {
+        let (read, write) = self.channel.split();
+        let write = Arc::new(write);
+        if let Some(body) = streamed {
+            tokio::spawn(send_body(write.clone(), body));
+        }
+        receive_response(read, write, self.head_request, limits, guard).await
+    }
+}
+
 fn decode_abort(what: &str, error: &DecodeError) -> Aborted {
     Aborted {
         code: ResetCode::PROTOCOL_ERROR,
@@ -312,6 +523,7 @@ async fn receive_response(
     write: Arc<ChannelWriteHalf<client::Msg>>,
     head_request: bool,
     limits: Limits,
+    guard: Option<ChannelGuard>,
 ) -> Result<http::Response<Body>, Error> {
     let mut reader = ResponseReader::new(head_request, limits);
     let mut interim = InterimResponses::default();
@@ -323,7 +535,7 @@ async fn receive_response(
         match reader.on_event(event) {
             ResponseEvent::Head(head) => {
                 let (sender, body) = Body::channel();
-                tokio::spawn(stream_body(read, write, reader, sender));
+                tokio::spawn(stream_body(read, write, reader, sender, guard));
                 let mut parts = head.to_response_parts();
                 if !interim.0.is_empty() {
                     parts.extensions.insert(interim);
@@ -361,6 +573,7 @@ async fn stream_body(
     write: Arc<ChannelWriteHalf<client::Msg>>,
     mut reader: ResponseReader,
     mut sender: BodySender,
+    _guard: Option<ChannelGuard>,
 ) {
     loop {
         let msg = tokio::select! {

@@ -30,6 +30,9 @@ impl OpenFailureReason {
     pub const UNKNOWN_HEADER_ID: Self = Self(0xFE00_0006);
     /// The header channel asked for a protocol version the server does not speak.
     pub const UNSUPPORTED_VERSION: Self = Self(0xFE00_0007);
+    /// The server is shutting down and takes no new requests on this connection. The
+    /// request was not processed: a client may send it again on a new connection.
+    pub const GOING_AWAY: Self = Self(0xFE00_0008);
 
     /// The code's name in the spec, or `None` for codes this crate does not define.
     pub fn name(self) -> Option<&'static str> {
@@ -44,6 +47,7 @@ impl OpenFailureReason {
             Self::BODY_TOO_LARGE => "BODY_TOO_LARGE",
             Self::UNKNOWN_HEADER_ID => "UNKNOWN_HEADER_ID",
             Self::UNSUPPORTED_VERSION => "UNSUPPORTED_VERSION",
+            Self::GOING_AWAY => "GOING_AWAY",
             _ => return None,
         })
     }
@@ -54,7 +58,7 @@ impl OpenFailureReason {
         match self {
             Self::ADMINISTRATIVELY_PROHIBITED => StatusCode::FORBIDDEN,
             Self::UNKNOWN_CHANNEL_TYPE => StatusCode::NOT_IMPLEMENTED,
-            Self::RESOURCE_SHORTAGE => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RESOURCE_SHORTAGE | Self::GOING_AWAY => StatusCode::SERVICE_UNAVAILABLE,
             Self::UNKNOWN_VHOST => StatusCode::MISDIRECTED_REQUEST,
             Self::MALFORMED_REQUEST => StatusCode::BAD_REQUEST,
             Self::TARGET_TOO_LONG => StatusCode::URI_TOO_LONG,

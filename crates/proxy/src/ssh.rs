@@ -435,7 +435,7 @@ where
         };
         let Some(in_flight) = self.shared.drain.enter() else {
             let refused = (
-                OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
+                OpenFailureReason::GOING_AWAY,
                 "the gateway is shutting down".to_owned(),
             );
             refuse(reply, refused).await;

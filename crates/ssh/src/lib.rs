@@ -52,6 +52,40 @@ impl KeyPair {
         Ok(Self { key: Arc::new(key) })
     }
 
+    /// Reads a private key in OpenSSH's format; a passphrase-protected one is decrypted
+    /// with the passphrase `passphrase` supplies (asked only for an encrypted key).
+    /// A missing or wrong passphrase is an error of kind `PermissionDenied`.
+    pub fn load_decrypting(
+        path: &Path,
+        passphrase: impl FnOnce() -> Option<String>,
+    ) -> std::io::Result<Self> {
+        let key = PrivateKey::read_openssh_file(path).map_err(|error| {
+            std::io::Error::other(format!(
+                "{}: not an OpenSSH private key: {error}",
+                path.display()
+            ))
+        })?;
+        if !key.is_encrypted() {
+            return Ok(Self { key: Arc::new(key) });
+        }
+        let Some(passphrase) = passphrase() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{}: the key is passphrase-protected and no passphrase was given",
+                    path.display()
+                ),
+            ));
+        };
+        let key = key.decrypt(passphrase.as_bytes()).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("{}: wrong passphrase", path.display()),
+            )
+        })?;
+        Ok(Self { key: Arc::new(key) })
+    }
+
     /// Reads the key at `path`, or creates a fresh Ed25519 key there (mode 0600) if
     /// there is no file. Returns the key and whether it was created.
     pub fn load_or_generate(path: &Path) -> std::io::Result<(Self, bool)> {

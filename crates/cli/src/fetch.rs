@@ -1,0 +1,333 @@
+//! `sshttp get` and friends: the options become a [`ClientBuilder`] and a request, and
+//! the response streams to stdout or a file. Everything about SSH and the protocol is
+//! the client library's; this module only maps options and moves bytes.
+
+pub(crate) mod help;
+mod output;
+mod report;
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use sshttp_client::{Body, Client, ClientBuilder, InterimResponses, Response};
+use tokio_util::io::ReaderStream;
+
+use self::output::{Head, Sink};
+use self::report::Failure;
+
+/// How much of a file or of stdin is read at once for a request body.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The content-type of a `-d`/`--data-binary` body unless `-H` sets one (as curl).
+const DEFAULT_BODY_TYPE: &str = "application/x-www-form-urlencoded";
+
+/// What every client subcommand takes.
+#[derive(Debug, Args)]
+pub(crate) struct FetchArgs {
+    /// sshttp://[user@]host[:port]/path?query (quote it: the shell treats & and ? itself).
+    #[arg(value_name = "URL")]
+    url: String,
+    /// Add a request header (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// Write the body to FILE instead of stdout, with a progress bar when stderr is a
+    /// terminal.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Print the response head (status line, headers, an empty line) before the body.
+    #[arg(short, long)]
+    include: bool,
+    /// Show the SSH and HTTP steps, and the request and response heads, on stderr.
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
+    /// With a status of 400 or more, print nothing of the body, and exit 4 (4xx) or 5
+    /// (5xx).
+    #[arg(long)]
+    fail: bool,
+    /// Ask this vhost behind the gateway instead of the URL's host.
+    #[arg(long, value_name = "NAME")]
+    vhost: Option<String>,
+    /// How long the whole request may take, the body included.
+    #[arg(short, long = "max-time", value_name = "SECS", value_parser = parse_seconds)]
+    max_time: Option<Duration>,
+    #[command(flatten)]
+    ssh: SshArgs,
+}
+
+/// How to reach and trust the gateway.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "SSH options")]
+struct SshArgs {
+    /// Authenticate with this private key file (repeatable); asks for its passphrase on
+    /// the terminal if it is encrypted. Replaces the default ~/.ssh/id_* files.
+    #[arg(long, value_name = "FILE")]
+    identity: Vec<PathBuf>,
+    /// Check the host key against this known_hosts file (repeatable) instead of
+    /// ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts.
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Vec<PathBuf>,
+    /// Record the host key of a gateway known_hosts does not know yet, as OpenSSH's
+    /// StrictHostKeyChecking=accept-new; a changed key is still refused.
+    #[arg(long)]
+    accept_new: bool,
+    /// Trust exactly the host key with this fingerprint (repeatable), whatever
+    /// known_hosts says; `sshttp serve` prints it at start.
+    #[arg(long, value_name = "SHA256:…", value_parser = parse_fingerprint)]
+    host_key: Vec<String>,
+    /// Read this SSH configuration file instead of ~/.ssh/config and
+    /// /etc/ssh/ssh_config; `none` reads none.
+    #[arg(short = 'F', long, value_name = "FILE")]
+    ssh_config: Option<PathBuf>,
+    /// Do not use the ssh-agent.
+    #[arg(long)]
+    no_agent: bool,
+    /// Compress the SSH stream (zlib).
+    #[arg(long)]
+    compression: bool,
+    /// How long connecting (TCP, SSH handshake, authentication) may take.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    connect_timeout: Option<Duration>,
+}
+
+/// The request body options of post, put, patch and delete.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Request body")]
+pub(crate) struct BodyArgs {
+    /// Send DATA as the body; @FILE sends a file and @- stdin, streamed as they are
+    /// read (newlines are kept, unlike curl's -d). The content-type is
+    /// application/x-www-form-urlencoded unless -H sets one.
+    #[arg(short, long, value_name = "DATA", conflicts_with = "data_binary")]
+    data: Option<String>,
+    /// Like --data.
+    #[arg(long, value_name = "DATA")]
+    data_binary: Option<String>,
+}
+
+/// Runs one request; the exit status says how it went.
+pub(crate) async fn run(method: Method, args: FetchArgs, body: Option<BodyArgs>) -> ExitCode {
+    match fetch(&method, &args, body).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            report::print(&failure, &method, &args);
+            ExitCode::from(failure.exit_status())
+        }
+    }
+}
+
+/// Logs for `-v`: RUST_LOG (default warn) plus the client's debug steps, on stderr.
+pub(crate) fn init_verbose_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = match "sshttp_client=debug".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+async fn fetch(method: &Method, args: &FetchArgs, body: Option<BodyArgs>) -> Result<(), Failure> {
+    let client = client_builder(&args.ssh, args.max_time)
+        .build()
+        .map_err(Failure::Client)?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &args.headers {
+        headers.append(name, value.clone());
+    }
+    if let Some(vhost) = &args.vhost {
+        let vhost = HeaderValue::try_from(vhost.as_str())
+            .map_err(|_| Failure::usage(format!("--vhost {vhost:?} is not a host name"), None))?;
+        headers.insert(HOST, vhost);
+    }
+    let body = match body.and_then(|body| body.data.or(body.data_binary)) {
+        Some(data) => {
+            let (body, length) = request_body(&data).await?;
+            if !headers.contains_key(CONTENT_TYPE) {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(DEFAULT_BODY_TYPE));
+            }
+            if let Some(length) = length
+                && !headers.contains_key(CONTENT_LENGTH)
+            {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+            }
+            body
+        }
+        None => Body::empty(),
+    };
+    let mut request = client
+        .request(method.clone(), args.url.as_str())
+        .build()
+        .map_err(Failure::Client)?;
+    *request.headers_mut() = headers;
+    *request.body_mut() = body;
+    if args.verbose {
+        output::print_request(&request);
+    }
+
+    let response = client.execute(request).await.map_err(Failure::Client)?;
+    if args.verbose {
+        if let Some(InterimResponses(interim)) = response.extensions().get() {
+            for head in interim {
+                output::print_response_head(head.status, &head.headers);
+            }
+        }
+        output::print_response_head(response.status(), response.headers());
+    }
+    let status = response.status();
+    if args.fail && fails(status) {
+        return Err(Failure::Status {
+            status,
+            url: response.url().to_string(),
+        });
+    }
+    // A HEAD response's content-length is the size of a body it does not have.
+    let length = (*method != Method::HEAD)
+        .then(|| response.content_length())
+        .flatten();
+    let sink = Sink::open(args.output.as_deref(), length).await?;
+    let head = (args.include || method == Method::HEAD).then(|| Head::of(&response));
+    stream(response, sink, head).await
+}
+
+/// The client as the options ask; the rest follows ~/.ssh/config and OpenSSH's defaults.
+fn client_builder(ssh: &SshArgs, max_time: Option<Duration>) -> ClientBuilder {
+    let mut builder = Client::builder().passphrase_callback(ask_passphrase);
+    for path in &ssh.identity {
+        // The client skips missing key files, as OpenSSH does; say so, as OpenSSH does.
+        if let Err(error) = std::fs::metadata(path) {
+            eprintln!(
+                "warning: identity file {} not accessible: {error}",
+                path.display()
+            );
+        }
+        builder = builder.identity_file(path);
+    }
+    for path in &ssh.known_hosts {
+        builder = builder.known_hosts_file(path);
+    }
+    if ssh.accept_new {
+        builder = builder.accept_new_host_keys(true);
+    }
+    if !ssh.host_key.is_empty() {
+        builder = builder.host_key_fingerprint(ssh.host_key.join(","));
+    }
+    match &ssh.ssh_config {
+        Some(path) if path.as_os_str() == "none" => builder = builder.ssh_config(false),
+        Some(path) => builder = builder.ssh_config_file(path),
+        None => {}
+    }
+    if ssh.no_agent {
+        builder = builder.ssh_agent(false);
+    }
+    if ssh.compression {
+        builder = builder.compression(true);
+    }
+    if let Some(timeout) = ssh.connect_timeout {
+        builder = builder.connect_timeout(timeout);
+    }
+    if let Some(timeout) = max_time {
+        builder = builder.timeout(timeout);
+    }
+    builder
+}
+
+/// Asks for a key's passphrase on the terminal (/dev/tty, so that stdin can carry a
+/// body); without a terminal the key is skipped.
+fn ask_passphrase(path: &Path) -> Option<String> {
+    let prompt = format!("Enter passphrase for key '{}': ", path.display());
+    match rpassword::prompt_password(prompt) {
+        Ok(passphrase) => Some(passphrase),
+        Err(error) => {
+            eprintln!(
+                "warning: skipping {}: it is passphrase-protected and there is no terminal \
+                 to ask on ({error})",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// The body `-d`/`--data-binary` name, and its length when known in advance: a file or
+/// stdin is streamed, never read whole.
+async fn request_body(data: &str) -> Result<(Body, Option<u64>), Failure> {
+    let Some(name) = data.strip_prefix('@') else {
+        let length = u64::try_from(data.len()).ok();
+        return Ok((Body::from(data.to_owned()), length));
+    };
+    if name == "-" {
+        let stdin = ReaderStream::with_capacity(tokio::io::stdin(), READ_CHUNK);
+        return Ok((Body::wrap_stream(stdin), None));
+    }
+    let unreadable = |error: std::io::Error| {
+        Failure::usage(
+            format!("cannot read {name}: {error}"),
+            Some("name a readable file after @, or use @- for stdin".to_owned()),
+        )
+    };
+    let file = tokio::fs::File::open(name).await.map_err(unreadable)?;
+    let metadata = file.metadata().await.map_err(unreadable)?;
+    // A pipe or device has no length to declare: its body is sent until it ends.
+    let length = metadata.is_file().then_some(metadata.len());
+    let stream = ReaderStream::with_capacity(file, READ_CHUNK);
+    Ok((Body::wrap_stream(stream), length))
+}
+
+/// Moves the response body into the sink as it arrives, after the head if asked.
+async fn stream(mut response: Response, mut sink: Sink, head: Option<Head>) -> Result<(), Failure> {
+    if let Some(head) = head {
+        sink.write(head.as_bytes()).await?;
+    }
+    while let Some(chunk) = response.chunk().await.map_err(Failure::Client)? {
+        sink.write(&chunk).await?;
+    }
+    sink.finish().await
+}
+
+/// `-H 'name: value'`.
+fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let Some((name, value)) = text.split_once(':') else {
+        return Err(format!("expected `name: value`, not {text:?}"));
+    };
+    let name = HeaderName::try_from(name.trim())
+        .map_err(|_| format!("{:?} is not a header name", name.trim()))?;
+    let value = HeaderValue::try_from(value.trim())
+        .map_err(|_| format!("the value of {name} has a character headers cannot carry"))?;
+    Ok((name, value))
+}
+
+/// `--connect-timeout` and `--max-time`: seconds, fractions allowed (as curl).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text:?} is not a usable number of seconds"))
+}
+
+/// `--host-key`: a SHA-256 fingerprint as `ssh-keygen -l` prints it.
+fn parse_fingerprint(text: &str) -> Result<String, String> {
+    if text.starts_with("SHA256:") && text.len() > "SHA256:".len() {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not a fingerprint like SHA256:… (as `sshttp serve` and \
+             `ssh-keygen -l -f KEY.pub` print it)"
+        ))
+    }
+}
+
+/// Whether a status makes `--fail` fail.
+fn fails(status: StatusCode) -> bool {
+    status.is_client_error() || status.is_server_error()
+}
