@@ -13,7 +13,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use http::{Request, StatusCode};
 use sshttp_tests::{Upstream, client, get, request};
 use tokio::sync::Notify;
 
-use crate::common::{Serve, keygen};
+use crate::common::{Serve, keygen, run};
 
 impl Serve {
     async fn connect(&self) -> (client::Connection, client::Identity) {
@@ -286,22 +286,7 @@ impl StockSsh {
     }
 
     fn output(&self, args: &[&str], stdin: &[u8]) -> std::process::Output {
-        use std::io::Write;
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot run ssh: {error} (.ci/run installs OpenSSH)"));
-        let mut input = child.stdin.take().unwrap();
-        let stdin = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = input.write_all(&stdin);
-        });
-        let output = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        output
+        run(&mut self.command(args), stdin)
     }
 }
 

@@ -64,3 +64,23 @@ pub(crate) fn keygen(path: &Path, kind: &str) {
             .arg(path),
     );
 }
+
+/// Runs `command` with `stdin` written from another thread (so that a large input
+/// cannot deadlock against unread output), collecting stdout and stderr.
+pub(crate) fn run(command: &mut Command, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
