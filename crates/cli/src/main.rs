@@ -4,6 +4,10 @@
 //! The subcommands arrive with the crates behind them (`serve` and `check-config` with
 //! the gateway, `get` and friends with the client, `proxy` with the local proxy).
 
+// Doc comments on clap types are `--help` text, where `sshttp://[user@]host[:port]` is
+// the notation users know; rustdoc would read the brackets as links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod fetch;
 
 use std::io::IsTerminal as _;
