@@ -12,6 +12,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -426,6 +427,152 @@ async fn host_keys_of_several_algorithms_and_a_host_certificate_satisfy_openssh(
         );
         let output = untrusted.output(&["multiply", "a=1", "b=1"], b"");
         assert_eq!(output.status.code(), Some(255));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_pty_gets_its_head_in_colour_with_crlf_and_the_body_unaltered() {
+    let state = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&[
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let ssh = StockSsh::new(state.path(), serve.addr.port());
+    tokio::task::spawn_blocking(move || {
+        let with_pty = |term: &str| {
+            let mut command = ssh.command_with(&["-tt"], &["get", "/multiply?a=4&b=5", "-i"]);
+            command.env("TERM", term);
+            run(&mut command, b"")
+        };
+
+        let output = with_pty("xterm-256color");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with("\x1b[1;32m200 OK\x1b[0m\r\n\x1b[36m"),
+            "{stderr:?} {:?}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        assert_eq!(output.stdout, b"20\n", "the body is never altered");
+        assert_eq!(output.status.code(), Some(0));
+
+        let output = with_pty("dumb");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("200 OK\r\n"), "{stderr:?}");
+        assert!(
+            !stderr.contains('\x1b'),
+            "TERM=dumb: no escapes: {stderr:?}"
+        );
+        assert_eq!(output.stdout, b"20\n");
+
+        let mut command = ssh.command_with(&["-tt"], &["get", "/no/such/file"]);
+        command.env("TERM", "xterm");
+        let output = run(&mut command, b"");
+        assert_eq!(output.status.code(), Some(4));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_hundred_mib_from_stdin_streams_up_and_back_byte_for_byte() {
+    const SIZE: u32 = 100 * 1024 * 1024;
+    let state = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&[
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let ssh = StockSsh::new(state.path(), serve.addr.port());
+    tokio::task::spawn_blocking(move || {
+        let upload: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+        let output = ssh.output(&["post", "/echo/body"], &upload);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.stdout.len(), upload.len());
+        assert!(output.stdout == upload, "100 MiB up and back byte for byte");
+    })
+    .await
+    .unwrap();
+}
+
+/// The `sshttp_connections_total` a gateway's metrics listener reports.
+fn connections_total(metrics: SocketAddr) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(metrics).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("sshttp_connections_total "))
+        .unwrap_or_else(|| panic!("no sshttp_connections_total in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn openssh_connection_sharing_carries_many_commands_over_one_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\ndefault_vhost = \"localhost\"\n\
+             [metrics]\nlisten = \"{metrics}\"\n\
+             [[vhost]]\nname = \"localhost\"\nupstream = \"demo\"\nauth = \"any-key\"\n"
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&["--config", config.to_str().unwrap()]);
+    let ssh = StockSsh::new(&dir.path().join("state"), serve.addr.port());
+    let control = dir.path().join("cm");
+    let control_path = format!("ControlPath={}", control.display());
+    tokio::task::spawn_blocking(move || {
+        let shared = [
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            control_path.as_str(),
+            "-o",
+            "ControlPersist=60",
+        ];
+        for (a, b) in [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10)] {
+            let (a, b) = (format!("a={a}"), format!("b={b}"));
+            let output = run(&mut ssh.command_with(&shared, &["multiply", &a, &b]), b"");
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let output = run(
+            &mut ssh.command_with(&shared, &["get", "/images/header.png"]),
+            b"",
+        );
+        assert_eq!(output.status.code(), Some(0));
+        assert!(output.stdout.starts_with(b"\x89PNG"));
+        let total = connections_total(metrics);
+        // Stop the master before asserting, so that a failure leaves nothing behind.
+        let mut exit = shared.to_vec();
+        exit.extend(["-O", "exit"]);
+        let _ = ssh.command_with(&exit, &[]).output();
+        assert_eq!(total, 1, "six commands, one SSH connection");
     })
     .await
     .unwrap();

@@ -241,6 +241,8 @@ struct StockSession {
     channel: Channel<Msg>,
     /// From `env HTTP_HOST` (spec §14.5).
     http_host: Option<String>,
+    /// From `pty-req` (spec §14.7).
+    terminal: stock::Terminal,
 }
 
 impl<S> ConnectionHandler<S> {
@@ -488,6 +490,7 @@ where
             StockSession {
                 channel,
                 http_host: None,
+                terminal: stock::Terminal::default(),
             },
         );
         reply.accept().await;
@@ -514,7 +517,7 @@ where
     async fn pty_request(
         &mut self,
         channel: ChannelId,
-        _term: &str,
+        term: &str,
         _col_width: u32,
         _row_height: u32,
         _pix_width: u32,
@@ -522,11 +525,14 @@ where
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // Accepted so that `ssh gw` works from a terminal; output stays plain.
-        if self.sessions.contains_key(&channel) {
-            session.channel_success(channel)?;
-        } else {
-            session.channel_failure(channel)?;
+        // No terminal is allocated: the pty only changes how the gateway's own text
+        // is written (spec §14.7).
+        match self.sessions.get_mut(&channel) {
+            Some(stock) => {
+                stock.terminal = stock::Terminal::with_pty(term);
+                session.channel_success(channel)?;
+            }
+            None => session.channel_failure(channel)?,
         }
         Ok(())
     }
@@ -547,9 +553,10 @@ where
                 message: "the gateway is shutting down".to_owned(),
                 exit: sshttp_protocol::exec::EXIT_NO_RESPONSE,
             };
-            tokio::spawn(stock::fail(stock.channel, failure));
+            tokio::spawn(stock::fail(stock.channel, failure, stock.terminal));
             return Ok(());
         };
+        let terminal = stock.terminal;
         let prepared = stock::prepare(
             data,
             stock.http_host.as_deref(),
@@ -580,11 +587,12 @@ where
                     prepared,
                     service,
                     limits,
+                    terminal,
                     in_flight,
                 ));
             }
             Err(failure) => {
-                tokio::spawn(stock::fail(stock.channel, failure));
+                tokio::spawn(stock::fail(stock.channel, failure, terminal));
             }
         }
         Ok(())
@@ -614,6 +622,7 @@ where
                 )
             }
         };
+        let text = stock.terminal.lines(&text);
         tokio::spawn(async move {
             let (_read, write) = stock.channel.split();
             let _ = write.data_bytes(text).await;

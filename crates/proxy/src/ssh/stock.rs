@@ -2,8 +2,9 @@
 //! form `ssh gw multiply a=4 b=5`, and the info screen of `ssh gw`. A command becomes
 //! the request an sshttp client would send; the response body goes to stdout, the
 //! head (with `-i`) and diagnostics to stderr, and the exit status follows spec §14.8.
-//!
-//! Not yet here (issue 7): colour on a pty, `direct-tcpip` (`ssh -L`, `ssh -D`).
+//! With a pty, the gateway's own text (heads, diagnostics, the info screen) ends its
+//! lines in CR LF and, unless `TERM` is `dumb`, is coloured (spec §14.7); the response
+//! body is never altered.
 
 use std::sync::Arc;
 
@@ -22,6 +23,85 @@ use crate::gate::{InFlight, Route};
 
 /// `SSH_EXTENDED_DATA_STDERR`.
 const STDERR: u32 = 1;
+
+/// How the gateway writes its own text for one session (spec §14.7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Terminal {
+    /// The client asked for a pty: its terminal is in raw mode and needs CR LF.
+    pty: bool,
+    /// ANSI SGR colour: a pty whose `TERM` is neither empty nor `dumb`.
+    colour: bool,
+}
+
+/// What a piece of the gateway's text is, for its colour.
+#[derive(Debug, Clone, Copy)]
+enum Paint {
+    Status(http::StatusCode),
+    FieldName,
+    Diagnostic,
+}
+
+impl Terminal {
+    /// After a `pty-req` with this `TERM`.
+    pub(super) fn with_pty(term: &str) -> Self {
+        Self {
+            pty: true,
+            colour: !term.is_empty() && term != "dumb",
+        }
+    }
+
+    /// `text` with its line ends as the client's terminal needs them.
+    pub(super) fn lines(self, text: &str) -> String {
+        if self.pty {
+            text.replace('\n', "\r\n")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    fn paint(self, paint: Paint, text: &str) -> String {
+        if !self.colour {
+            return text.to_owned();
+        }
+        let sgr = match paint {
+            Paint::Status(status) if status.is_success() => "1;32",
+            Paint::Status(status) if status.is_redirection() => "1;36",
+            Paint::Status(status) if status.is_client_error() => "1;33",
+            Paint::Status(status) if status.is_server_error() => "1;31",
+            Paint::Status(_) => "1",
+            Paint::FieldName => "36",
+            Paint::Diagnostic => "1;31",
+        };
+        format!("\x1b[{sgr}m{text}\x1b[0m")
+    }
+
+    /// A response head or trailers block: a status line (if any), fields, a blank line.
+    fn head(self, status: Option<http::StatusCode>, fields: &HeaderMap) -> String {
+        let mut text = String::new();
+        if let Some(status) = status {
+            let line = format!(
+                "{} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            );
+            text.push_str(&self.paint(Paint::Status(status), &line));
+            text.push('\n');
+        }
+        for (name, value) in fields {
+            text.push_str(&self.paint(Paint::FieldName, name.as_str()));
+            text.push_str(": ");
+            text.push_str(&printable(&String::from_utf8_lossy(value.as_bytes())));
+            text.push('\n');
+        }
+        text.push('\n');
+        self.lines(&text)
+    }
+
+    fn diagnostic(self, message: &str) -> String {
+        let label = self.paint(Paint::Diagnostic, "sshttp:");
+        self.lines(&format!("{label} {}\n", printable(message)))
+    }
+}
 
 /// A request built from a command, ready to serve.
 pub(super) struct Prepared {
@@ -92,15 +172,21 @@ pub(super) fn prepare(
 }
 
 /// Writes `failure` to stderr, then the exit status, EOF and CLOSE.
-pub(super) async fn fail(channel: Channel<Msg>, failure: Failure) {
+pub(super) async fn fail(channel: Channel<Msg>, failure: Failure, terminal: Terminal) {
     let (_read, write) = channel.split();
-    finish(&write, Some(&failure.message), failure.exit).await;
+    finish(&write, Some(&failure.message), failure.exit, terminal).await;
 }
 
-async fn finish(write: &ChannelWriteHalf<Msg>, message: Option<&str>, exit: u32) {
+async fn finish(
+    write: &ChannelWriteHalf<Msg>,
+    message: Option<&str>,
+    exit: u32,
+    terminal: Terminal,
+) {
     if let Some(message) = message {
-        let line = format!("sshttp: {}\n", printable(message));
-        let _ = write.extended_data_bytes(STDERR, line).await;
+        let _ = write
+            .extended_data_bytes(STDERR, terminal.diagnostic(message))
+            .await;
     }
     let _ = write.exit_status(exit).await;
     let _ = write.eof().await;
@@ -121,6 +207,7 @@ pub(super) async fn serve<S, B>(
     prepared: Prepared,
     mut service: S,
     limits: Limits,
+    terminal: Terminal,
     _in_flight: InFlight,
 ) where
     S: Service<http::Request<Body>, Response = http::Response<B>>,
@@ -173,18 +260,13 @@ pub(super) async fn serve<S, B>(
     let response = match response {
         Ok(response) => response,
         Err(error) => {
-            finish(&write, Some(&error), EXIT_NO_RESPONSE).await;
+            finish(&write, Some(&error), EXIT_NO_RESPONSE, terminal).await;
             return;
         }
     };
     let status = response.status();
     if prepared.show_head {
-        let mut head = format!(
-            "{} {}\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        );
-        push_fields(&mut head, response.headers());
+        let head = terminal.head(Some(status), response.headers());
         let _ = write.extended_data_bytes(STDERR, head).await;
     }
     let mut body = std::pin::pin!(response.into_body());
@@ -211,30 +293,19 @@ pub(super) async fn serve<S, B>(
                 }
                 Err(frame) => {
                     if let (true, Some(trailers)) = (prepared.show_head, frame.trailers_ref()) {
-                        let mut text = String::new();
-                        push_fields(&mut text, trailers);
+                        let text = terminal.head(None, trailers);
                         let _ = write.extended_data_bytes(STDERR, text).await;
                     }
                 }
             },
             Some(Err(error)) => {
                 let message = format!("the response was aborted: {error}");
-                finish(&write, Some(&message), EXIT_NO_RESPONSE).await;
+                finish(&write, Some(&message), EXIT_NO_RESPONSE, terminal).await;
                 return;
             }
         }
     }
-    finish(&write, None, exit_status(status)).await;
-}
-
-fn push_fields(text: &mut String, headers: &HeaderMap) {
-    for (name, value) in headers {
-        text.push_str(name.as_str());
-        text.push_str(": ");
-        text.push_str(&printable(&String::from_utf8_lossy(value.as_bytes())));
-        text.push('\n');
-    }
-    text.push('\n');
+    finish(&write, None, exit_status(status), terminal).await;
 }
 
 /// The text of `ssh gw` without a command (spec §14.9).
@@ -257,4 +328,50 @@ pub(super) fn info_screen(route: &Route) -> String {
         vhost = route.vhost,
         user = identity.user,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(terminal: Terminal) -> String {
+        let mut fields = HeaderMap::new();
+        fields.insert("content-type", "text/plain".parse().unwrap());
+        terminal.head(Some(http::StatusCode::NOT_FOUND), &fields)
+    }
+
+    #[test]
+    fn without_a_pty_the_gateways_text_is_plain_with_lf() {
+        let terminal = Terminal::default();
+        assert_eq!(
+            head(terminal),
+            "404 Not Found\ncontent-type: text/plain\n\n"
+        );
+        assert_eq!(terminal.diagnostic("no\x07pe"), "sshttp: no?pe\n");
+    }
+
+    #[test]
+    fn a_dumb_pty_gets_crlf_without_colour() {
+        let terminal = Terminal::with_pty("dumb");
+        assert_eq!(
+            head(terminal),
+            "404 Not Found\r\ncontent-type: text/plain\r\n\r\n"
+        );
+        assert_eq!(Terminal::with_pty(""), terminal);
+    }
+
+    #[test]
+    fn a_colour_pty_gets_the_status_coloured_by_class() {
+        let terminal = Terminal::with_pty("xterm-256color");
+        assert_eq!(
+            head(terminal),
+            "\x1b[1;33m404 Not Found\x1b[0m\r\n\x1b[36mcontent-type\x1b[0m: text/plain\r\n\r\n"
+        );
+        assert_eq!(
+            terminal.diagnostic("refused"),
+            "\x1b[1;31msshttp:\x1b[0m refused\r\n"
+        );
+        let ok = terminal.head(Some(http::StatusCode::OK), &HeaderMap::new());
+        assert!(ok.starts_with("\x1b[1;32m200 OK"), "{ok:?}");
+    }
 }
