@@ -577,3 +577,132 @@ async fn openssh_connection_sharing_carries_many_commands_over_one_connection() 
     .await
     .unwrap();
 }
+
+/// A background `ssh -N` (a tunnel), killed when dropped.
+struct Tunnel(std::process::Child);
+
+impl Tunnel {
+    /// Starts `command` and waits until `port` on 127.0.0.1 accepts connections.
+    fn start(command: &mut Command, port: u16) -> Self {
+        let child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let tunnel = Self(child);
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return tunnel;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the tunnel on port {port} never listened");
+    }
+
+    /// Stops it and returns what ssh printed on stderr.
+    fn stop(mut self) -> String {
+        use std::io::Read;
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.0.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        stderr
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs curl with `args`; its exit code and stdout.
+fn curl(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl must be installed; .ci/run installs it");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn ssh_port_forwarding_reaches_vhosts_over_http_and_nothing_else() {
+    let state = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&[
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let ssh = StockSsh::new(state.path(), serve.addr.port());
+    tokio::task::spawn_blocking(move || {
+        // ssh -L: a local port that is the vhost.
+        let local = free_port();
+        let forward = format!("127.0.0.1:{local}:localhost:80");
+        let tunnel = Tunnel::start(&mut ssh.command_with(&["-N", "-L", &forward], &[]), local);
+        let base = format!("http://127.0.0.1:{local}");
+        assert_eq!(
+            curl(&[&format!("{base}/multiply?a=4&b=5")]),
+            (Some(0), "20\n".to_owned())
+        );
+        let (code, echo) = curl(&["-H", "sshttp-user: root", &format!("{base}/echo")]);
+        assert_eq!(code, Some(0));
+        assert!(echo.contains("sshttp-user: alice"), "{echo}");
+        assert!(!echo.contains("sshttp-user: root"), "{echo}");
+        assert!(
+            echo.contains("host: localhost\n"),
+            "the destination is the vhost: {echo}"
+        );
+        // Keep-alive: several requests over one forwarded channel.
+        let (code, both) = curl(&[
+            &format!("{base}/multiply?a=2&b=3"),
+            &format!("{base}/multiply?a=3&b=3"),
+        ]);
+        assert_eq!((code, both.as_str()), (Some(0), "6\n9\n"));
+        drop(tunnel);
+
+        // ssh -D: SOCKS, with the host name passed through.
+        let socks = free_port();
+        let tunnel = Tunnel::start(
+            &mut ssh.command_with(&["-N", "-D", &format!("127.0.0.1:{socks}")], &[]),
+            socks,
+        );
+        let proxy = format!("127.0.0.1:{socks}");
+        assert_eq!(
+            curl(&[
+                "--socks5-hostname",
+                &proxy,
+                "http://localhost/multiply?a=6&b=7"
+            ]),
+            (Some(0), "42\n".to_owned())
+        );
+        // Not a vhost, or not port 80: refused, never relayed.
+        let (code, _) = curl(&["--socks5-hostname", &proxy, "http://example.com/"]);
+        assert_ne!(code, Some(0));
+        let (code, _) = curl(&["--socks5-hostname", &proxy, "http://localhost:8080/"]);
+        assert_ne!(code, Some(0));
+        let stderr = tunnel.stop();
+        assert!(
+            stderr.contains("not a virtual host of this gateway"),
+            "{stderr}"
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -34,6 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower_service::Service;
 
+mod forward;
 mod stock;
 
 use crate::auth::Credential;
@@ -197,6 +198,7 @@ where
             grant: None,
             header_channels: HashMap::new(),
             active_requests: Arc::new(AtomicUsize::new(0)),
+            forwarded: Arc::new(AtomicUsize::new(0)),
             sessions: HashMap::new(),
             defaults: HashMap::new(),
             last_header_id: 0,
@@ -234,6 +236,8 @@ struct ConnectionHandler<S> {
     active_requests: Arc<AtomicUsize>,
     /// `session` channels of stock SSH clients, until their command arrives.
     sessions: HashMap<ChannelId, StockSession>,
+    /// `direct-tcpip` channels being served (spec §14.10).
+    forwarded: Arc<AtomicUsize>,
 }
 
 /// A stock client's `session` channel before its `exec` or `shell` request.
@@ -494,6 +498,59 @@ where
             },
         );
         reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(grant) = self.grant.clone() else {
+            let refused = (
+                OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
+                "not authenticated".to_owned(),
+            );
+            refuse(reply, refused).await;
+            return Ok(());
+        };
+        let gatekeeper = self.shared.gatekeeper.clone();
+        let admitted = forward::admit(&*gatekeeper, &grant, host_to_connect, port_to_connect);
+        if let Err(refused) = admitted {
+            refuse(reply, refused).await;
+            return Ok(());
+        }
+        // Tunnels count against the same bound as header and session channels.
+        let max = self.shared.max_header_channels;
+        if self.forwarded.load(Ordering::Acquire) >= max {
+            let refused = (
+                OpenFailureReason::RESOURCE_SHORTAGE,
+                format!("at most {max} forwarded channels"),
+            );
+            refuse(reply, refused).await;
+            return Ok(());
+        }
+        self.forwarded.fetch_add(1, Ordering::AcqRel);
+        reply.accept().await;
+        let forwarded = forward::Forwarded {
+            channel,
+            vhost: host_to_connect.to_ascii_lowercase(),
+            grant,
+            gatekeeper,
+            drain: self.shared.drain.clone(),
+            limits: self.shared.limits.clone(),
+            service: self.service.clone(),
+        };
+        let count = self.forwarded.clone();
+        tokio::spawn(async move {
+            forward::serve(forwarded).await;
+            count.fetch_sub(1, Ordering::AcqRel);
+        });
         Ok(())
     }
 

@@ -1,0 +1,154 @@
+//! `direct-tcpip` channels (`ssh -L`, `ssh -D`; spec §14.10): the destination names a
+//! vhost, and the channel carries HTTP/1.1 that the gateway serves as that vhost, with
+//! the same policy, identity fields and limits as method channels.
+//!
+//! The gateway never relays bytes to the destination: hyper parses each request on the
+//! channel, and the request goes through the gateway's service like any other. hyper
+//! is named here as well as in `upstream.rs` because this is the one place the gateway
+//! is an HTTP/1.1 *server*.
+
+use std::sync::Arc;
+
+use bytes::Buf;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use russh::Channel;
+use russh::server::Msg;
+use sshttp_client::Body;
+use sshttp_protocol::{Limits, OpenFailureReason};
+use sshttp_ssh::BoxError;
+
+use crate::gate::{Drain, Gatekeeper, Grant, Refusal};
+
+/// The one destination port a vhost answers on: `ssh -L 8080:VHOST:80`.
+pub(super) const HTTP_PORT: u32 = 80;
+
+/// Decides whether `host:port` is a vhost this caller may reach (spec §14.10).
+pub(super) fn admit(
+    gatekeeper: &dyn Gatekeeper,
+    grant: &Grant,
+    host: &str,
+    port: u32,
+) -> Result<(), Refusal> {
+    let refused = || {
+        (
+            OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
+            "not a virtual host of this gateway".to_owned(),
+        )
+    };
+    if port != HTTP_PORT {
+        return Err(refused());
+    }
+    match gatekeeper.route(grant, Some(host)) {
+        Ok(route) if route.vhost.eq_ignore_ascii_case(host) => Ok(()),
+        // A default vhost stands in for unknown names on method channels; here the
+        // destination must name a vhost itself.
+        Ok(_) | Err(_) => Err(refused()),
+    }
+}
+
+/// What serving one forwarded channel needs.
+pub(super) struct Forwarded<S> {
+    pub(super) channel: Channel<Msg>,
+    pub(super) vhost: String,
+    pub(super) grant: Grant,
+    pub(super) gatekeeper: Arc<dyn Gatekeeper>,
+    pub(super) drain: Drain,
+    pub(super) limits: Limits,
+    pub(super) service: S,
+}
+
+/// Serves HTTP/1.1 on the channel until the client closes it.
+pub(super) async fn serve<S, B>(forwarded: Forwarded<S>)
+where
+    S: super::GatewayService<B>,
+    B: super::ResponseBody,
+{
+    let Forwarded {
+        channel,
+        vhost,
+        grant,
+        gatekeeper,
+        drain,
+        limits,
+        service,
+    } = forwarded;
+    let io = TokioIo::new(channel.into_stream());
+    let handler =
+        hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let mut service = service.clone();
+            let gatekeeper = gatekeeper.clone();
+            let grant = grant.clone();
+            let vhost = vhost.clone();
+            let drain = drain.clone();
+            async move {
+                // Checked per request, so that a reload applies to a long-lived tunnel.
+                let route = match gatekeeper.route(&grant, Some(&vhost)) {
+                    Ok(route) => route,
+                    Err((reason, description)) => {
+                        return Ok::<_, std::convert::Infallible>(text(
+                            reason.http_status(),
+                            description,
+                        ));
+                    }
+                };
+                let Some(_in_flight) = drain.enter() else {
+                    let mut response = text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the gateway is shutting down".into(),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return Ok(response);
+                };
+                let (mut parts, body) = request.into_parts();
+                // The destination chose the vhost; the client's Host field does not.
+                if let Ok(host) = HeaderValue::from_str(&route.vhost) {
+                    parts.headers.insert(header::HOST, host);
+                }
+                parts.extensions.insert(route.identity.clone());
+                parts.extensions.insert(route);
+                let request = http::Request::from_parts(parts, Body::wrap(body));
+                match service.call(request).await {
+                    Ok(response) => Ok(response.map(|body| {
+                        body.map_frame(|frame| {
+                            frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
+                        })
+                        .map_err(|error| -> BoxError { error.into() })
+                        .boxed_unsync()
+                    })),
+                    Err(error) => {
+                        let error: BoxError = error.into();
+                        Ok(text(StatusCode::BAD_GATEWAY, error.to_string()))
+                    }
+                }
+            }
+        });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .max_headers(limits.max_header_count)
+        .max_buf_size(limits.max_header_list_bytes.max(8192));
+    if let Err(error) = builder.serve_connection(io, handler).await {
+        tracing::debug!("forwarded HTTP/1.1 connection ended: {error}");
+    }
+}
+
+/// A short text response from the gateway itself.
+fn text(
+    status: StatusCode,
+    message: String,
+) -> http::Response<http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>> {
+    let mut response = http::Response::new(
+        Full::new(bytes::Bytes::from(message + "\n"))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
