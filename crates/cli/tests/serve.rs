@@ -706,3 +706,50 @@ async fn ssh_port_forwarding_reaches_vhosts_over_http_and_nothing_else() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_restricted_key_may_send_requests_but_not_forward_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("restricted");
+    keygen(&key, "ed25519");
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    std::fs::write(
+        dir.path().join("authorized_keys"),
+        format!("restrict {public}"),
+    )
+    .unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        "listen = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\ndefault_vhost = \"localhost\"\n\
+         [[vhost]]\nname = \"localhost\"\nupstream = \"demo\"\nauth = \"authorized-keys\"\n\
+         authorized_keys = \"authorized_keys\"\n",
+    )
+    .unwrap();
+    let serve = Serve::start(&["--config", config.to_str().unwrap()]);
+    let ssh = StockSsh::new(&dir.path().join("state"), serve.addr.port());
+    std::fs::copy(&key, ssh.dir.path().join("id")).unwrap();
+    std::fs::copy(key.with_extension("pub"), ssh.dir.path().join("id.pub")).unwrap();
+    tokio::task::spawn_blocking(move || {
+        let output = ssh.output(&["multiply", "a=4", "b=5"], b"");
+        assert_eq!(
+            output.stdout,
+            b"20\n",
+            "requests are allowed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+
+        let local = free_port();
+        let forward = format!("127.0.0.1:{local}:localhost:80");
+        let tunnel = Tunnel::start(&mut ssh.command_with(&["-N", "-L", &forward], &[]), local);
+        let (code, _) = curl(&[&format!("http://127.0.0.1:{local}/multiply?a=1&b=1")]);
+        assert_ne!(code, Some(0));
+        let stderr = tunnel.stop();
+        assert!(
+            stderr.contains("port forwarding is not permitted"),
+            "{stderr}"
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use sshttp_protocol::{OpenFailureReason, host_name};
 use tokio::sync::Notify;
 
-use crate::auth::{Admitted, Credential};
+use crate::auth::{Admitted, Credential, Permissions};
 use crate::identity::CallerIdentity;
 
 /// What an authenticated connection presented.
@@ -65,6 +65,9 @@ pub struct Route {
     pub vhost: String,
     /// The caller as the vhost's policy admitted them.
     pub identity: CallerIdentity,
+    /// What the key may do beyond requests (authorized_keys `restrict`,
+    /// `no-port-forwarding`, …).
+    pub permissions: Permissions,
 }
 
 /// A refused vhost: the reason code and the description for the client.
@@ -99,12 +102,12 @@ pub trait Gatekeeper: Send + Sync + 'static {
 }
 
 /// Routes `host` for `grant`: `served` says whether a vhost exists, `admit` how its
-/// policy admits the grant (`None`: not at all).
+/// policy admits the grant and with what permissions (`None`: not at all).
 pub fn route_in(
     grant: &Grant,
     host: Option<&str>,
     served: impl Fn(&str) -> bool,
-    admit: impl Fn(&str) -> Option<Admitted>,
+    admit: impl Fn(&str) -> Option<(Admitted, Permissions)>,
     default_vhost: Option<&str>,
 ) -> Result<Route, Refusal> {
     let vhost = match host {
@@ -124,7 +127,7 @@ pub fn route_in(
             format!("unknown virtual host {vhost:?}"),
         ));
     }
-    let admitted = admit(&vhost).ok_or_else(|| {
+    let (admitted, permissions) = admit(&vhost).ok_or_else(|| {
         (
             OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
             format!(
@@ -136,6 +139,7 @@ pub fn route_in(
     Ok(Route {
         identity: grant.identity.as_admitted(admitted),
         vhost,
+        permissions,
     })
 }
 
@@ -194,7 +198,7 @@ impl Gatekeeper for AnyKeyGate {
                 .is_none_or(|vhosts| vhosts.iter().any(|v| v == name))
         };
         let default = self.vhosts.as_ref().and_then(|vhosts| vhosts.first());
-        let admit = |_: &str| Some(Admitted::Key);
+        let admit = |_: &str| Some((Admitted::Key, Permissions::ALL));
         route_in(grant, host, served, admit, default.map(String::as_str))
     }
 }

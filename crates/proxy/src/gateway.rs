@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tower_service::Service;
 
 use crate::assertion::{AssertionSigner, IdentityClaims};
-use crate::auth::{Admitted, AuthorizedKeys, Credential, Policy, UserCa};
+use crate::auth::{Admitted, AuthorizedKeys, Credential, Permissions, Policy, UserCa};
 use crate::config::{AuthConfig, Config, ConfigError, GENERATED_HOST_KEY, Upstream};
 use crate::gate::{
     Drain, Gatekeeper, Grant, OwnedCredential, Refusal, Route, identity_of, route_in,
@@ -288,7 +288,7 @@ fn admit(
     user: &str,
     credential: &Credential<'_>,
     peer: Option<SocketAddr>,
-) -> Option<Admitted> {
+) -> Option<(Admitted, Permissions)> {
     let attempt = crate::auth::Attempt {
         user,
         credential: match credential {
@@ -299,7 +299,7 @@ fn admit(
         peer: peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| peer.ip()),
         now: SystemTime::now(),
     };
-    match vhost.policy.check(&attempt) {
+    match vhost.policy.check_with_permissions(&attempt) {
         Ok(admitted) => Some(admitted),
         Err(denied) => {
             tracing::debug!(%user, vhost = %name, %denied, "not admitted");

@@ -41,6 +41,12 @@ pub(super) fn admit(
         return Err(refused());
     }
     match gatekeeper.route(grant, Some(host)) {
+        Ok(route) if !route.permissions.port_forwarding => Err((
+            OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
+            "port forwarding is not permitted for this key (authorized_keys \
+             restrict or no-port-forwarding)"
+                .to_owned(),
+        )),
         Ok(route) if route.vhost.eq_ignore_ascii_case(host) => Ok(()),
         // A default vhost stands in for unknown names on method channels; here the
         // destination must name a vhost itself.
