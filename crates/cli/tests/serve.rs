@@ -243,6 +243,20 @@ async fn sigterm_drains_requests_in_flight_then_exits() {
     assert!(serve.wait(Duration::from_secs(10)).success());
 }
 
+/// The demo `sshttp serve` on a free port with its state in a temporary directory,
+/// and an OpenSSH client that trusts it.
+fn demo_with_ssh() -> (tempfile::TempDir, Serve, StockSsh) {
+    let state = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&[
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let ssh = StockSsh::new(state.path(), serve.addr.port());
+    (state, serve, ssh)
+}
+
 /// `ssh` from OpenSSH against a demo gateway, pinning its host key.
 struct StockSsh {
     dir: tempfile::TempDir,
@@ -293,14 +307,7 @@ impl StockSsh {
 
 #[tokio::test]
 async fn stock_openssh_client_uses_the_demo_with_the_commands_serve_prints() {
-    let state = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&[
-        "--state-dir",
-        state.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let ssh = StockSsh::new(state.path(), serve.addr.port());
+    let (state, _serve, ssh) = demo_with_ssh();
     tokio::task::spawn_blocking(move || {
         let output = ssh.output(&["multiply", "a=4", "b=5"], b"");
         assert_eq!(
@@ -434,14 +441,7 @@ async fn host_keys_of_several_algorithms_and_a_host_certificate_satisfy_openssh(
 
 #[tokio::test]
 async fn a_pty_gets_its_head_in_colour_with_crlf_and_the_body_unaltered() {
-    let state = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&[
-        "--state-dir",
-        state.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let ssh = StockSsh::new(state.path(), serve.addr.port());
+    let (_state, _serve, ssh) = demo_with_ssh();
     tokio::task::spawn_blocking(move || {
         let with_pty = |term: &str| {
             let mut command = ssh.command_with(&["-tt"], &["get", "/multiply?a=4&b=5", "-i"]);
@@ -480,14 +480,7 @@ async fn a_pty_gets_its_head_in_colour_with_crlf_and_the_body_unaltered() {
 #[tokio::test]
 async fn a_hundred_mib_from_stdin_streams_up_and_back_byte_for_byte() {
     const SIZE: u32 = 100 * 1024 * 1024;
-    let state = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&[
-        "--state-dir",
-        state.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let ssh = StockSsh::new(state.path(), serve.addr.port());
+    let (_state, _serve, ssh) = demo_with_ssh();
     tokio::task::spawn_blocking(move || {
         let upload: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
         let output = ssh.output(&["post", "/echo/body"], &upload);
@@ -643,14 +636,7 @@ fn curl(args: &[&str]) -> (Option<i32>, String) {
 
 #[tokio::test]
 async fn ssh_port_forwarding_reaches_vhosts_over_http_and_nothing_else() {
-    let state = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&[
-        "--state-dir",
-        state.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let ssh = StockSsh::new(state.path(), serve.addr.port());
+    let (_state, _serve, ssh) = demo_with_ssh();
     tokio::task::spawn_blocking(move || {
         // ssh -L: a local port that is the vhost.
         let local = free_port();
