@@ -18,7 +18,7 @@ use crate::host_key::{HostKeyCheck, KnownHostsCheck, UnknownHosts};
 use crate::pool::{Pool, SessionKey};
 use crate::request::{Request, RequestBuilder};
 use crate::response::Response;
-use crate::ssh::Dial;
+use crate::ssh::{Dial, prepare_body};
 use crate::ssh_config::{self, HostConfig, IdentityAgent, SshConfig, StrictHostKeyChecking};
 use crate::url::Target;
 
@@ -544,19 +544,11 @@ impl Client {
             port: target.port,
             user: target.user.clone().or_else(|| config.user.clone()),
         };
-        let mut body = Some(body);
-        let mut prepared = None;
+        let (request_body, mut streamed) = prepare_body(&config.limits, &mut parts, body).await?;
         // A second attempt only when the first found the connection gone before the
         // gateway saw the request, and the body can be sent again.
         for attempt in 0..2 {
             let session = self.inner.pool.checkout(&key, || self.dial(&key)).await?;
-            let (request_body, streamed) = match prepared.take() {
-                Some(prepared) => prepared,
-                None => match body.take() {
-                    Some(body) => session.connection().request_body(&mut parts, body).await?,
-                    None => return Err(Error::new(Kind::Disconnected)),
-                },
-            };
             let permit = session.channel_permit().await;
             let opened = match session.header_for(&vhost).await {
                 Ok(header_id) => {
@@ -569,8 +561,8 @@ impl Client {
             };
             match opened {
                 Ok(opened) => {
-                    let limits = session.connection().limits().clone();
-                    return opened.exchange(streamed, Some(permit), limits).await;
+                    let limits = config.limits.clone();
+                    return opened.exchange(streamed.take(), Some(permit), limits).await;
                 }
                 Err(error)
                     if attempt == 0
@@ -579,7 +571,6 @@ impl Client {
                 {
                     tracing::debug!("{error}; sending again on a new connection");
                     self.inner.pool.evict(&key, &session).await;
-                    prepared = Some((request_body, streamed));
                 }
                 Err(error) => return Err(error),
             }

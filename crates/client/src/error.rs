@@ -65,13 +65,8 @@ pub(crate) enum HostKeyProblem {
         /// The recorded fingerprints and where they are (`path:line`).
         known: Vec<(String, String)>,
     },
-    /// known_hosts has no key of this type for this host, and unknown hosts are refused.
-    Unknown {
-        host: String,
-        fingerprint: String,
-        /// Where keys of other types are recorded for the host, if anywhere.
-        other_types: Vec<String>,
-    },
+    /// known_hosts has no key for this host, and unknown hosts are refused.
+    Unknown { host: String, fingerprint: String },
     /// The key, or the certificate authority that signed it, is `@revoked`.
     Revoked {
         host: String,
@@ -316,28 +311,12 @@ impl fmt::Display for HostKeyProblem {
                      `ssh-keygen -R '{host}'` and connect again"
                 )
             }
-            Self::Unknown {
-                host,
-                fingerprint,
-                other_types,
-            } => {
-                write!(
-                    f,
-                    "the host key of {host} ({fingerprint}) is not in known_hosts"
-                )?;
-                if !other_types.is_empty() {
-                    write!(
-                        f,
-                        ", although keys of other types are recorded for it ({})",
-                        other_types.join(", ")
-                    )?;
-                }
-                write!(
-                    f,
-                    "; check the fingerprint with the gateway's operator, then record it \
-                     (accept-new, or `ssh -o StrictHostKeyChecking=accept-new`)"
-                )
-            }
+            Self::Unknown { host, fingerprint } => write!(
+                f,
+                "the host key of {host} ({fingerprint}) is not in known_hosts; check the \
+                 fingerprint with the gateway's operator, then record it (accept-new, or \
+                 `ssh -o StrictHostKeyChecking=accept-new`)"
+            ),
             Self::Revoked {
                 host,
                 fingerprint,

@@ -159,20 +159,15 @@ impl HostKeyCheck {
                 fingerprint,
                 at: at.to_string(),
             }),
-            Verdict::Unknown { other_types } => {
-                let other_types: Vec<String> = other_types
-                    .into_iter()
-                    .map(|(algorithm, at)| format!("{algorithm} in {at}"))
-                    .collect();
+            Verdict::Unknown => {
                 // accept-new records a key only for a host known_hosts does not know
                 // at all: a host known under another key type is `Changed` (as in
                 // OpenSSH), since a new key type is what an attacker without the old
                 // key would offer.
-                if check.unknown == UnknownHosts::Refuse || !other_types.is_empty() {
+                if check.unknown == UnknownHosts::Refuse {
                     return Err(HostKeyProblem::Unknown {
                         host: name,
                         fingerprint,
-                        other_types,
                     });
                 }
                 let Some(file) = check.user_files.first() else {

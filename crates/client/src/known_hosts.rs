@@ -67,13 +67,10 @@ pub(crate) enum Verdict {
         /// The matching key line, or the @cert-authority line.
         by: Location,
     },
-    /// Nothing is recorded for this host, so the caller may ask or accept-new.
-    Unknown {
-        /// Keys of other types recorded for the host (OpenSSH's `show_other_keys`). With
-        /// OpenSSH's rules this stays empty: any recorded plain key for the host that is
-        /// not the presented one, whatever its type, makes the verdict [`Verdict::Changed`].
-        other_types: Vec<(Algorithm, Location)>,
-    },
+    /// Nothing is recorded for this host, so the caller may ask or accept-new. (A key
+    /// of another type recorded for the host makes the verdict [`Verdict::Changed`], as
+    /// in OpenSSH.)
+    Unknown,
     /// Keys are recorded for this host and none is the presented one: OpenSSH's "REMOTE
     /// HOST IDENTIFICATION HAS CHANGED". OpenSSH says this for a recorded key of any type
     /// (not only the presented one's), so an attacker cannot slip in through a new key type.
@@ -222,9 +219,7 @@ impl KnownHosts {
             Outcome::Trusted(by) => Verdict::Trusted { by },
             Outcome::Revoked(at) => Verdict::Revoked { at },
             Outcome::Changed(known) => Verdict::Changed { known },
-            Outcome::New => Verdict::Unknown {
-                other_types: Vec::new(),
-            },
+            Outcome::New => Verdict::Unknown,
         }
     }
 
@@ -698,7 +693,7 @@ mod tests {
 
     fn assert_unknown(verdict: Verdict) {
         match verdict {
-            Verdict::Unknown { other_types } => assert!(other_types.is_empty()),
+            Verdict::Unknown => {}
             other => panic!("expected Unknown, got {other:?}"),
         }
     }
@@ -1046,7 +1041,7 @@ mod tests {
             // Nothing recorded for the bare key: unknown, as for any plain key.
             let kh = parse(&ca_line);
             match check_cert(&kh, "gw.example.com", 22, cert) {
-                Verdict::Unknown { .. } => {}
+                Verdict::Unknown => {}
                 other => panic!("{why}: expected Unknown, got {other:?}"),
             }
             // The certificate's key recorded plainly: trusted by that line.
@@ -1229,7 +1224,7 @@ mod tests {
         ));
         assert!(matches!(
             kh.check("gw.example.com", 22, HostKey::Plain(&k), now()),
-            Verdict::Unknown { .. }
+            Verdict::Unknown
         ));
     }
 

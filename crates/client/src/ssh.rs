@@ -267,7 +267,7 @@ impl Connection {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
     {
         let (mut parts, body) = request.into_parts();
-        let (body, streamed) = self.request_body(&mut parts, body).await?;
+        let (body, streamed) = prepare_body(&self.limits, &mut parts, body).await?;
         let opened = self.open_request(header_id, &parts, body).await?;
         opened.exchange(streamed, None, self.limits.clone()).await
     }
@@ -290,46 +290,6 @@ impl Connection {
             channel,
             head_request: parts.method == Method::HEAD,
         })
-    }
-
-    /// The limits this connection keeps to.
-    pub(crate) fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// Decides how the body travels: none, inline in the open, or streamed after it.
-    pub(crate) async fn request_body<B>(
-        &self,
-        parts: &mut http::request::Parts,
-        body: B,
-    ) -> Result<(RequestBody, Option<B>), Error>
-    where
-        B: http_body::Body,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        if body.is_end_stream() {
-            return Ok((RequestBody::Empty, None));
-        }
-        let exact = body.size_hint().exact();
-        match exact.and_then(|len| usize::try_from(len).ok()) {
-            Some(len) if len <= self.limits.max_inline_body => {
-                let collected = body
-                    .collect()
-                    .await
-                    .map_err(|e| Error::with(Kind::Disconnected, e.into()))?;
-                Ok((RequestBody::Inline(collected.to_bytes()), None))
-            }
-            _ => {
-                if let Some(len) = exact
-                    && !parts.headers.contains_key(header::CONTENT_LENGTH)
-                {
-                    parts
-                        .headers
-                        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                }
-                Ok((RequestBody::Streamed, Some(body)))
-            }
-        }
     }
 
     async fn open(
@@ -458,6 +418,42 @@ async fn authenticate(
 /// RSA keys sign with SHA-512 (`rsa-sha2-512`); the others have one hash.
 fn rsa_hash(algorithm: Algorithm) -> Option<HashAlg> {
     matches!(algorithm, Algorithm::Rsa { .. }).then_some(HashAlg::Sha512)
+}
+
+/// Decides how a request body travels under `limits`: none, inline in the open, or
+/// streamed after it (then with its content-length, when known exactly).
+pub(crate) async fn prepare_body<B>(
+    limits: &Limits,
+    parts: &mut http::request::Parts,
+    body: B,
+) -> Result<(RequestBody, Option<B>), Error>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if body.is_end_stream() {
+        return Ok((RequestBody::Empty, None));
+    }
+    let exact = body.size_hint().exact();
+    match exact.and_then(|len| usize::try_from(len).ok()) {
+        Some(len) if len <= limits.max_inline_body => {
+            let collected = body
+                .collect()
+                .await
+                .map_err(|e| Error::with(Kind::Disconnected, e.into()))?;
+            Ok((RequestBody::Inline(collected.to_bytes()), None))
+        }
+        _ => {
+            if let Some(len) = exact
+                && !parts.headers.contains_key(header::CONTENT_LENGTH)
+            {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            }
+            Ok((RequestBody::Streamed, Some(body)))
+        }
+    }
 }
 
 /// A request channel the gateway has accepted.
