@@ -440,7 +440,7 @@ where
             let collected = body
                 .collect()
                 .await
-                .map_err(|e| Error::with(Kind::Disconnected, e.into()))?;
+                .map_err(|e| Error::with(Kind::Body, e.into()))?;
             Ok((RequestBody::Inline(collected.to_bytes()), None))
         }
         _ => {
