@@ -8,14 +8,9 @@ use sshttp_client::protocol::OpenFailureReason;
 
 use super::FetchArgs;
 
-/// Exit status: no complete response.
-const EXIT_FAILED: u8 = 1;
-/// Exit status: a usage error (clap's own is 2 as well).
-const EXIT_USAGE: u8 = 2;
-/// Exit status with `--fail`: 4xx.
-const EXIT_CLIENT_ERROR: u8 = 4;
-/// Exit status with `--fail`: 5xx.
-const EXIT_SERVER_ERROR: u8 = 5;
+// The exit statuses are spec §14.8's, the table stock `ssh` gets from the gateway
+// (usage 2, like clap's own; no complete response 1; 4xx 4; 5xx 5).
+use sshttp_client::protocol::exec::{EXIT_NO_RESPONSE, EXIT_USAGE, exit_status};
 
 /// Why a request did not end well.
 #[derive(Debug)]
@@ -39,13 +34,13 @@ impl Failure {
     }
 
     pub(super) fn exit_status(&self) -> u8 {
-        match self {
+        let status = match self {
             Self::Usage { .. } => EXIT_USAGE,
             Self::Client(error) if error.is_builder() => EXIT_USAGE,
-            Self::Client(_) | Self::Output { .. } => EXIT_FAILED,
-            Self::Status { status, .. } if status.is_server_error() => EXIT_SERVER_ERROR,
-            Self::Status { .. } => EXIT_CLIENT_ERROR,
-        }
+            Self::Client(_) | Self::Output { .. } => EXIT_NO_RESPONSE,
+            Self::Status { status, .. } => exit_status(*status),
+        };
+        u8::try_from(status).unwrap_or(1)
     }
 }
 
