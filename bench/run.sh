@@ -10,6 +10,9 @@
 #   reqwest, direct or through ssh -L      reqwest::Client -> [ssh -L -> sshd ->] upstream
 #   sshttp-client                          sshttp_client::Client -> sshttp serve -> upstream
 # and round trips per small GET, through a relay that delays each direction by 25 ms.
+# Then the local proxy: plain HTTP clients reaching the upstream over SSH,
+#   sshttp proxy --to                      client -> sshttp proxy -> sshttp serve -> upstream
+# beside direct HTTP and ssh -L with the same load client.
 # Prints a Markdown report.
 #
 #   bench/run.sh [SECONDS_PER_RATE_RUN]     (default 5)
@@ -35,14 +38,15 @@ cleanup() {
 trap cleanup EXIT
 
 # Starts a server that prints "listening on ADDR" (or `sshttp serve`'s
-# "sshttp gateway listening on ADDR"); sets $addr.
+# "sshttp gateway listening on ADDR", `sshttp proxy`'s "sshttp proxy listening on
+# ADDR"); sets $addr.
 start() {
     local log=$work/$1.log
     shift
     "$@" > "$log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do
-        addr=$(sed -n 's/^\(sshttp gateway \)\?listening on //p' "$log" | head -n 1)
+        addr=$(sed -n 's/^\(sshttp gateway \|sshttp proxy \)\?listening on //p' "$log" | head -n 1)
         [ -n "$addr" ] && return 0
         sleep 0.05
     done
@@ -129,6 +133,14 @@ sed "s|gateway-state|gateway-quiet-state|" "$work/gateway.toml" > "$work/gateway
 start gateway-quiet env RUST_LOG=warn TOKIO_WORKER_THREADS="$threads" \
     target/release/sshttp serve --config "$work/gateway-quiet.toml"
 gateway_quiet=$addr
+# The local proxy in reverse mode: a local HTTP port whose requests go over one SSH
+# session to the quiet gateway, for vhost bench; its request log off as well.
+gateway_key=$(sed -n 's/^host key: //p' "$work/gateway-quiet.log" | head -n 1)
+start local-proxy env HOME="$work" RUST_LOG=warn TOKIO_WORKER_THREADS="$threads" \
+    target/release/sshttp proxy --to "sshttp://bench@$gateway_quiet" --vhost bench \
+    --listen 127.0.0.1:0 --identity "$work/client_key" --no-agent -F none \
+    --host-key "$gateway_key"
+local_proxy=$addr
 # A link with a 50 ms round trip, in front of the gateway and of the upstream.
 delay_ms=25
 start relay-gateway "${bin[@]}" delay-relay --target "$gateway" --delay-ms "$delay_ms"
@@ -261,4 +273,24 @@ for row in "reqwest direct|reqwest|$relay_http|the HTTP upstream" "sshttp-client
     t=$(field latency_ms <<< "$out")
     w=$(field warm_up_ms <<< "$out")
     echo "| $name | $to | $t | $(ratio "$t" "$rtt") | $(ratio "$w" "$rtt") |"
+done
+echo
+echo "## Local proxy: plain HTTP clients over SSH"
+echo
+echo "The bench's HTTP/1.1 load client (keep-alive, one connection per request in flight) against"
+echo "the upstream directly, through \`ssh -L\`, and through \`sshttp proxy --to\` (reverse mode),"
+echo "which carries every local connection's requests as channels of one SSH session to"
+echo "\`sshttp serve\` (no access logs). Small GETs in requests per second, 256 MiB in MiB/s."
+echo
+echo "| load | direct HTTP | OpenSSH -L | OpenSSH -L GCM | sshttp proxy | proxy / direct | proxy / -L | proxy / -L GCM |"
+echo "|---|---|---|---|---|---|---|---|"
+for row in "GET c=1|--concurrency 1 --seconds $seconds|rps" "GET c=64|--concurrency 64 --seconds $seconds|rps" \
+    "256 MiB GET|--path /bytes/$bulk --requests 1|mib_per_s" "256 MiB POST|--upload $bulk --requests 1|mib_per_s"; do
+    IFS='|' read -r name args unit <<< "$row"
+    read -ra args <<< "$args"
+    d=$(load --mode http --target "$http" "${args[@]}" | field "$unit")
+    l=$(load --mode http --target "$tunnel" "${args[@]}" | field "$unit")
+    g=$(load --mode http --target "$tunnel_gcm" "${args[@]}" | field "$unit")
+    p=$(load --mode http --target "$local_proxy" "${args[@]}" | field "$unit")
+    echo "| $name | $d | $l | $g | $p | $(ratio "$p" "$d") | $(ratio "$p" "$l") | $(ratio "$p" "$g") |"
 done

@@ -475,7 +475,8 @@ struct Run {
 
 /// One way of making a request, shared by the worker tasks.
 enum Requester {
-    Http(HttpClient<HttpConnector, AnyBody>, SocketAddr),
+    /// Boxed: hyper's client is large (with HTTP/2 built in), the others are handles.
+    Http(Box<HttpClient<HttpConnector, AnyBody>>, SocketAddr),
     Sshttp(Arc<sshttp_client::Connection>),
     Session(Arc<russh::client::Handle<AcceptAnyKey>>),
     Reqwest(reqwest::Client, SocketAddr),
@@ -508,7 +509,7 @@ impl Requester {
                 let client = HttpClient::builder(TokioExecutor::new())
                     .pool_max_idle_per_host(run.concurrency)
                     .build(connector);
-                Self::Http(client, run.target)
+                Self::Http(Box::new(client), run.target)
             }
             Mode::Sshttp => {
                 let options = sshttp_client::ConnectOptions {

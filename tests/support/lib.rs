@@ -158,7 +158,8 @@ pub fn text(body: impl Into<String>) -> http::Response<TestBody> {
     )
 }
 
-/// A real hyper HTTP/1.1 upstream on 127.0.0.1, answering with `handler`.
+/// A real hyper HTTP/1.1 upstream on 127.0.0.1, answering with `handler` (which may
+/// upgrade the connection with a 101).
 pub struct Upstream {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -183,9 +184,11 @@ impl Upstream {
                     let response = handler(request);
                     async move { Ok::<_, Infallible>(response.await) }
                 });
+                // With upgrades: a handler may answer 101 and take the connection.
                 tokio::spawn(
                     hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(socket), service),
+                        .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                        .with_upgrades(),
                 );
             }
         });

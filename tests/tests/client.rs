@@ -956,3 +956,154 @@ impl<T> futures_core::Stream for Receiver<T> {
         self.0.poll_recv(cx)
     }
 }
+
+/// An upstream that switches to a toy protocol on `upgrade: shout`: it sends back
+/// each byte upper-cased until the client's EOF, then `bye` and its own EOF.
+async fn shouting_upstream() -> Upstream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    Upstream::start(|mut request: Request<hyper::body::Incoming>| async move {
+        let asked = request.headers().get("upgrade").cloned();
+        let connection = request.headers().get("connection").cloned();
+        if asked.as_ref().is_none_or(|v| v != "shout") {
+            return text("no upgrade asked");
+        }
+        assert_eq!(
+            connection.unwrap(),
+            "upgrade",
+            "the gateway adds connection"
+        );
+        let upgrade = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            let upgraded = upgrade.await.unwrap();
+            let mut io = hyper_util::rt::TokioIo::new(upgraded);
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = io.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                io.write_all(&buf[..n].to_ascii_uppercase()).await.unwrap();
+            }
+            io.write_all(b"bye").await.unwrap();
+            io.shutdown().await.unwrap();
+        });
+        let mut response = text("");
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        response
+            .headers_mut()
+            .insert("upgrade", "shout".parse().unwrap());
+        response
+            .headers_mut()
+            .insert("connection", "upgrade".parse().unwrap());
+        response
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_upgrade_turns_the_channel_into_a_tunnel_to_the_upstream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = shouting_upstream().await;
+    let gateway = gateway_for(&upstream).await;
+    let home = tempfile::tempdir().unwrap();
+    let client = pinned_client(&gateway, home.path()).build().unwrap();
+
+    let response = client
+        .get(url(&gateway, "/shout"))
+        .header("connection", "upgrade")
+        .header("upgrade", "shout")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(response.headers()["upgrade"], "shout");
+    let mut tunnel = response.upgrade().await.unwrap();
+    // Both directions at once, then a half-close: the upstream answers after our EOF.
+    let message = vec![b'a'; 300_000];
+    let (mut read, mut write) = tokio::io::split(&mut tunnel);
+    let writer = async {
+        write.write_all(&message).await.unwrap();
+        write.shutdown().await.unwrap();
+    };
+    let mut received = Vec::new();
+    let reader = read.read_to_end(&mut received);
+    let ((), read) = tokio::join!(writer, reader);
+    read.unwrap();
+    assert_eq!(received.len(), message.len() + 3);
+    assert!(received[..message.len()].iter().all(|b| *b == b'A'));
+    assert!(received.ends_with(b"bye"));
+
+    // An upgrade the upstream declines is an ordinary response without a tunnel.
+    let declined = client
+        .get(url(&gateway, "/shout"))
+        .header("connection", "upgrade")
+        .header("upgrade", "whisper")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declined.status(), StatusCode::OK);
+    assert!(declined.upgrade().await.unwrap_err().is_upgrade());
+}
+
+#[tokio::test]
+async fn connect_to_a_vhost_tunnels_http_the_gateway_serves_as_that_vhost() {
+    let upstream = report_upstream().await;
+    let gateway = gateway_for(&upstream).await;
+    let home = tempfile::tempdir().unwrap();
+    let client = pinned_client(&gateway, home.path()).build().unwrap();
+
+    let response = client
+        .request(http::Method::CONNECT, url(&gateway, "/"))
+        .header("host", "api.test:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let tunnel = response.upgrade().await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tunnel))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    for path in ["/first", "/second"] {
+        let request = Request::get(path)
+            .header("host", "elsewhere.example")
+            .header("sshttp-user", "root")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        // The tunnel's authority chose the vhost; the identity is the gateway's.
+        assert!(
+            body.starts_with(&format!("GET {path} host=api.test user=tester ")),
+            "{body}"
+        );
+    }
+
+    for (authority, why) in [
+        ("api.test:443", "port 443"),
+        ("other.test:80", "not a virtual host"),
+    ] {
+        let refused = client
+            .request(http::Method::CONNECT, url(&gateway, "/"))
+            .header("host", authority)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.refusal(),
+            Some(OpenFailureReason::ADMINISTRATIVELY_PROHIBITED),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains(why), "{refused}");
+    }
+    let no_port = client
+        .request(http::Method::CONNECT, url(&gateway, "/"))
+        .header("host", "api.test")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(no_port.is_builder(), "{no_port}");
+}

@@ -62,7 +62,7 @@ pub(crate) struct FetchArgs {
 /// How to reach and trust the gateway.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "SSH options")]
-struct SshArgs {
+pub(crate) struct SshArgs {
     /// Authenticate with this private key file (repeatable); asks for its passphrase on
     /// the terminal if it is encrypted. Replaces the default ~/.ssh/id_* files.
     #[arg(long, value_name = "FILE")]
@@ -200,7 +200,7 @@ async fn fetch(method: &Method, args: &FetchArgs, body: Option<BodyArgs>) -> Res
 }
 
 /// The client as the options ask; the rest follows ~/.ssh/config and OpenSSH's defaults.
-fn client_builder(ssh: &SshArgs, max_time: Option<Duration>) -> ClientBuilder {
+pub(crate) fn client_builder(ssh: &SshArgs, max_time: Option<Duration>) -> ClientBuilder {
     let mut builder = Client::builder().passphrase_callback(ask_passphrase);
     for path in &ssh.identity {
         // The client skips missing key files, as OpenSSH does; say so, as OpenSSH does.

@@ -5,10 +5,12 @@
 //! the gateway, `get` and friends with the client, `proxy` with the local proxy).
 
 // Doc comments on clap types are `--help` text, where `sshttp://[user@]host[:port]` is
-// the notation users know; rustdoc would read the brackets as links.
-#![allow(rustdoc::broken_intra_doc_links)]
+// the notation users know; rustdoc would read the brackets as links, and the example
+// URLs as bare links.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::bare_urls)]
 
 mod fetch;
+mod proxy;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -63,6 +65,26 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         static_dir: Option<PathBuf>,
     },
+    /// Run a local HTTP proxy that carries browser and curl traffic to gateways over SSH.
+    ///
+    /// As a forward proxy (the default), --route and --config say which hosts go to
+    /// which gateway; the requested host is the vhost. Absolute-form requests and
+    /// CONNECT to port 80 (WebSockets from browsers) are carried; anything unrouted gets
+    /// a 502 page. With --to it is a reverse proxy instead: one gateway served as a
+    /// local web server. HTTP/1.1 and h2c (prior knowledge); bodies, server-sent events
+    /// and WebSockets stream both ways.
+    ///
+    /// Examples:
+    ///   sshttp proxy --route 'localhost=sshttp://127.0.0.1:2222'
+    ///   curl -x http://127.0.0.1:8080 http://localhost/multiply?a=4&b=5
+    ///   chromium --proxy-server=http://127.0.0.1:8080 --proxy-bypass-list='<-loopback>'
+    ///   sshttp proxy --route '*.example.com=sshttp://alice@gw.example.com'
+    ///   sshttp proxy --to sshttp://127.0.0.1:2222 --vhost localhost --listen 127.0.0.1:8000
+    ///
+    /// SSH keys, known_hosts and ~/.ssh/config are used as by `sshttp get`; one SSH
+    /// connection per gateway carries every request.
+    #[command(verbatim_doc_comment)]
+    Proxy(proxy::ProxyArgs),
     /// Check a gateway configuration file and the files it names, then exit.
     ///
     /// Exits 0 and prints a summary if `sshttp serve --config FILE` would start with it.
@@ -153,6 +175,11 @@ fn main() -> anyhow::Result<ExitCode> {
             runtime.block_on(serve(config, listen, state_dir, static_dir))?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Proxy(args) => {
+            init_logs("info");
+            runtime()?.block_on(proxy::run(args))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::CheckConfig { file } => {
             init_logs("info");
             runtime()?.block_on(check_config(file))?;
@@ -237,6 +264,10 @@ async fn serve(
         println!("  ssh -p {port} localhost get /images/header.png > header.png");
         println!("  ssh -p {port} localhost get /echo -i");
         println!("  ssh -p {port} localhost            (who you are, and more examples)");
+        println!();
+        println!("Browse it over SSH: run the local proxy, then open http://localhost/app/");
+        println!("in a browser whose HTTP proxy is 127.0.0.1:8080 (see the README):");
+        println!("  sshttp proxy --accept-new --route 'localhost=sshttp://{addr}'");
     }
     println!("Stop with Ctrl-C (requests in flight are drained).");
     gateway.run().await?;

@@ -30,19 +30,7 @@ const HEADER_PNG: &str = concat!(
 
 /// A demo gateway in a temporary state directory.
 fn demo() -> (Serve, tempfile::TempDir) {
-    demo_with(&[])
-}
-
-fn demo_with(args: &[&str]) -> (Serve, tempfile::TempDir) {
-    let state = tempfile::tempdir().unwrap();
-    let mut all = vec![
-        "--state-dir",
-        state.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    all.extend_from_slice(args);
-    (Serve::start(&all), state)
+    Serve::demo(&[])
 }
 
 /// A user of the `sshttp` client commands: a HOME of its own (no ~/.ssh/config, an
@@ -694,7 +682,7 @@ fn streams_a_1_gib_download_to_stdout_in_bounded_memory() {
     let files = tempfile::tempdir().unwrap();
     let pattern = Arc::new(Pattern::new());
     write_file(&files.path().join("big.bin"), &pattern, GIB);
-    let (serve, _state) = demo_with(&["--static-dir", files.path().to_str().unwrap()]);
+    let (serve, _state) = Serve::demo(&["--static-dir", files.path().to_str().unwrap()]);
     let caller = Caller::new(&serve);
     let (received, peak, took) =
         stream_through(&mut caller.pinned("get", "/big.bin"), None, &pattern);

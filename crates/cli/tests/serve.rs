@@ -246,13 +246,7 @@ async fn sigterm_drains_requests_in_flight_then_exits() {
 /// The demo `sshttp serve` on a free port with its state in a temporary directory,
 /// and an OpenSSH client that trusts it.
 fn demo_with_ssh() -> (tempfile::TempDir, Serve, StockSsh) {
-    let state = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&[
-        "--state-dir",
-        state.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let (serve, state) = Serve::demo(&[]);
     let ssh = StockSsh::new(state.path(), serve.addr.port());
     (state, serve, ssh)
 }

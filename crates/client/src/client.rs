@@ -533,12 +533,31 @@ impl Client {
                 parts.headers.insert(name, value.clone());
             }
         }
+        // A CONNECT names its vhost and port in the `host` field, which becomes the
+        // authority-form target (spec §8.2); it needs no header channel.
+        let connect = parts.method == Method::CONNECT;
         // The vhost travels once per connection, on its header channel.
         let vhost = match parts.headers.remove(HOST) {
             Some(host) => host.to_str().map_err(Error::builder)?.to_ascii_lowercase(),
+            None if connect => {
+                return Err(Error::builder(
+                    "a CONNECT needs a host field naming host:port",
+                ));
+            }
             None => target.vhost.clone(),
         };
-        parts.uri = Uri::from(target.path_and_query.clone());
+        parts.uri = if connect {
+            let authority = vhost
+                .parse::<http::uri::Authority>()
+                .ok()
+                .filter(|authority| authority.port_u16().is_some())
+                .ok_or_else(|| {
+                    Error::builder(format!("CONNECT target {vhost:?} is not host:port"))
+                })?;
+            Uri::from(authority)
+        } else {
+            Uri::from(target.path_and_query.clone())
+        };
         let key = SessionKey {
             host: target.host.clone(),
             port: target.port,
@@ -550,11 +569,16 @@ impl Client {
         for attempt in 0..2 {
             let session = self.inner.pool.checkout(&key, || self.dial(&key)).await?;
             let permit = session.channel_permit().await;
-            let opened = match session.header_for(&vhost).await {
+            let header = if connect {
+                Ok(None)
+            } else {
+                session.header_for(&vhost).await.map(Some)
+            };
+            let opened = match header {
                 Ok(header_id) => {
                     session
                         .connection()
-                        .open_request(Some(header_id), &parts, request_body.clone())
+                        .open_request(header_id, &parts, request_body.clone())
                         .await
                 }
                 Err(error) => Err(error),

@@ -47,6 +47,8 @@ pub(crate) enum Kind {
     Body,
     /// The response body is not what `json()` or `text()` expected.
     Decode,
+    /// The response did not switch protocols or establish a tunnel.
+    Upgrade,
 }
 
 /// Why a host key was not trusted, with what a person needs to decide what to do.
@@ -207,6 +209,12 @@ impl Error {
         matches!(self.inner.kind, Kind::Decode)
     }
 
+    /// From `upgrade`: the response is not a 101 to an upgrade request nor a 2xx to
+    /// CONNECT, so there is no tunnel to take.
+    pub fn is_upgrade(&self) -> bool {
+        matches!(self.inner.kind, Kind::Upgrade)
+    }
+
     /// From `error_for_status`: the response's status was 400 or more.
     pub fn is_status(&self) -> bool {
         matches!(self.inner.kind, Kind::Status(_))
@@ -272,6 +280,7 @@ impl fmt::Display for Error {
             }
             Kind::Body => f.write_str("body failed")?,
             Kind::Decode => f.write_str("could not decode the response body")?,
+            Kind::Upgrade => f.write_str("the response established no tunnel")?,
         }
         if let Some(url) = &self.inner.url {
             write!(f, " for {url}")?;

@@ -48,6 +48,7 @@ mod response;
 mod service;
 mod ssh;
 mod ssh_config;
+pub mod upgrade;
 mod url;
 
 pub use body::{Body, BodyError, BodySender, Delivery};
@@ -63,4 +64,5 @@ pub use response::{BytesStream, Response};
 pub use ssh::{ConnectOptions, Connection, Identity, InterimResponses, MAX_INTERIM_RESPONSES};
 pub use sshttp_protocol as protocol;
 pub use sshttp_ssh::{KeyPair, UserCertificate};
+pub use upgrade::Upgraded;
 pub use url::SCHEME;

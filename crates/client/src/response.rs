@@ -130,6 +130,13 @@ impl Response {
     pub fn into_http(self) -> http::Response<Body> {
         self.inner
     }
+
+    /// The tunnel this response established: after a 101 to a request that carried
+    /// `upgrade` (a WebSocket handshake), or a 2xx to CONNECT. Otherwise an error with
+    /// [`Error::is_upgrade`]. Async like reqwest's, though the tunnel is ready at once.
+    pub async fn upgrade(mut self) -> Result<crate::Upgraded, Error> {
+        crate::upgrade::on(&mut self.inner).map_err(|error| error.with_url(&self.url))
+    }
 }
 
 impl From<Response> for http::Response<Body> {

@@ -31,6 +31,7 @@ use crate::credentials::{AuthPlan, OfferedKey};
 use crate::error::{Error, HostKeyProblem, Kind};
 use crate::host_key::HostKeyCheck;
 use crate::known_hosts::HostKey;
+use crate::upgrade::{PendingUpgrade, Upgraded};
 
 /// A key pair the client authenticates with; with a fresh one, the key is the identity.
 pub type Identity = KeyPair;
@@ -286,10 +287,14 @@ impl Connection {
         let (channel, _) = self
             .open(&channel_type.name(), open.to_bytes().freeze())
             .await?;
-        Ok(OpenedRequest {
-            channel,
-            head_request: parts.method == Method::HEAD,
-        })
+        let reader = if parts.method == Method::CONNECT {
+            ResponseReader::connect(self.limits.clone())
+        } else if parts.headers.contains_key(header::UPGRADE) {
+            ResponseReader::upgrade(self.limits.clone())
+        } else {
+            ResponseReader::new(parts.method == Method::HEAD, self.limits.clone())
+        };
+        Ok(OpenedRequest { channel, reader })
     }
 
     async fn open(
@@ -459,7 +464,8 @@ where
 /// A request channel the gateway has accepted.
 pub(crate) struct OpenedRequest {
     channel: Channel<client::Msg>,
-    head_request: bool,
+    /// Reads the response: knows HEAD, upgrade and CONNECT requests.
+    reader: ResponseReader,
 }
 
 /// Held until the request's channel is done with, whichever way it ends.
@@ -483,7 +489,7 @@ impl OpenedRequest {
         if let Some(body) = streamed {
             tokio::spawn(send_body(write.clone(), body));
         }
-        receive_response(read, write, self.head_request, limits, guard).await
+        receive_response(read, write, self.reader, limits, guard).await
     }
 }
 
@@ -517,11 +523,10 @@ where
 async fn receive_response(
     mut read: ChannelReadHalf,
     write: Arc<ChannelWriteHalf<client::Msg>>,
-    head_request: bool,
+    mut reader: ResponseReader,
     limits: Limits,
     guard: Option<ChannelGuard>,
 ) -> Result<http::Response<Body>, Error> {
-    let mut reader = ResponseReader::new(head_request, limits);
     let mut interim = InterimResponses::default();
     loop {
         let msg = read.wait().await;
@@ -537,6 +542,17 @@ async fn receive_response(
                     parts.extensions.insert(interim);
                 }
                 return Ok(http::Response::from_parts(parts, body));
+            }
+            ResponseEvent::Tunnel(head) => {
+                let tunnel = sshttp_ssh::Tunnel::new(read, write, limits);
+                let mut parts = head.to_response_parts();
+                parts
+                    .extensions
+                    .insert(PendingUpgrade::new(Upgraded::new(tunnel, guard)));
+                if !interim.0.is_empty() {
+                    parts.extensions.insert(interim);
+                }
+                return Ok(http::Response::from_parts(parts, Body::empty()));
             }
             ResponseEvent::Body(BodyEvent::Aborted(aborted)) => {
                 if aborted.reset_peer {

@@ -82,4 +82,5 @@ pub use reset::{HTTP_RESET, Reset, ResetCode};
 pub use response::{HTTP_RESPONSE, HTTP_TRAILERS, ResponseHead, Trailers};
 pub use stream::{
     Aborted, BodyEvent, BodyLength, BodyReader, ChannelEvent, ResponseEvent, ResponseReader,
+    TunnelEvent, TunnelReader,
 };

@@ -241,6 +241,10 @@ pub enum ResponseEvent {
     Head(ResponseHead),
     /// About the body.
     Body(BodyEvent),
+    /// The final response head opened a tunnel (a 101 to an upgrade request, a 2xx
+    /// to CONNECT; spec §8): from now on channel data are the tunnelled bytes, read
+    /// with a [`TunnelReader`] instead of this reader.
+    Tunnel(ResponseHead),
 }
 
 /// The client's view of one request channel after its request went out: waiting for
@@ -249,7 +253,18 @@ pub enum ResponseEvent {
 pub struct ResponseReader {
     state: ResponseState,
     head_request: bool,
+    tunnel: TunnelRequest,
     limits: Limits,
+}
+
+/// Whether the request may open a tunnel, and on which final status (spec §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TunnelRequest {
+    None,
+    /// The request carried `upgrade`: a 101 switches protocols.
+    Upgrade,
+    /// A CONNECT: a 2xx establishes the tunnel.
+    Connect,
 }
 
 #[derive(Debug, Clone)]
@@ -265,7 +280,25 @@ impl ResponseReader {
         Self {
             state: ResponseState::AwaitingHead,
             head_request,
+            tunnel: TunnelRequest::None,
             limits,
+        }
+    }
+
+    /// A reader for the response to an upgrade request (one carrying `upgrade`): a
+    /// 101 gives [`ResponseEvent::Tunnel`].
+    pub fn upgrade(limits: Limits) -> Self {
+        Self {
+            tunnel: TunnelRequest::Upgrade,
+            ..Self::new(false, limits)
+        }
+    }
+
+    /// A reader for the response to a CONNECT: a 2xx gives [`ResponseEvent::Tunnel`].
+    pub fn connect(limits: Limits) -> Self {
+        Self {
+            tunnel: TunnelRequest::Connect,
+            ..Self::new(false, limits)
         }
     }
 
@@ -279,7 +312,19 @@ impl ResponseReader {
                     want_reply: false,
                     data,
                 } => match ResponseHead::decode_with(&mut &data[..], &self.limits) {
+                    Ok(head) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
+                        if self.tunnel == TunnelRequest::Upgrade {
+                            self.finish_with_tunnel(head)
+                        } else {
+                            self.abort(Aborted::protocol("101 to a request without upgrade"))
+                        }
+                    }
                     Ok(head) if head.is_interim() => ResponseEvent::Interim(head),
+                    Ok(head)
+                        if self.tunnel == TunnelRequest::Connect && head.status.is_success() =>
+                    {
+                        self.finish_with_tunnel(head)
+                    }
                     Ok(head) => match self.body_length(&head) {
                         Ok(length) => {
                             self.state =
@@ -305,6 +350,14 @@ impl ResponseReader {
         }
     }
 
+    /// Later events are the tunnel's: this reader delivers nothing more.
+    fn finish_with_tunnel(&mut self, head: ResponseHead) -> ResponseEvent {
+        let mut body = BodyReader::new(BodyLength::None, self.limits.clone());
+        body.state = BodyState::Done;
+        self.state = ResponseState::Body(body);
+        ResponseEvent::Tunnel(head)
+    }
+
     fn abort(&mut self, aborted: Aborted) -> ResponseEvent {
         let mut body = BodyReader::new(BodyLength::None, self.limits.clone());
         body.state = BodyState::Done;
@@ -324,6 +377,107 @@ impl ResponseReader {
             Some(length) => BodyLength::Exactly(length),
             None => BodyLength::UntilEof,
         })
+    }
+}
+
+/// What one direction of a tunnel delivered (spec §8.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelEvent {
+    /// Nothing for the application.
+    Nothing,
+    /// Tunnelled bytes.
+    Data(Bytes),
+    /// `CHANNEL_EOF`: the peer will send no more; the other direction goes on.
+    Eof,
+    /// `CHANNEL_CLOSE` after EOF: the tunnel ended cleanly.
+    Closed,
+    /// The tunnel was aborted: a reset, a close without EOF, or a protocol error.
+    Aborted(Aborted),
+}
+
+/// Receives one direction of a tunnel: what a channel carries after a 101 or a 2xx to
+/// CONNECT (spec §8.3). Data in both directions are raw bytes; `http-response` and
+/// `http-trailers` are protocol errors; a close without EOF is an abort.
+#[derive(Debug, Clone)]
+pub struct TunnelReader {
+    eof: bool,
+    done: bool,
+    limits: Limits,
+}
+
+impl TunnelReader {
+    /// A reader for a tunnel that has just been established.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            eof: false,
+            done: false,
+            limits,
+        }
+    }
+
+    /// Whether the tunnel has ended, cleanly or not.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Takes one event. After [`TunnelEvent::Closed`] or [`TunnelEvent::Aborted`],
+    /// later events give [`TunnelEvent::Nothing`].
+    pub fn on_event(&mut self, event: ChannelEvent<'_>) -> TunnelEvent {
+        if self.done {
+            return TunnelEvent::Nothing;
+        }
+        let outcome = match event {
+            ChannelEvent::Data(data) if self.eof => {
+                drop(data);
+                TunnelEvent::Aborted(Aborted::protocol("tunnel data after EOF"))
+            }
+            ChannelEvent::Data(data) => TunnelEvent::Data(data),
+            ChannelEvent::Eof if self.eof => TunnelEvent::Nothing,
+            ChannelEvent::Eof => {
+                self.eof = true;
+                TunnelEvent::Eof
+            }
+            ChannelEvent::Close if self.eof => TunnelEvent::Closed,
+            ChannelEvent::Close => TunnelEvent::Aborted(Aborted {
+                code: ResetCode::CANCEL,
+                description: "tunnel closed without EOF".into(),
+                reset_peer: false,
+            }),
+            ChannelEvent::ExtendedData => {
+                TunnelEvent::Aborted(Aborted::protocol("extended data on an sshttp channel"))
+            }
+            ChannelEvent::Request {
+                name: HTTP_RESET,
+                data,
+                ..
+            } => {
+                let reset = Reset::decode_with(&mut &data[..], &self.limits).unwrap_or(Reset {
+                    code: ResetCode::PROTOCOL_ERROR,
+                    description: "malformed http-reset".into(),
+                });
+                TunnelEvent::Aborted(Aborted {
+                    code: reset.code.effective(),
+                    description: reset.description,
+                    reset_peer: false,
+                })
+            }
+            ChannelEvent::Request {
+                name, want_reply, ..
+            } => {
+                if want_reply || name == HTTP_TRAILERS || name == HTTP_RESPONSE {
+                    TunnelEvent::Aborted(Aborted::protocol(format!(
+                        "unexpected request {name} in a tunnel"
+                    )))
+                } else {
+                    // Unknown requests without reply are ignored (spec §16.2).
+                    TunnelEvent::Nothing
+                }
+            }
+        };
+        if matches!(outcome, TunnelEvent::Closed | TunnelEvent::Aborted(_)) {
+            self.done = true;
+        }
+        outcome
     }
 }
 
@@ -465,5 +619,112 @@ mod tests {
             data: b"",
         };
         assert_eq!(reader.on_event(event), BodyEvent::Nothing);
+    }
+
+    #[test]
+    fn a_101_opens_a_tunnel_only_for_an_upgrade_request() {
+        let switching = head(101, None);
+        let mut upgrade = ResponseReader::upgrade(Limits::default());
+        assert!(matches!(
+            upgrade.on_event(response(&switching)),
+            ResponseEvent::Tunnel(head) if head.status == StatusCode::SWITCHING_PROTOCOLS
+        ));
+        let mut plain = ResponseReader::new(false, Limits::default());
+        assert!(matches!(
+            plain.on_event(response(&switching)),
+            ResponseEvent::Body(BodyEvent::Aborted(Aborted {
+                code: ResetCode::PROTOCOL_ERROR,
+                reset_peer: true,
+                ..
+            }))
+        ));
+        // An upgrade request the server does not switch gets an ordinary response.
+        let ok = head(200, Some("2"));
+        let mut declined = ResponseReader::upgrade(Limits::default());
+        assert!(matches!(
+            declined.on_event(response(&ok)),
+            ResponseEvent::Head(_)
+        ));
+    }
+
+    #[test]
+    fn only_a_2xx_to_connect_opens_a_tunnel() {
+        let ok = head(200, Some("0"));
+        let mut connect = ResponseReader::connect(Limits::default());
+        assert!(matches!(
+            connect.on_event(response(&ok)),
+            ResponseEvent::Tunnel(_)
+        ));
+        let refused = head(403, Some("5"));
+        let mut refused_connect = ResponseReader::connect(Limits::default());
+        assert!(matches!(
+            refused_connect.on_event(response(&refused)),
+            ResponseEvent::Head(_)
+        ));
+        assert_eq!(
+            refused_connect.on_event(ChannelEvent::Data(Bytes::from_static(b"no"))),
+            ResponseEvent::Body(BodyEvent::Data(Bytes::from_static(b"no")))
+        );
+    }
+
+    #[test]
+    fn tunnel_half_close_then_close_is_clean() {
+        let mut tunnel = TunnelReader::new(Limits::default());
+        assert_eq!(
+            tunnel.on_event(ChannelEvent::Data(Bytes::from_static(b"ping"))),
+            TunnelEvent::Data(Bytes::from_static(b"ping"))
+        );
+        assert_eq!(tunnel.on_event(ChannelEvent::Eof), TunnelEvent::Eof);
+        assert!(!tunnel.is_done());
+        assert_eq!(tunnel.on_event(ChannelEvent::Close), TunnelEvent::Closed);
+        assert!(tunnel.is_done());
+        assert_eq!(tunnel.on_event(ChannelEvent::Close), TunnelEvent::Nothing);
+    }
+
+    #[test]
+    fn tunnel_aborts_on_close_without_eof_reset_and_http_messages() {
+        let mut closed = TunnelReader::new(Limits::default());
+        assert!(matches!(
+            closed.on_event(ChannelEvent::Close),
+            TunnelEvent::Aborted(Aborted {
+                code: ResetCode::CANCEL,
+                reset_peer: false,
+                ..
+            })
+        ));
+        let reset = Reset {
+            code: ResetCode::TIMEOUT,
+            description: "idle".into(),
+        }
+        .to_bytes();
+        let mut reset_tunnel = TunnelReader::new(Limits::default());
+        assert!(matches!(
+            reset_tunnel.on_event(ChannelEvent::Request {
+                name: HTTP_RESET,
+                want_reply: false,
+                data: &reset,
+            }),
+            TunnelEvent::Aborted(Aborted {
+                code: ResetCode::TIMEOUT,
+                reset_peer: false,
+                ..
+            })
+        ));
+        let ok = head(200, None);
+        let mut response_in_tunnel = TunnelReader::new(Limits::default());
+        assert!(matches!(
+            response_in_tunnel.on_event(response(&ok)),
+            TunnelEvent::Aborted(Aborted {
+                code: ResetCode::PROTOCOL_ERROR,
+                reset_peer: true,
+                ..
+            })
+        ));
+        let mut after_eof = TunnelReader::new(Limits::default());
+        after_eof.on_event(ChannelEvent::Eof);
+        assert!(matches!(
+            after_eof.on_event(ChannelEvent::Data(Bytes::from_static(b"late"))),
+            TunnelEvent::Aborted(_)
+        ));
     }
 }

@@ -6,6 +6,7 @@
 //! - `/echo` (any method): the request as the upstream received it, identity fields
 //!   included, with the size of its body (read streaming, never held);
 //! - `/echo/body` (any method): the request body, streamed back;
+//! - `/app/`: a small web application for browsers (module [`app`]);
 //! - anything else: files from the static directory (tower-http's `ServeDir`: ETag,
 //!   If-None-Match, Last-Modified, Range).
 
@@ -26,6 +27,8 @@ use tower_http::services::ServeDir;
 use tower_service::Service;
 
 use crate::upstream::GatewayBody;
+
+pub mod app;
 
 /// The files the demo serves when no static directory is configured: written into the
 /// state directory at start.
@@ -66,8 +69,9 @@ pub async fn start(static_dir: PathBuf) -> io::Result<SocketAddr> {
                 async move { Ok::<_, Infallible>(handle(request, files).await) }
             });
             tokio::spawn(async move {
-                let connection =
-                    http1::Builder::new().serve_connection(TokioIo::new(socket), service);
+                let connection = http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service)
+                    .with_upgrades();
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "demo connection ended");
                 }
@@ -78,6 +82,9 @@ pub async fn start(static_dir: PathBuf) -> io::Result<SocketAddr> {
 }
 
 async fn handle(request: Request<Incoming>, mut files: ServeDir) -> Response<GatewayBody> {
+    if app::owns(request.uri().path()) {
+        return app::handle(request).await;
+    }
     match request.uri().path() {
         "/multiply" => multiply(&request),
         "/echo" => echo(request).await,

@@ -7,6 +7,9 @@
 //! [`assertion`]), forwarding through hyper ([`upstream`]), access log and
 //! [`metrics`], configured by [`config`]. [`demo`] is the upstream `sshttp serve` runs
 //! without configuration.
+//!
+//! [`local`] is the other direction: `sshttp proxy`, a plain HTTP proxy on localhost
+//! that carries browser and curl traffic to gateways over SSH, through the client.
 
 pub mod assertion;
 pub mod auth;
@@ -14,7 +17,9 @@ pub mod config;
 pub mod demo;
 pub mod gate;
 pub mod gateway;
+mod html;
 pub mod identity;
+pub mod local;
 pub mod metrics;
 pub mod ssh;
 pub mod upstream;

@@ -26,9 +26,10 @@ use sshttp_protocol::transport::Transport;
 use sshttp_protocol::{
     BodyEvent, BodyLength, BodyReader, ChannelEvent, ChannelType, DecodeError, HEADER_UPDATE,
     HTTP_RESET, HTTP_RESPONSE, HeaderConfirm, HeaderList, HeaderOpen, HeaderUpdate, Limits,
-    OpenFailureReason, RequestBody, RequestOpen, Reset, ResetCode, ResponseHead, WireMessage,
+    OpenFailureReason, RequestBody, RequestOpen, Reset, ResetCode, ResponseHead, Target,
+    WireMessage,
 };
-use sshttp_ssh::{BoxError, SendOutcome, event_of, preferred, reset};
+use sshttp_ssh::{BoxError, SendOutcome, Tunnel, event_of, preferred, reset};
 pub use sshttp_ssh::{HostCertificate, KeyPair};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -324,7 +325,7 @@ impl<S> ConnectionHandler<S> {
         &self,
         method: &Method,
         data: &[u8],
-    ) -> Result<(http::request::Parts, RequestBody, BodyLength), (OpenFailureReason, String)> {
+    ) -> Result<OpenedRequest, (OpenFailureReason, String)> {
         let mut open = RequestOpen::decode_for(method, &mut &data[..], &self.shared.limits)
             .map_err(refusal)?;
         if let Some(header_id) = open.header_id {
@@ -334,13 +335,73 @@ impl<S> ConnectionHandler<S> {
             ))?;
             open.headers.apply_defaults(defaults);
         }
-        let route = self.route(open.headers.get_all(&header::HOST).next())?;
+        let kind = if *method == Method::CONNECT {
+            RequestKind::Connect
+        } else if open.is_upgrade() {
+            RequestKind::Upgrade
+        } else {
+            RequestKind::Plain
+        };
+        let route = match (&kind, &open.target) {
+            // The authority names the vhost (spec §6.5, §14.11).
+            (RequestKind::Connect, Target::Authority(authority)) => {
+                self.route_connect(authority.host(), authority.port_u16())?
+            }
+            _ => self.route(open.headers.get_all(&header::HOST).next())?,
+        };
         let mut parts = open.to_request_parts(method.clone());
         parts.extensions.insert(route.identity.clone());
         parts.extensions.insert(route);
         let length = open.body_length();
-        Ok((parts, open.body, length))
+        Ok(OpenedRequest {
+            parts,
+            body: open.body,
+            length,
+            kind,
+        })
     }
+
+    /// Routes an `http-connect`: the authority must name a vhost itself, on port 80
+    /// (spec §14.11; no vhost is configured for TLS pass-through).
+    fn route_connect(&self, host: &str, port: Option<u16>) -> Result<Route, Refusal> {
+        let refused = |why: String| (OpenFailureReason::ADMINISTRATIVELY_PROHIBITED, why);
+        if port.map(u32::from) != Some(forward::HTTP_PORT) {
+            let port = port.map_or_else(|| "none".to_owned(), |port| port.to_string());
+            return Err(refused(format!(
+                "CONNECT to port {port}: this gateway tunnels plain HTTP to its virtual \
+                 hosts on port 80 only (no TLS pass-through is configured)"
+            )));
+        }
+        let host_value = HeaderValue::from_str(host).map_err(|_| {
+            (
+                OpenFailureReason::MALFORMED_REQUEST,
+                "host is not visible ASCII".to_owned(),
+            )
+        })?;
+        match self.route(Some(&host_value)) {
+            // A default vhost never stands in for the name a tunnel asks for.
+            Ok(route) if route.vhost.eq_ignore_ascii_case(host) => Ok(route),
+            Ok(_) | Err(_) => Err(refused("not a virtual host of this gateway".to_owned())),
+        }
+    }
+}
+
+/// A request channel the gateway accepted, ready to serve.
+struct OpenedRequest {
+    parts: http::request::Parts,
+    body: RequestBody,
+    length: BodyLength,
+    kind: RequestKind,
+}
+
+/// How a request channel is served (spec §8).
+enum RequestKind {
+    /// Request, response, done.
+    Plain,
+    /// An upgrade request: a 101 from the upstream turns the channel into a tunnel.
+    Upgrade,
+    /// CONNECT to a vhost: the gateway answers 200 and serves the tunnel as HTTP/1.1.
+    Connect,
 }
 
 fn refusal(error: DecodeError) -> (OpenFailureReason, String) {
@@ -457,14 +518,43 @@ where
             return Ok(());
         }
         match self.open_request(&method, data) {
-            Ok((parts, body, length)) => {
+            Ok(opened) => {
                 reply.accept().await;
                 let service = self.service.clone();
                 let limits = self.shared.limits.clone();
                 let active = self.active_requests.clone();
                 active.fetch_add(1, Ordering::AcqRel);
+                let connect = match opened.kind {
+                    RequestKind::Connect => Some((
+                        self.grant.clone(),
+                        self.shared.gatekeeper.clone(),
+                        self.shared.drain.clone(),
+                    )),
+                    _ => None,
+                };
                 tokio::spawn(async move {
-                    serve_request(channel, parts, body, length, service, limits).await;
+                    match (opened.kind, connect) {
+                        (RequestKind::Connect, Some((Some(grant), gatekeeper, drain))) => {
+                            let route = opened.parts.extensions.get::<Route>().cloned();
+                            let vhost = route.map(|route| route.vhost).unwrap_or_default();
+                            serve_connect(
+                                channel, vhost, grant, gatekeeper, drain, limits, service,
+                            )
+                            .await;
+                        }
+                        (RequestKind::Upgrade, _) => {
+                            serve_upgrade(channel, opened.parts, service, limits).await;
+                        }
+                        _ => {
+                            let OpenedRequest {
+                                parts,
+                                body,
+                                length,
+                                ..
+                            } = opened;
+                            serve_request(channel, parts, body, length, service, limits).await;
+                        }
+                    }
                     active.fetch_sub(1, Ordering::AcqRel);
                     drop(in_flight);
                 });
@@ -538,7 +628,7 @@ where
         self.forwarded.fetch_add(1, Ordering::AcqRel);
         reply.accept().await;
         let forwarded = forward::Forwarded {
-            channel,
+            io: channel.into_stream(),
             vhost: host_to_connect.to_ascii_lowercase(),
             grant,
             gatekeeper,
@@ -775,7 +865,11 @@ async fn serve_request<S, B>(
                 let _ = cancel_rx.await;
             })
         }
-        None => Box::pin(watch_abort(read, reader, write.clone())),
+        None => {
+            let write = write.clone();
+            let (mut read, mut reader) = (read, reader);
+            Box::pin(async move { watch_abort(&mut read, &mut reader, &write).await })
+        }
     };
 
     let mut parts = parts;
@@ -815,6 +909,110 @@ async fn serve_request<S, B>(
     }
 }
 
+/// Serves an upgrade request (spec §8.1): the upstream's 101 turns the channel into a
+/// tunnel to the upstream's upgraded connection; any other response is sent as usual.
+async fn serve_upgrade<S, B>(
+    channel: Channel<Msg>,
+    parts: http::request::Parts,
+    mut service: S,
+    limits: Limits,
+) where
+    S: Service<http::Request<Body>, Response = http::Response<B>>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let (mut read, write) = channel.split();
+    let write = Arc::new(write);
+    let mut reader = BodyReader::new(BodyLength::None, limits.clone());
+    let call = service.call(http::Request::from_parts(parts, Body::empty()));
+    let call = async move {
+        call.await.map_err(|error| {
+            let error: BoxError = error.into();
+            error.to_string()
+        })
+    };
+    let response = tokio::select! {
+        response = call => response,
+        () = watch_abort(&mut read, &mut reader, &write) => return,
+    };
+    let mut response = match response {
+        Ok(response) => response,
+        Err(description) => {
+            reset(&write, ResetCode::INTERNAL_ERROR, description).await;
+            return;
+        }
+    };
+    if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        let request_done = AtomicBool::new(true);
+        tokio::select! {
+            () = send_response(&write, response, &limits, &request_done) => {}
+            () = watch_abort(&mut read, &mut reader, &write) => {}
+        }
+        return;
+    }
+    let upgrade = hyper::upgrade::on(&mut response);
+    let (parts, _empty) = response.into_parts();
+    if !send_head(&write, &parts, &limits).await {
+        return;
+    }
+    let mut tunnel = Tunnel::new(read, write, limits);
+    let upstream = match upgrade.await {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            let description = format!("the upstream's upgraded connection failed: {error}");
+            tunnel.abort(ResetCode::UPSTREAM_ERROR, description).await;
+            return;
+        }
+    };
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    if let Err(error) = tokio::io::copy_bidirectional(&mut tunnel, &mut upstream).await {
+        tracing::debug!("upgraded connection ended: {error}");
+        let description = format!("tunnel ended: {error}");
+        tunnel.abort(ResetCode::UPSTREAM_ERROR, description).await;
+    }
+}
+
+/// Serves an `http-connect` to a vhost (spec §14.11): answers 200, then serves the
+/// tunnel as HTTP/1.1 for that vhost, as `ssh -L` channels are.
+async fn serve_connect<S, B>(
+    channel: Channel<Msg>,
+    vhost: String,
+    grant: Grant,
+    gatekeeper: Arc<dyn Gatekeeper>,
+    drain: Drain,
+    limits: Limits,
+    service: S,
+) where
+    S: GatewayService<B>,
+    B: ResponseBody,
+{
+    let (read, write) = channel.split();
+    let write = Arc::new(write);
+    let head = ResponseHead {
+        status: http::StatusCode::OK,
+        headers: HeaderList::new(),
+    };
+    if write
+        .request(HTTP_RESPONSE, false, head.to_bytes().freeze())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let tunnel = Tunnel::new(read, write, limits.clone());
+    forward::serve(forward::Forwarded {
+        io: tunnel,
+        vhost,
+        grant,
+        gatekeeper,
+        drain,
+        limits,
+        service,
+    })
+    .await;
+}
+
 /// Writes an interim (1xx) response head; one that cannot be sent is dropped.
 async fn send_interim(
     write: &ChannelWriteHalf<Msg>,
@@ -831,6 +1029,27 @@ async fn send_interim(
     }
 }
 
+/// Sends the `http-response` request with the head of `parts`; false when the channel
+/// is gone, or the head cannot be sent (then the channel is reset).
+async fn send_head(
+    write: &ChannelWriteHalf<Msg>,
+    parts: &http::response::Parts,
+    limits: &Limits,
+) -> bool {
+    let head = match ResponseHead::from_response_parts(parts, limits) {
+        Ok(head) => head,
+        Err(error) => {
+            let description = format!("response head not sendable: {error}");
+            reset(write, ResetCode::INTERNAL_ERROR, description).await;
+            return false;
+        }
+    };
+    write
+        .request(HTTP_RESPONSE, false, head.to_bytes().freeze())
+        .await
+        .is_ok()
+}
+
 /// Writes the response head, body, trailers, EOF and CLOSE.
 async fn send_response<B>(
     write: &ChannelWriteHalf<Msg>,
@@ -842,19 +1061,7 @@ async fn send_response<B>(
     B::Error: Into<BoxError>,
 {
     let (parts, body) = response.into_parts();
-    let head = match ResponseHead::from_response_parts(&parts, limits) {
-        Ok(head) => head,
-        Err(error) => {
-            let description = format!("response head not sendable: {error}");
-            reset(write, ResetCode::INTERNAL_ERROR, description).await;
-            return;
-        }
-    };
-    if write
-        .request(HTTP_RESPONSE, false, head.to_bytes().freeze())
-        .await
-        .is_err()
-    {
+    if !send_head(write, &parts, limits).await {
         return;
     }
     match sshttp_ssh::send_body(write, body).await {
@@ -882,9 +1089,9 @@ async fn send_response<B>(
 /// Resolves when the client aborts a request that has no streamed body: it resets or
 /// closes the channel, or breaks the protocol (e.g. sends data after NO_BODY).
 async fn watch_abort(
-    mut read: ChannelReadHalf,
-    mut reader: BodyReader,
-    write: Arc<ChannelWriteHalf<Msg>>,
+    read: &mut ChannelReadHalf,
+    reader: &mut BodyReader,
+    write: &ChannelWriteHalf<Msg>,
 ) {
     loop {
         let msg = read.wait().await;
@@ -905,7 +1112,7 @@ async fn watch_abort(
             && let BodyEvent::Aborted(aborted) = reader.on_event(event)
         {
             if aborted.reset_peer {
-                reset(&write, aborted.code, aborted.description).await;
+                reset(write, aborted.code, aborted.description).await;
             }
             return;
         }

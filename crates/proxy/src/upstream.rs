@@ -129,6 +129,14 @@ impl UpstreamClient {
                 return (error_response(StatusCode::BAD_REQUEST, &message), None);
             }
         }
+        // On sshttp `connection: upgrade` is implied by `upgrade` (spec §8.1); HTTP/1.1
+        // needs it spelled out.
+        if request.headers().contains_key(header::UPGRADE) {
+            request.headers_mut().insert(
+                header::CONNECTION,
+                http::HeaderValue::from_static("upgrade"),
+            );
+        }
         if let Some(interim) = request
             .extensions()
             .get::<crate::ssh::InterimSender>()

@@ -19,7 +19,10 @@ use sshttp_protocol::{
 };
 
 pub use russh;
+
+mod tunnel;
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
+pub use tunnel::Tunnel;
 
 /// An SSH key pair: a gateway's host key, or the key a client authenticates with.
 #[derive(Clone)]

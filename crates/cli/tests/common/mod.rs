@@ -49,6 +49,22 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// The demo gateway (`sshttp serve` without a configuration) on a free port, with
+    /// its state in a new temporary directory, and `args` besides.
+    pub(crate) fn demo(args: &[&str]) -> (Self, tempfile::TempDir) {
+        let state = tempfile::tempdir().unwrap();
+        let mut all = vec![
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        all.extend_from_slice(args);
+        (Self::start(&all), state)
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -67,6 +83,7 @@ pub(crate) fn keygen(path: &Path, kind: &str) {
 
 /// Runs `command` with `stdin` written from another thread (so that a large input
 /// cannot deadlock against unread output), collecting stdout and stderr.
+#[allow(dead_code)] // not every test binary runs commands this way
 pub(crate) fn run(command: &mut Command, stdin: &[u8]) -> std::process::Output {
     use std::io::Write;
     let mut child = command

@@ -13,11 +13,10 @@ use bytes::Buf;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use russh::Channel;
-use russh::server::Msg;
 use sshttp_client::Body;
 use sshttp_protocol::{Limits, OpenFailureReason};
 use sshttp_ssh::BoxError;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::gate::{Drain, Gatekeeper, Grant, Refusal};
 
@@ -54,9 +53,10 @@ pub(super) fn admit(
     }
 }
 
-/// What serving one forwarded channel needs.
-pub(super) struct Forwarded<S> {
-    pub(super) channel: Channel<Msg>,
+/// What serving one forwarded channel (or CONNECT tunnel) needs.
+pub(super) struct Forwarded<S, IO> {
+    /// The channel's bytes: a `direct-tcpip` stream or an `http-connect` tunnel.
+    pub(super) io: IO,
     pub(super) vhost: String,
     pub(super) grant: Grant,
     pub(super) gatekeeper: Arc<dyn Gatekeeper>,
@@ -65,14 +65,16 @@ pub(super) struct Forwarded<S> {
     pub(super) service: S,
 }
 
-/// Serves HTTP/1.1 on the channel until the client closes it.
-pub(super) async fn serve<S, B>(forwarded: Forwarded<S>)
+/// Serves HTTP/1.1 on the channel until the client closes it. Upgrade requests
+/// (WebSocket) are spliced to the upstream's upgraded connection after its 101.
+pub(super) async fn serve<S, B, IO>(forwarded: Forwarded<S, IO>)
 where
     S: super::GatewayService<B>,
     B: super::ResponseBody,
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let Forwarded {
-        channel,
+        io,
         vhost,
         grant,
         gatekeeper,
@@ -80,7 +82,7 @@ where
         limits,
         service,
     } = forwarded;
-    let io = TokioIo::new(channel.into_stream());
+    let io = TokioIo::new(io);
     let handler =
         hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
             let mut service = service.clone();
@@ -109,6 +111,11 @@ where
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                     return Ok(response);
                 };
+                let mut request = request;
+                let client_upgrade = request
+                    .headers()
+                    .contains_key(header::UPGRADE)
+                    .then(|| hyper::upgrade::on(&mut request));
                 let (mut parts, body) = request.into_parts();
                 // The destination chose the vhost; the client's Host field does not.
                 if let Ok(host) = HeaderValue::from_str(&route.vhost) {
@@ -118,13 +125,29 @@ where
                 parts.extensions.insert(route);
                 let request = http::Request::from_parts(parts, Body::wrap(body));
                 match service.call(request).await {
-                    Ok(response) => Ok(response.map(|body| {
-                        body.map_frame(|frame| {
-                            frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
-                        })
-                        .map_err(|error| -> BoxError { error.into() })
-                        .boxed_unsync()
-                    })),
+                    Ok(mut response) => {
+                        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                            match client_upgrade {
+                                Some(client) => {
+                                    let upstream = hyper::upgrade::on(&mut response);
+                                    tokio::spawn(splice(client, upstream));
+                                }
+                                None => {
+                                    return Ok(text(
+                                        StatusCode::BAD_GATEWAY,
+                                        "the upstream switched protocols unasked".into(),
+                                    ));
+                                }
+                            }
+                        }
+                        Ok(response.map(|body| {
+                            body.map_frame(|frame| {
+                                frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
+                            })
+                            .map_err(|error| -> BoxError { error.into() })
+                            .boxed_unsync()
+                        }))
+                    }
                     Err(error) => {
                         let error: BoxError = error.into();
                         Ok(text(StatusCode::BAD_GATEWAY, error.to_string()))
@@ -136,8 +159,24 @@ where
     builder
         .max_headers(limits.max_header_count)
         .max_buf_size(limits.max_header_list_bytes.max(8192));
-    if let Err(error) = builder.serve_connection(io, handler).await {
+    if let Err(error) = builder.serve_connection(io, handler).with_upgrades().await {
         tracing::debug!("forwarded HTTP/1.1 connection ended: {error}");
+    }
+}
+
+/// Copies bytes both ways between the client's and the upstream's upgraded
+/// connections until both directions end.
+async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(error) => {
+            tracing::debug!("upgrade failed: {error}");
+            return;
+        }
+    };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!("upgraded connection ended: {error}");
     }
 }
 

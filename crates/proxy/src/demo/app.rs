@@ -1,0 +1,441 @@
+//! `/app/`: the demo's small web application, everything a browser test needs: a
+//! server-rendered page with a stylesheet, an image and a script; a login that sets a
+//! cookie; a form that POSTs; server-sent events; a WebSocket echo.
+//!
+//! - `GET /app/`: the page, greeting the user its `demo_user` cookie names;
+//! - `GET /app/style.css`, `GET /app/app.js`: its assets (built in, whatever the
+//!   static directory holds);
+//! - `POST /app/login` (`name=…`): sets the cookie, then 303 to `/app/`;
+//!   `POST /app/logout` clears it;
+//! - `POST /app/notes` (`note=…`): a page with `NAME wrote: NOTE`, for logged-in users
+//!   only (403 otherwise);
+//! - `GET /app/events?count=N&interval_ms=M`: N server-sent events, one every M ms;
+//! - `GET /app/ws`: a WebSocket that echoes every message.
+
+use std::fmt::Write as _;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::html::escape;
+use crate::upstream::{GatewayBody, full_response};
+
+/// The largest form body `/app/login` and `/app/notes` read; larger ones get 413.
+pub const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// The largest WebSocket message `/app/ws` echoes; a larger one closes the socket.
+pub const MAX_WS_MESSAGE: usize = 64 * 1024;
+
+/// The most events one `/app/events` stream sends.
+pub const MAX_EVENTS: u32 = 1000;
+
+/// The longest pause between two events `/app/events` accepts.
+pub const MAX_EVENT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The longest user name `/app/login` accepts.
+const MAX_NAME_LEN: usize = 40;
+
+/// The cookie that holds the user name.
+const COOKIE: &str = "demo_user";
+
+const STYLE: &str = include_str!("../../demo/app/style.css");
+const SCRIPT: &str = include_str!("../../demo/app/app.js");
+
+/// Whether `path` is the app's.
+pub(super) fn owns(path: &str) -> bool {
+    path == "/app" || path.starts_with("/app/")
+}
+
+/// Answers a request for one of the app's paths.
+pub(super) async fn handle(request: Request<Incoming>) -> Response<GatewayBody> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let get = method == Method::GET || method == Method::HEAD;
+    match (path.as_str(), &method) {
+        ("/app", _) if get => redirect("/app/"),
+        ("/app/", _) if get => page(&request),
+        ("/app/style.css", _) if get => asset("text/css; charset=utf-8", STYLE),
+        ("/app/app.js", _) if get => asset("text/javascript; charset=utf-8", SCRIPT),
+        ("/app/events", &Method::GET) => events(&request),
+        ("/app/ws", &Method::GET) => websocket(request),
+        ("/app/login", &Method::POST) => login(request).await,
+        ("/app/logout", &Method::POST) => logout(),
+        ("/app/notes", &Method::POST) => note(request).await,
+        (path, method) => {
+            let allow = match path {
+                "/app" | "/app/" | "/app/style.css" | "/app/app.js" => "GET, HEAD",
+                "/app/events" | "/app/ws" => "GET",
+                "/app/login" | "/app/logout" | "/app/notes" => "POST",
+                _ => {
+                    return plain(
+                        StatusCode::NOT_FOUND,
+                        format!("no {path} in the demo app\n"),
+                    );
+                }
+            };
+            let mut response = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on {path}\n"),
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            response
+        }
+    }
+}
+
+fn plain(status: StatusCode, body: String) -> Response<GatewayBody> {
+    full_response(status, "text/plain; charset=utf-8", body)
+}
+
+fn html(status: StatusCode, body: String) -> Response<GatewayBody> {
+    let mut response = full_response(status, "text/html; charset=utf-8", body);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response<GatewayBody> {
+    let mut response = full_response(StatusCode::OK, content_type, body);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn redirect(to: &'static str) -> Response<GatewayBody> {
+    let mut response = full_response(StatusCode::SEE_OTHER, "text/plain", "");
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(to));
+    response
+}
+
+/// The user the request's cookie names.
+fn user<B>(request: &Request<B>) -> Option<String> {
+    request
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|name| valid_name(name))
+}
+
+/// A name that is safe in a cookie and in HTML as it is.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn page<B>(request: &Request<B>) -> Response<GatewayBody> {
+    let mut body = String::from(
+        "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
+         <title>sshttp demo app</title>\n<link rel=\"stylesheet\" href=\"/app/style.css\">\
+         </head>\n<body>\n<img id=\"logo\" src=\"/images/header.png\" alt=\"sshttp\" \
+         width=\"256\" height=\"64\">\n<h1 id=\"styled\">sshttp demo app</h1>\n",
+    );
+    let ssh_user = request
+        .headers()
+        .get("sshttp-user")
+        .and_then(|value| value.to_str().ok());
+    let fingerprint = request
+        .headers()
+        .get("sshttp-key-fingerprint")
+        .and_then(|value| value.to_str().ok());
+    let _ = match (ssh_user, fingerprint) {
+        (Some(ssh_user), Some(fingerprint)) => writeln!(
+            body,
+            "<p id=\"ssh\" class=\"status\">over SSH as {} with key {}</p>",
+            escape(ssh_user),
+            escape(fingerprint)
+        ),
+        _ => writeln!(body, "<p id=\"ssh\" class=\"status\">no SSH identity</p>"),
+    };
+    body.push_str("<section>\n");
+    let _ = match user(request) {
+        Some(name) => write!(
+            body,
+            "<p id=\"who\">Logged in as {name}</p>\n\
+             <form id=\"logout\" method=\"post\" action=\"/app/logout\">\
+             <button>Log out</button></form>\n\
+             </section>\n<section>\n\
+             <form id=\"notes\" method=\"post\" action=\"/app/notes\">\
+             <label>Note <input name=\"note\" required></label> \
+             <button>Post</button></form>\n"
+        ),
+        None => write!(
+            body,
+            "<p id=\"who\">Not logged in</p>\n\
+             <form id=\"login\" method=\"post\" action=\"/app/login\">\
+             <label>Name <input name=\"name\" required pattern=\"[A-Za-z0-9._-]{{1,{MAX_NAME_LEN}}}\"></label> \
+             <button>Log in</button></form>\n"
+        ),
+    };
+    body.push_str(
+        "</section>\n<section>\n\
+         <p id=\"script\" class=\"status\">script not run</p>\n\
+         <p id=\"sse\" class=\"status\">events: waiting</p>\n\
+         <p id=\"ws\" class=\"status\">WebSocket: waiting</p>\n\
+         </section>\n<script src=\"/app/app.js\"></script>\n</body>\n</html>\n",
+    );
+    html(StatusCode::OK, body)
+}
+
+/// Reads a urlencoded form of at most [`MAX_FORM_BYTES`].
+async fn form<T: for<'de> Deserialize<'de>>(
+    request: Request<Incoming>,
+) -> Result<T, Response<GatewayBody>> {
+    let body = Limited::new(request.into_body(), MAX_FORM_BYTES)
+        .collect()
+        .await
+        .map_err(|error| {
+            if error.is::<http_body_util::LengthLimitError>() {
+                plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a form is at most {MAX_FORM_BYTES} bytes\n"),
+                )
+            } else {
+                plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the form failed: {error}\n"),
+                )
+            }
+        })?
+        .to_bytes();
+    serde_urlencoded::from_bytes(&body)
+        .map_err(|error| plain(StatusCode::BAD_REQUEST, format!("invalid form: {error}\n")))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    name: String,
+}
+
+async fn login(request: Request<Incoming>) -> Response<GatewayBody> {
+    let login: Login = match form(request).await {
+        Ok(login) => login,
+        Err(response) => return response,
+    };
+    if !valid_name(&login.name) {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "a name is 1 to {MAX_NAME_LEN} letters, digits, '.', '-' or '_', not {:?}\n",
+                login.name
+            ),
+        );
+    }
+    let mut response = redirect("/app/");
+    let cookie = format!("{COOKIE}={}; Path=/app; HttpOnly; SameSite=Lax", login.name);
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn logout() -> Response<GatewayBody> {
+    let mut response = redirect("/app/");
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("demo_user=; Path=/app; HttpOnly; SameSite=Lax; Max-Age=0"),
+    );
+    response
+}
+
+#[derive(Deserialize)]
+struct Note {
+    note: String,
+}
+
+async fn note(request: Request<Incoming>) -> Response<GatewayBody> {
+    let Some(name) = user(&request) else {
+        return html(
+            StatusCode::FORBIDDEN,
+            "<!doctype html>\n<title>Log in first</title>\n\
+             <p id=\"result\">Log in first: <a href=\"/app/\">back</a></p>\n"
+                .to_owned(),
+        );
+    };
+    let note: Note = match form(request).await {
+        Ok(note) => note,
+        Err(response) => return response,
+    };
+    html(
+        StatusCode::OK,
+        format!(
+            "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
+             <title>Note posted</title>\n<link rel=\"stylesheet\" href=\"/app/style.css\">\
+             </head>\n<body>\n<p id=\"result\">{name} wrote: {}</p>\n\
+             <p><a href=\"/app/\">back</a></p>\n</body>\n</html>\n",
+            escape(&note.note)
+        ),
+    )
+}
+
+fn events<B>(request: &Request<B>) -> Response<GatewayBody> {
+    let query = request.uri().query().unwrap_or_default();
+    let params: Result<EventParams, _> = serde_urlencoded::from_str(query);
+    let params = match params {
+        Ok(params) => params,
+        Err(error) => return plain(StatusCode::BAD_REQUEST, format!("{error}\n")),
+    };
+    let count = params.count.unwrap_or(3);
+    let interval = Duration::from_millis(params.interval_ms.unwrap_or(1000));
+    if count > MAX_EVENTS || interval > MAX_EVENT_INTERVAL {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "at most {MAX_EVENTS} events, at most {} ms apart\n",
+                MAX_EVENT_INTERVAL.as_millis()
+            ),
+        );
+    }
+    let mut response = Response::new(
+        Events {
+            sent: 0,
+            count,
+            interval,
+            sleep: None,
+        }
+        .boxed_unsync(),
+    );
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+#[derive(Deserialize)]
+struct EventParams {
+    count: Option<u32>,
+    interval_ms: Option<u64>,
+}
+
+/// The body of `/app/events`: the first event at once, then one per interval.
+struct Events {
+    sent: u32,
+    count: u32,
+    interval: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl http_body::Body for Events {
+    type Data = Bytes;
+    type Error = sshttp_ssh::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.sent >= self.count {
+            return Poll::Ready(None);
+        }
+        if let Some(sleep) = self.sleep.as_mut()
+            && sleep.as_mut().poll(cx).is_pending()
+        {
+            return Poll::Pending;
+        }
+        let number = self.sent.saturating_add(1);
+        self.sent = number;
+        let interval = self.interval;
+        self.sleep = Some(Box::pin(tokio::time::sleep(interval)));
+        let event = format!("id: {number}\ndata: event {number} of {}\n\n", self.count);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sent >= self.count
+    }
+}
+
+/// Accepts a WebSocket handshake (RFC 6455 §4.2) and echoes messages on the upgraded
+/// connection.
+fn websocket(mut request: Request<Incoming>) -> Response<GatewayBody> {
+    let headers = request.headers();
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|value| value == "13");
+    let (true, Some(key), true) = (upgrade, key, version_ok) else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "this is a WebSocket endpoint: send upgrade: websocket, sec-websocket-key and \
+             sec-websocket-version: 13\n"
+                .to_owned(),
+        );
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "demo WebSocket: no upgrade");
+                return;
+            }
+        };
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_WS_MESSAGE))
+            .max_frame_size(Some(MAX_WS_MESSAGE));
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        echo(socket).await;
+    });
+    let mut response = full_response(StatusCode::SWITCHING_PROTOCOLS, "text/plain", "");
+    let headers = response.headers_mut();
+    headers.remove(header::CONTENT_TYPE);
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+async fn echo<S>(mut socket: WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt as _, StreamExt as _};
+    while let Some(message) = socket.next().await {
+        let reply = match message {
+            Ok(message @ (Message::Text(_) | Message::Binary(_))) => message,
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        if socket.send(reply).await.is_err() {
+            break;
+        }
+    }
+    let _ = socket.close(None).await;
+}
