@@ -240,7 +240,19 @@ fn curl_posts_a_large_body_with_100_continue_and_a_chunked_one_through_the_proxy
 #[test]
 fn requests_the_proxy_cannot_carry_get_pages_that_say_why() {
     let (serve, _state) = demo();
-    let proxy = Proxy::forward(&serve);
+    // A second route to a port where nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("dead.test=sshttp://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let proxy = Proxy::start(
+        &serve,
+        &[
+            "--route",
+            &format!("localhost=sshttp://{}", serve.addr),
+            "--route",
+            &dead,
+        ],
+    );
 
     let unrouted = proxy.curl(&["-i", "http://other.test/"]);
     let response = ok(&unrouted);
@@ -248,6 +260,14 @@ fn requests_the_proxy_cannot_carry_get_pages_that_say_why() {
     assert!(
         response.contains("no route for other.test: this proxy carries localhost"),
         "{response}"
+    );
+
+    // A gateway that cannot be reached: 502, saying so.
+    let unreachable = ok(&proxy.curl(&["-i", "http://dead.test/"]));
+    assert!(unreachable.starts_with("HTTP/1.1 502"), "{unreachable}");
+    assert!(
+        unreachable.contains("could not connect to the SSH server"),
+        "{unreachable}"
     );
 
     // A browser gets the same as an HTML page, with what it named escaped.
