@@ -251,12 +251,17 @@ struct StockSession {
 }
 
 impl<S> ConnectionHandler<S> {
-    /// Routes a request or header channel naming `host` (`None`: the default vhost).
-    fn route(&self, host: Option<&HeaderValue>) -> Result<Route, Refusal> {
-        let grant = self.grant.as_ref().ok_or((
+    /// What authentication granted; channels are opened only after it.
+    fn grant(&self) -> Result<&Grant, Refusal> {
+        self.grant.as_ref().ok_or((
             OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
             "not authenticated".to_owned(),
-        ))?;
+        ))
+    }
+
+    /// Routes a request or header channel naming `host` (`None`: the default vhost).
+    fn route(&self, host: Option<&HeaderValue>) -> Result<Route, Refusal> {
+        let grant = self.grant()?;
         let host = match host {
             Some(value) => Some(value.to_str().map_err(|_| {
                 (
@@ -335,19 +340,31 @@ impl<S> ConnectionHandler<S> {
             ))?;
             open.headers.apply_defaults(defaults);
         }
-        let kind = if *method == Method::CONNECT {
-            RequestKind::Connect
-        } else if open.is_upgrade() {
-            RequestKind::Upgrade
-        } else {
-            RequestKind::Plain
-        };
-        let route = match (&kind, &open.target) {
+        let (route, kind) = if *method == Method::CONNECT {
             // The authority names the vhost (spec §6.5, §14.11).
-            (RequestKind::Connect, Target::Authority(authority)) => {
-                self.route_connect(authority.host(), authority.port_u16())?
-            }
-            _ => self.route(open.headers.get_all(&header::HOST).next())?,
+            let Target::Authority(authority) = &open.target else {
+                return Err((
+                    OpenFailureReason::MALFORMED_REQUEST,
+                    "CONNECT needs host:port".to_owned(),
+                ));
+            };
+            let grant = self.grant()?;
+            let port = authority.port_u16().map(u32::from);
+            let route =
+                forward::tunnel_route(&*self.shared.gatekeeper, grant, authority.host(), port)?;
+            let kind = RequestKind::Connect {
+                vhost: route.vhost.clone(),
+                grant: Box::new(grant.clone()),
+            };
+            (route, kind)
+        } else {
+            let route = self.route(open.headers.get_all(&header::HOST).next())?;
+            let kind = if open.is_upgrade() {
+                RequestKind::Upgrade
+            } else {
+                RequestKind::Plain
+            };
+            (route, kind)
         };
         let mut parts = open.to_request_parts(method.clone());
         parts.extensions.insert(route.identity.clone());
@@ -359,30 +376,6 @@ impl<S> ConnectionHandler<S> {
             length,
             kind,
         })
-    }
-
-    /// Routes an `http-connect`: the authority must name a vhost itself, on port 80
-    /// (spec §14.11; no vhost is configured for TLS pass-through).
-    fn route_connect(&self, host: &str, port: Option<u16>) -> Result<Route, Refusal> {
-        let refused = |why: String| (OpenFailureReason::ADMINISTRATIVELY_PROHIBITED, why);
-        if port.map(u32::from) != Some(forward::HTTP_PORT) {
-            let port = port.map_or_else(|| "none".to_owned(), |port| port.to_string());
-            return Err(refused(format!(
-                "CONNECT to port {port}: this gateway tunnels plain HTTP to its virtual \
-                 hosts on port 80 only (no TLS pass-through is configured)"
-            )));
-        }
-        let host_value = HeaderValue::from_str(host).map_err(|_| {
-            (
-                OpenFailureReason::MALFORMED_REQUEST,
-                "host is not visible ASCII".to_owned(),
-            )
-        })?;
-        match self.route(Some(&host_value)) {
-            // A default vhost never stands in for the name a tunnel asks for.
-            Ok(route) if route.vhost.eq_ignore_ascii_case(host) => Ok(route),
-            Ok(_) | Err(_) => Err(refused("not a virtual host of this gateway".to_owned())),
-        }
     }
 }
 
@@ -400,8 +393,9 @@ enum RequestKind {
     Plain,
     /// An upgrade request: a 101 from the upstream turns the channel into a tunnel.
     Upgrade,
-    /// CONNECT to a vhost: the gateway answers 200 and serves the tunnel as HTTP/1.1.
-    Connect,
+    /// CONNECT to a vhost: the gateway answers 200 and serves the tunnel as HTTP/1.1
+    /// for `vhost`, as the caller `grant` admits (boxed: a grant is large).
+    Connect { vhost: String, grant: Box<Grant> },
 }
 
 fn refusal(error: DecodeError) -> (OpenFailureReason, String) {
@@ -524,28 +518,16 @@ where
                 let limits = self.shared.limits.clone();
                 let active = self.active_requests.clone();
                 active.fetch_add(1, Ordering::AcqRel);
-                let connect = match opened.kind {
-                    RequestKind::Connect => Some((
-                        self.grant.clone(),
-                        self.shared.gatekeeper.clone(),
-                        self.shared.drain.clone(),
-                    )),
-                    _ => None,
-                };
+                let shared = self.shared.clone();
                 tokio::spawn(async move {
-                    match (opened.kind, connect) {
-                        (RequestKind::Connect, Some((Some(grant), gatekeeper, drain))) => {
-                            let route = opened.parts.extensions.get::<Route>().cloned();
-                            let vhost = route.map(|route| route.vhost).unwrap_or_default();
-                            serve_connect(
-                                channel, vhost, grant, gatekeeper, drain, limits, service,
-                            )
-                            .await;
+                    match opened.kind {
+                        RequestKind::Connect { vhost, grant } => {
+                            serve_connect(channel, vhost, *grant, &shared, limits, service).await;
                         }
-                        (RequestKind::Upgrade, _) => {
+                        RequestKind::Upgrade => {
                             serve_upgrade(channel, opened.parts, service, limits).await;
                         }
-                        _ => {
+                        RequestKind::Plain => {
                             let OpenedRequest {
                                 parts,
                                 body,
@@ -979,8 +961,7 @@ async fn serve_connect<S, B>(
     channel: Channel<Msg>,
     vhost: String,
     grant: Grant,
-    gatekeeper: Arc<dyn Gatekeeper>,
-    drain: Drain,
+    shared: &ServerConfig,
     limits: Limits,
     service: S,
 ) where
@@ -993,20 +974,15 @@ async fn serve_connect<S, B>(
         status: http::StatusCode::OK,
         headers: HeaderList::new(),
     };
-    if write
-        .request(HTTP_RESPONSE, false, head.to_bytes().freeze())
-        .await
-        .is_err()
-    {
+    if !write_head(&write, &head).await {
         return;
     }
-    let tunnel = Tunnel::new(read, write, limits.clone());
     forward::serve(forward::Forwarded {
-        io: tunnel,
+        io: Tunnel::new(read, write, limits.clone()),
         vhost,
         grant,
-        gatekeeper,
-        drain,
+        gatekeeper: shared.gatekeeper.clone(),
+        drain: shared.drain.clone(),
         limits,
         service,
     })
@@ -1023,10 +999,16 @@ async fn send_interim(
         return;
     }
     if let Ok(head) = ResponseHead::from_response_parts(head, limits) {
-        let _ = write
-            .request(HTTP_RESPONSE, false, head.to_bytes().freeze())
-            .await;
+        write_head(write, &head).await;
     }
+}
+
+/// Sends `head` as the `http-response` request; false when the channel is gone.
+async fn write_head(write: &ChannelWriteHalf<Msg>, head: &ResponseHead) -> bool {
+    write
+        .request(HTTP_RESPONSE, false, head.to_bytes().freeze())
+        .await
+        .is_ok()
 }
 
 /// Sends the `http-response` request with the head of `parts`; false when the channel
@@ -1044,10 +1026,7 @@ async fn send_head(
             return false;
         }
     };
-    write
-        .request(HTTP_RESPONSE, false, head.to_bytes().freeze())
-        .await
-        .is_ok()
+    write_head(write, &head).await
 }
 
 /// Writes the response head, body, trailers, EOF and CLOSE.

@@ -18,39 +18,52 @@ use sshttp_protocol::{Limits, OpenFailureReason};
 use sshttp_ssh::BoxError;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::gate::{Drain, Gatekeeper, Grant, Refusal};
+use crate::gate::{Drain, Gatekeeper, Grant, Refusal, Route};
 
 /// The one destination port a vhost answers on: `ssh -L 8080:VHOST:80`.
 pub(super) const HTTP_PORT: u32 = 80;
 
-/// Decides whether `host:port` is a vhost this caller may reach (spec §14.10).
+/// Routes a tunnel to `host:port`, a `direct-tcpip` channel (spec §14.10) or an
+/// `http-connect` (spec §14.11): the host must name a vhost itself (a default vhost
+/// never stands in for it), on port 80; no vhost passes TLS through.
+pub(super) fn tunnel_route(
+    gatekeeper: &dyn Gatekeeper,
+    grant: &Grant,
+    host: &str,
+    port: Option<u32>,
+) -> Result<Route, Refusal> {
+    let refused = |why: String| (OpenFailureReason::ADMINISTRATIVELY_PROHIBITED, why);
+    if port != Some(HTTP_PORT) {
+        let port = port.map_or_else(|| "none".to_owned(), |port| port.to_string());
+        return Err(refused(format!(
+            "port {port}: this gateway tunnels plain HTTP to its virtual hosts on port \
+             {HTTP_PORT} only (no TLS pass-through is configured)"
+        )));
+    }
+    match gatekeeper.route(grant, Some(host)) {
+        Ok(route) if route.vhost.eq_ignore_ascii_case(host) => Ok(route),
+        Ok(_) | Err(_) => Err(refused("not a virtual host of this gateway".to_owned())),
+    }
+}
+
+/// Decides whether a `direct-tcpip` channel to `host:port` may be served: a tunnel
+/// route, for a key that may forward ports.
 pub(super) fn admit(
     gatekeeper: &dyn Gatekeeper,
     grant: &Grant,
     host: &str,
     port: u32,
 ) -> Result<(), Refusal> {
-    let refused = || {
-        (
-            OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
-            "not a virtual host of this gateway".to_owned(),
-        )
-    };
-    if port != HTTP_PORT {
-        return Err(refused());
-    }
-    match gatekeeper.route(grant, Some(host)) {
-        Ok(route) if !route.permissions.port_forwarding => Err((
+    let route = tunnel_route(gatekeeper, grant, host, Some(port))?;
+    if !route.permissions.port_forwarding {
+        return Err((
             OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
             "port forwarding is not permitted for this key (authorized_keys \
              restrict or no-port-forwarding)"
                 .to_owned(),
-        )),
-        Ok(route) if route.vhost.eq_ignore_ascii_case(host) => Ok(()),
-        // A default vhost stands in for unknown names on method channels; here the
-        // destination must name a vhost itself.
-        Ok(_) | Err(_) => Err(refused()),
+        ));
     }
+    Ok(())
 }
 
 /// What serving one forwarded channel (or CONNECT tunnel) needs.
