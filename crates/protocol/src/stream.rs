@@ -352,17 +352,20 @@ impl ResponseReader {
 
     /// Later events are the tunnel's: this reader delivers nothing more.
     fn finish_with_tunnel(&mut self, head: ResponseHead) -> ResponseEvent {
-        let mut body = BodyReader::new(BodyLength::None, self.limits.clone());
-        body.state = BodyState::Done;
-        self.state = ResponseState::Body(body);
+        self.finish();
         ResponseEvent::Tunnel(head)
     }
 
     fn abort(&mut self, aborted: Aborted) -> ResponseEvent {
+        self.finish();
+        ResponseEvent::Body(BodyEvent::Aborted(aborted))
+    }
+
+    /// Ends the exchange: later events give nothing.
+    fn finish(&mut self) {
         let mut body = BodyReader::new(BodyLength::None, self.limits.clone());
         body.state = BodyState::Done;
         self.state = ResponseState::Body(body);
-        ResponseEvent::Body(BodyEvent::Aborted(aborted))
     }
 
     fn body_length(&self, head: &ResponseHead) -> Result<BodyLength, DecodeError> {
