@@ -483,35 +483,29 @@ struct Destination<'a> {
 }
 
 impl Shared {
-    async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
+    /// Answers one local request: relayed, or an error page.
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         let accepts_html = accepts_html(&request);
         let method = request.method().clone();
         let target = request.uri().clone();
-        let destination = match self.destination(&request) {
-            Ok(destination) => destination,
-            Err(refusal) => {
-                tracing::info!(target: "sshttp::proxy", %method, %target, status = refusal.status.as_u16(), "{}", refusal.message);
-                return refusal.page(accepts_html);
-            }
-        };
-        let response = if method == Method::CONNECT {
-            self.connect(request, &destination).await
-        } else {
-            let local_upgrade = request
-                .headers()
-                .contains_key(header::UPGRADE)
-                .then(|| hyper::upgrade::on(&mut request));
-            self.forward(request, &destination, local_upgrade).await
-        };
-        match response {
+        match self.relay(request).await {
             Ok(response) => {
-                tracing::info!(target: "sshttp::proxy", %method, %target, vhost = %destination.vhost, status = response.status().as_u16());
+                tracing::info!(target: "sshttp::proxy", %method, %target, status = response.status().as_u16());
                 response
             }
             Err(refusal) => {
-                tracing::info!(target: "sshttp::proxy", %method, %target, vhost = %destination.vhost, status = refusal.status.as_u16(), "{}", refusal.message);
+                tracing::info!(target: "sshttp::proxy", %method, %target, status = refusal.status.as_u16(), "{}", refusal.message);
                 refusal.page(accepts_html)
             }
+        }
+    }
+
+    async fn relay(&self, request: Request<Incoming>) -> Result<Response<Body>, Refusal> {
+        let destination = self.destination(&request)?;
+        if request.method() == Method::CONNECT {
+            self.connect(request, &destination).await
+        } else {
+            self.forward(request, &destination).await
         }
     }
 
@@ -580,10 +574,13 @@ impl Shared {
     /// upgraded connections.
     async fn forward(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         destination: &Destination<'_>,
-        local_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Result<Response<Body>, Refusal> {
+        let local_upgrade = request
+            .headers()
+            .contains_key(header::UPGRADE)
+            .then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri = destination.gateway.url(path).map_err(|error| {
