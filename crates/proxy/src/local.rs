@@ -892,4 +892,86 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, LocalProxyError::NoRoutes), "{error}");
     }
+
+    /// A forward proxy with `config`'s limits, running; its address.
+    async fn running(config: impl FnOnce(&mut ProxyConfig)) -> SocketAddr {
+        let route: Route = "*=sshttp://gw.invalid".parse().unwrap();
+        let mut proxy_config = ProxyConfig::new(Mode::Forward(vec![route]));
+        proxy_config.listen = "127.0.0.1:0".parse().unwrap();
+        config(&mut proxy_config);
+        let proxy = LocalProxy::bind(proxy_config, Client::new()).await.unwrap();
+        let addr = proxy.local_addr().unwrap();
+        tokio::spawn(proxy.run());
+        addr
+    }
+
+    /// Reads until the end of a response head (the proxy's own pages are small).
+    async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+        use tokio::io::AsyncReadExt as _;
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    /// An origin-form request, which a forward proxy answers itself (400).
+    const ORIGIN_FORM: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[tokio::test]
+    async fn connections_beyond_max_connections_wait_for_a_free_one() {
+        use tokio::io::AsyncWriteExt as _;
+        let addr = running(|config| config.max_connections = 1).await;
+        let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+        first.write_all(ORIGIN_FORM).await.unwrap();
+        assert!(read_head(&mut first).await.starts_with("HTTP/1.1 400"));
+        // The first connection stays open (keep-alive): the second is not served...
+        let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+        second.write_all(ORIGIN_FORM).await.unwrap();
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(300), read_head(&mut second)).await;
+        assert!(waiting.is_err(), "served beyond the limit: {waiting:?}");
+        // ...until the first one closes.
+        drop(first);
+        let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut second))
+            .await
+            .expect("the second connection was never served");
+        assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_head_is_disconnected() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let addr = running(|config| config.header_read_timeout = Duration::from_millis(200)).await;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        // A guard against a hang only: the proxy gives up after 200 ms.
+        // The read ends (cleanly, or reset) when the proxy closes the connection.
+        let _closed = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut rest))
+            .await
+            .expect("the proxy kept waiting for the head");
+        // At most a 408 (hyper's choice); never a served request.
+        let text = String::from_utf8_lossy(&rest);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn max_connections_must_allow_one() {
+        let route: Route = "*=sshttp://gw".parse().unwrap();
+        let mut config = ProxyConfig::new(Mode::Forward(vec![route]));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.max_connections = 0;
+        let error = LocalProxy::bind(config, Client::new()).await.unwrap_err();
+        assert!(matches!(error, LocalProxyError::NoConnections), "{error}");
+    }
 }

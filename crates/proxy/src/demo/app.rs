@@ -439,3 +439,107 @@ where
     }
     let _ = socket.close(None).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    async fn demo() -> (SocketAddr, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = crate::demo::start(dir.path().to_owned()).await.unwrap();
+        (addr, dir)
+    }
+
+    /// Sends `head` and `body` on a new connection and reads the whole response.
+    async fn exchange(addr: SocketAddr, head: &str, body: &[u8]) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // The server may answer (413) before reading all of a body that is too large.
+        let _ = stream.write_all(body).await;
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    async fn post_form(addr: SocketAddr, path: &str, body: &[u8]) -> String {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        exchange(addr, &head, body).await
+    }
+
+    async fn get(addr: SocketAddr, target: &str) -> String {
+        let head = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        exchange(addr, &head, b"").await
+    }
+
+    #[tokio::test]
+    async fn forms_are_read_up_to_max_form_bytes() {
+        let (addr, _dir) = demo().await;
+        // At the limit the form is read (and its name refused as a name, not a size).
+        let at_limit = format!("name={}", "a".repeat(MAX_FORM_BYTES - 5));
+        let response = post_form(addr, "/app/login", at_limit.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+        assert!(response.contains("a name is 1 to"), "{response}");
+        let over = format!("name={}", "a".repeat(MAX_FORM_BYTES - 4));
+        let response = post_form(addr, "/app/login", over.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+        let response = post_form(addr, "/app/login", b"name=alice").await;
+        assert!(response.starts_with("HTTP/1.1 303"), "{response}");
+        assert!(
+            response.contains("set-cookie: demo_user=alice;"),
+            "{response}"
+        );
+    }
+
+    #[tokio::test]
+    async fn event_streams_are_bounded_in_count_and_interval() {
+        let (addr, _dir) = demo().await;
+        let most = get(
+            addr,
+            &format!("/app/events?count={MAX_EVENTS}&interval_ms=0"),
+        )
+        .await;
+        assert!(most.starts_with("HTTP/1.1 200"), "{most}");
+        assert!(
+            most.contains(&format!("data: event {MAX_EVENTS} of {MAX_EVENTS}\n")),
+            "the last event is missing"
+        );
+        let too_many = get(addr, &format!("/app/events?count={}", MAX_EVENTS + 1)).await;
+        assert!(too_many.starts_with("HTTP/1.1 400"), "{too_many}");
+        let slowest = MAX_EVENT_INTERVAL.as_millis();
+        let too_slow = get(addr, &format!("/app/events?interval_ms={}", slowest + 1)).await;
+        assert!(too_slow.starts_with("HTTP/1.1 400"), "{too_slow}");
+    }
+
+    #[tokio::test]
+    async fn the_websocket_echoes_messages_up_to_max_ws_message() {
+        let (addr, _dir) = demo().await;
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut socket, _) = tokio_tungstenite::client_async("ws://localhost/app/ws", stream)
+            .await
+            .unwrap();
+        let largest = vec![7u8; MAX_WS_MESSAGE];
+        socket.send(Message::binary(largest.clone())).await.unwrap();
+        assert_eq!(
+            socket.next().await.unwrap().unwrap(),
+            Message::binary(largest)
+        );
+        socket
+            .send(Message::binary(vec![7u8; MAX_WS_MESSAGE + 1]))
+            .await
+            .unwrap();
+        // Not echoed: the server closes the socket.
+        match socket.next().await {
+            None | Some(Err(_) | Ok(Message::Close(_))) => {}
+            Some(Ok(other)) => panic!("a message over the limit came back: {} bytes", other.len()),
+        }
+    }
+}
