@@ -1524,8 +1524,9 @@ mod future_certificate {
             .spawn()
             .unwrap();
 
-        // Wait for the socket to be created
-        while agent_path.canonicalize().is_err() {
+        // Wait for the agent to accept connections. The socket file appears at bind(),
+        // before listen(), and a connect in between is refused.
+        while tokio::net::UnixStream::connect(&agent_path).await.is_err() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
 
