@@ -15,17 +15,17 @@
 mod browser;
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::browser::Browser;
-use crate::common::{Serve, keygen};
+use crate::common::{Serve, keygen, spawn_until};
 
 /// A demo gateway in a temporary state directory.
 fn demo() -> (Serve, tempfile::TempDir) {
@@ -67,30 +67,19 @@ impl Proxy {
         std::fs::create_dir(home.path().join(".ssh")).unwrap();
         let key = home.path().join("id");
         keygen(&key, "ed25519");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sshttp"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sshttp"));
+        command
             .arg("proxy")
             .args(args)
             .args(["--listen", "127.0.0.1:0", "--host-key", &serve.fingerprint])
             .arg("--identity")
             .arg(&key)
             .env("HOME", home.path())
-            .env_remove("SSH_AUTH_SOCK")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("sshttp proxy exited before it listened")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("sshttp proxy listening on ") {
-                break rest.parse().unwrap();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+            .env_remove("SSH_AUTH_SOCK");
+        let (child, addr) = spawn_until(&mut command, |line| {
+            line.strip_prefix("sshttp proxy listening on ")
+                .map(|rest| rest.parse().unwrap())
+        });
         Self {
             child,
             addr,

@@ -70,6 +70,20 @@ impl Aborted {
         }
     }
 
+    /// The peer's `http-reset` with this payload: its code (as the receiver must read
+    /// it) and description; a malformed one is a protocol error.
+    fn from_reset(data: &[u8], limits: &Limits) -> Self {
+        let reset = Reset::decode_with(&mut &data[..], limits).unwrap_or(Reset {
+            code: ResetCode::PROTOCOL_ERROR,
+            description: "malformed http-reset".into(),
+        });
+        Self {
+            code: reset.code.effective(),
+            description: reset.description,
+            reset_peer: false,
+        }
+    }
+
     fn from_decode(what: &str, error: &DecodeError) -> Self {
         Self {
             code: error.reset_code(),
@@ -146,17 +160,7 @@ impl BodyReader {
                     data,
                     ..
                 },
-            ) => {
-                let reset = Reset::decode_with(&mut &data[..], &self.limits).unwrap_or(Reset {
-                    code: ResetCode::PROTOCOL_ERROR,
-                    description: "malformed http-reset".into(),
-                });
-                BodyEvent::Aborted(Aborted {
-                    code: reset.code.effective(),
-                    description: reset.description,
-                    reset_peer: false,
-                })
-            }
+            ) => BodyEvent::Aborted(Aborted::from_reset(data, &self.limits)),
             (_, ChannelEvent::ExtendedData) => {
                 BodyEvent::Aborted(Aborted::protocol("extended data on an sshttp channel"))
             }
@@ -453,17 +457,7 @@ impl TunnelReader {
                 name: HTTP_RESET,
                 data,
                 ..
-            } => {
-                let reset = Reset::decode_with(&mut &data[..], &self.limits).unwrap_or(Reset {
-                    code: ResetCode::PROTOCOL_ERROR,
-                    description: "malformed http-reset".into(),
-                });
-                TunnelEvent::Aborted(Aborted {
-                    code: reset.code.effective(),
-                    description: reset.description,
-                    reset_peer: false,
-                })
-            }
+            } => TunnelEvent::Aborted(Aborted::from_reset(data, &self.limits)),
             ChannelEvent::Request {
                 name, want_reply, ..
             } => {

@@ -743,12 +743,7 @@ impl Refusal {
         } else {
             StatusCode::BAD_GATEWAY
         };
-        let mut message = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            let _ = write!(message, ": {cause}");
-            source = cause.source();
-        }
+        let message = crate::upstream::error_chain(error);
         Self { status, message }
     }
 

@@ -857,14 +857,7 @@ async fn serve_request<S, B>(
     let mut parts = parts;
     let (interim_tx, mut interim) = tokio::sync::mpsc::channel(MAX_QUEUED_INTERIM);
     parts.extensions.insert(InterimSender(interim_tx));
-    let call = service.call(http::Request::from_parts(parts, body));
-    // The error as text at once: the service's error type need not be Send.
-    let call = async move {
-        call.await.map_err(|error| {
-            let error: BoxError = error.into();
-            error.to_string()
-        })
-    };
+    let call = call_service(&mut service, http::Request::from_parts(parts, body));
     let mut call = std::pin::pin!(call);
     let response = loop {
         tokio::select! {
@@ -891,6 +884,25 @@ async fn serve_request<S, B>(
     }
 }
 
+/// Calls `service`, with its error as text at once: the service's error type need not
+/// be Send.
+fn call_service<S, B>(
+    service: &mut S,
+    request: http::Request<Body>,
+) -> impl Future<Output = Result<http::Response<B>, String>> + use<S, B>
+where
+    S: Service<http::Request<Body>, Response = http::Response<B>>,
+    S::Error: Into<BoxError>,
+{
+    let call = service.call(request);
+    async move {
+        call.await.map_err(|error| {
+            let error: BoxError = error.into();
+            error.to_string()
+        })
+    }
+}
+
 /// Serves an upgrade request (spec §8.1): the upstream's 101 turns the channel into a
 /// tunnel to the upstream's upgraded connection; any other response is sent as usual.
 async fn serve_upgrade<S, B>(
@@ -907,13 +919,10 @@ async fn serve_upgrade<S, B>(
     let (mut read, write) = channel.split();
     let write = Arc::new(write);
     let mut reader = BodyReader::new(BodyLength::None, limits.clone());
-    let call = service.call(http::Request::from_parts(parts, Body::empty()));
-    let call = async move {
-        call.await.map_err(|error| {
-            let error: BoxError = error.into();
-            error.to_string()
-        })
-    };
+    let call = call_service(
+        &mut service,
+        http::Request::from_parts(parts, Body::empty()),
+    );
     let response = tokio::select! {
         response = call => response,
         () = watch_abort(&mut read, &mut reader, &write) => return,

@@ -211,7 +211,7 @@ pub fn full_response(
 
 /// The error and its causes on one line: hyper's top-level messages alone ("client
 /// error (Connect)") don't say what went wrong.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

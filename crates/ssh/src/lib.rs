@@ -12,16 +12,16 @@ use std::sync::Arc;
 
 use bytes::Buf;
 use http_body_util::BodyExt;
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
 use russh::{ChannelId, ChannelMsg, ChannelWriteHalf};
 use sshttp_protocol::transport::Transport;
 use sshttp_protocol::{
     ChannelEvent, HTTP_RESET, HTTP_TRAILERS, HeaderList, Reset, ResetCode, Trailers, WireMessage,
 };
 
-pub use russh;
-
 mod tunnel;
-use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
+
+pub use russh;
 pub use tunnel::Tunnel;
 
 /// An SSH key pair: a gateway's host key, or the key a client authenticates with.

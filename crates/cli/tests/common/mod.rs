@@ -17,36 +17,52 @@ pub(crate) struct Serve {
 impl Serve {
     /// Starts `sshttp serve ARGS` and waits until it listens.
     pub(crate) fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sshttp"))
-            .arg("serve")
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut addr, mut fingerprint) = (None, None);
-        while addr.is_none() || fingerprint.is_none() {
-            let line = lines
-                .next()
-                .expect("sshttp serve exited before it listened")
-                .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sshttp"));
+        command.arg("serve").args(args);
+        // Both lines, in either order.
+        let (mut listening, mut host_key) = (None, None);
+        let (child, (addr, fingerprint)) = spawn_until(&mut command, |line| {
             if let Some(rest) = line.strip_prefix("sshttp gateway listening on ") {
-                addr = Some(rest.parse().unwrap());
+                listening = Some(rest.parse().unwrap());
             }
             if let Some(rest) = line.strip_prefix("host key: ") {
-                fingerprint = Some(rest.to_owned());
+                host_key = Some(rest.to_owned());
             }
-        }
-        // Keep reading so that the process never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+            listening.zip(host_key.clone())
+        });
         Self {
             child,
-            addr: addr.unwrap(),
-            fingerprint: fingerprint.unwrap(),
+            addr,
+            fingerprint,
         }
     }
+}
+
+/// Spawns `command` (an `sshttp` subcommand, logging warnings to the test's stderr) and
+/// reads its stdout line by line until `ready` returns a value.
+pub(crate) fn spawn_until<T>(
+    command: &mut Command,
+    mut ready: impl FnMut(&str) -> Option<T>,
+) -> (Child, T) {
+    let mut child = command
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let value = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{command:?} exited before it was ready"))
+            .unwrap();
+        if let Some(value) = ready(&line) {
+            break value;
+        }
+    };
+    // Keep reading so that the process never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, value)
 }
 
 impl Serve {

@@ -247,20 +247,20 @@ async fn login(request: Request<Incoming>) -> Response<GatewayBody> {
             ),
         );
     }
-    let mut response = redirect("/app/");
-    let cookie = format!("{COOKIE}={}; Path=/app; HttpOnly; SameSite=Lax", login.name);
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    response
+    back_to_page_with_cookie(&login.name, "")
 }
 
 fn logout() -> Response<GatewayBody> {
+    back_to_page_with_cookie("", "; Max-Age=0")
+}
+
+/// A 303 to `/app/` that sets the cookie to `name`, with `extra` attributes.
+fn back_to_page_with_cookie(name: &str, extra: &str) -> Response<GatewayBody> {
     let mut response = redirect("/app/");
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("demo_user=; Path=/app; HttpOnly; SameSite=Lax; Max-Age=0"),
-    );
+    let cookie = format!("{COOKIE}={name}; Path=/app; HttpOnly; SameSite=Lax{extra}");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
     response
 }
 
