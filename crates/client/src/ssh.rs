@@ -511,7 +511,9 @@ where
         SendOutcome::Sent => {
             let _ = write.eof().await;
         }
-        SendOutcome::ChannelGone => {}
+        // The client sends without a stall deadline: the caller's request timeout
+        // bounds the whole exchange.
+        SendOutcome::ChannelGone | SendOutcome::Stalled(_) => {}
         SendOutcome::BodyFailed(error) => {
             let description = format!("request body failed: {error}");
             reset(&write, ResetCode::CANCEL, description).await;

@@ -12,6 +12,7 @@ use http::StatusCode;
 
 use crate::codec::WireMessage;
 use crate::error::DecodeError;
+use crate::header_channel::HEADER_UPDATE;
 use crate::limits::Limits;
 use crate::reset::{HTTP_RESET, Reset, ResetCode};
 use crate::response::{HTTP_RESPONSE, HTTP_TRAILERS, ResponseHead, Trailers};
@@ -186,16 +187,13 @@ impl BodyReader {
                 }
                 Err(error) => BodyEvent::Aborted(Aborted::from_decode("http-trailers", &error)),
             },
-            (
-                _,
-                ChannelEvent::Request {
-                    name, want_reply, ..
-                },
-            ) => {
-                if want_reply || name == HTTP_TRAILERS || name == HTTP_RESPONSE {
+            (_, ChannelEvent::Request { name, .. }) => {
+                if name == HTTP_TRAILERS || name == HTTP_RESPONSE || name == HEADER_UPDATE {
                     BodyEvent::Aborted(Aborted::protocol(format!("unexpected request {name}")))
                 } else {
-                    // Unknown requests without reply are ignored (spec §16.2).
+                    // Unknown requests are answered CHANNEL_FAILURE if they want a
+                    // reply (the SSH layer does that) and otherwise ignored; either
+                    // way the exchange goes on (spec §16.2).
                     return BodyEvent::Nothing;
                 }
             }
@@ -458,15 +456,14 @@ impl TunnelReader {
                 data,
                 ..
             } => TunnelEvent::Aborted(Aborted::from_reset(data, &self.limits)),
-            ChannelEvent::Request {
-                name, want_reply, ..
-            } => {
-                if want_reply || name == HTTP_TRAILERS || name == HTTP_RESPONSE {
+            ChannelEvent::Request { name, .. } => {
+                if name == HTTP_TRAILERS || name == HTTP_RESPONSE || name == HEADER_UPDATE {
                     TunnelEvent::Aborted(Aborted::protocol(format!(
                         "unexpected request {name} in a tunnel"
                     )))
                 } else {
-                    // Unknown requests without reply are ignored (spec §16.2).
+                    // Unknown requests: CHANNEL_FAILURE if a reply is wanted (the SSH
+                    // layer answers), otherwise ignored (spec §16.2).
                     TunnelEvent::Nothing
                 }
             }

@@ -61,6 +61,57 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+/// How long a connection may take to authenticate (sshd's LoginGraceTime).
+pub const DEFAULT_LOGIN_GRACE: Duration = Duration::from_secs(120);
+/// Unauthenticated connections at once; past it the oldest is closed.
+pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 1024;
+/// Unauthenticated connections at once from one source address; past it that
+/// source's oldest is closed.
+pub const DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE: usize = 64;
+/// Failed authentication attempts (keys offered and refused included) before the
+/// connection is closed (sshd's MaxAuthTries).
+pub const DEFAULT_MAX_AUTH_TRIES: usize = 6;
+/// Authenticated connections at once per key fingerprint (per certificate key id for
+/// certificates, per source address for anonymous callers).
+pub const DEFAULT_MAX_CONNECTIONS_PER_KEY: usize = 64;
+/// An authenticated connection with no channel open for this long is closed.
+pub const DEFAULT_IDLE_SESSION_TIMEOUT: Duration = Duration::from_secs(600);
+/// A request or response body that makes no progress for this long is reset.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The caps and deadlines on connections (spec §15.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// See [`DEFAULT_LOGIN_GRACE`].
+    pub login_grace: Duration,
+    /// See [`DEFAULT_MAX_UNAUTHENTICATED`].
+    pub max_unauthenticated: usize,
+    /// See [`DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE`].
+    pub max_unauthenticated_per_source: usize,
+    /// See [`DEFAULT_MAX_AUTH_TRIES`].
+    pub max_auth_tries: usize,
+    /// See [`DEFAULT_MAX_CONNECTIONS_PER_KEY`].
+    pub max_connections_per_key: usize,
+    /// See [`DEFAULT_IDLE_SESSION_TIMEOUT`].
+    pub idle_session_timeout: Duration,
+    /// See [`DEFAULT_BODY_IDLE_TIMEOUT`].
+    pub body_idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            login_grace: DEFAULT_LOGIN_GRACE,
+            max_unauthenticated: DEFAULT_MAX_UNAUTHENTICATED,
+            max_unauthenticated_per_source: DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE,
+            max_auth_tries: DEFAULT_MAX_AUTH_TRIES,
+            max_connections_per_key: DEFAULT_MAX_CONNECTIONS_PER_KEY,
+            idle_session_timeout: DEFAULT_IDLE_SESSION_TIMEOUT,
+            body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
+        }
+    }
+}
+
 /// Limits and timeouts of the gateway itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayLimits {
@@ -80,6 +131,8 @@ pub struct GatewayLimits {
     pub max_header_channels: usize,
     /// See [`DEFAULT_MAX_REQUEST_BODY_BYTES`].
     pub max_request_body_bytes: u64,
+    /// Caps and deadlines on connections.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for GatewayLimits {
@@ -93,6 +146,7 @@ impl Default for GatewayLimits {
             max_channels_per_connection: DEFAULT_MAX_CHANNELS_PER_CONNECTION,
             max_header_channels: DEFAULT_MAX_HEADER_CHANNELS,
             max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -244,6 +298,13 @@ struct LimitsFile {
     max_channels_per_connection: Option<usize>,
     max_header_channels: Option<usize>,
     max_request_body_bytes: Option<u64>,
+    login_grace_secs: Option<u64>,
+    max_unauthenticated: Option<usize>,
+    max_unauthenticated_per_source: Option<usize>,
+    max_auth_tries: Option<usize>,
+    max_connections_per_key: Option<usize>,
+    idle_session_timeout_secs: Option<u64>,
+    body_idle_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -566,7 +627,32 @@ impl LimitsFile {
             max_request_body_bytes: self
                 .max_request_body_bytes
                 .unwrap_or(gateway_defaults.max_request_body_bytes),
+            connections: {
+                let defaults = gateway_defaults.connections;
+                ConnectionLimits {
+                    login_grace: secs(self.login_grace_secs, defaults.login_grace),
+                    max_unauthenticated: self
+                        .max_unauthenticated
+                        .unwrap_or(defaults.max_unauthenticated),
+                    max_unauthenticated_per_source: self
+                        .max_unauthenticated_per_source
+                        .unwrap_or(defaults.max_unauthenticated_per_source),
+                    max_auth_tries: self.max_auth_tries.unwrap_or(defaults.max_auth_tries),
+                    max_connections_per_key: self
+                        .max_connections_per_key
+                        .unwrap_or(defaults.max_connections_per_key),
+                    idle_session_timeout: secs(
+                        self.idle_session_timeout_secs,
+                        defaults.idle_session_timeout,
+                    ),
+                    body_idle_timeout: secs(
+                        self.body_idle_timeout_secs,
+                        defaults.body_idle_timeout,
+                    ),
+                }
+            },
         };
+        let connections = &gateway.connections;
         for (name, value) in [
             ("max_header_count", limits.max_header_count),
             ("max_header_list_bytes", limits.max_header_list_bytes),
@@ -576,8 +662,30 @@ impl LimitsFile {
                 gateway.max_channels_per_connection,
             ),
             ("max_header_channels", gateway.max_header_channels),
+            ("max_unauthenticated", connections.max_unauthenticated),
+            (
+                "max_unauthenticated_per_source",
+                connections.max_unauthenticated_per_source,
+            ),
+            ("max_auth_tries", connections.max_auth_tries),
+            (
+                "max_connections_per_key",
+                connections.max_connections_per_key,
+            ),
         ] {
             if value == 0 {
+                return Err(invalid(format!("limits.{name} must be at least 1")));
+            }
+        }
+        for (name, value) in [
+            ("login_grace_secs", connections.login_grace),
+            (
+                "idle_session_timeout_secs",
+                connections.idle_session_timeout,
+            ),
+            ("body_idle_timeout_secs", connections.body_idle_timeout),
+        ] {
+            if value.is_zero() {
                 return Err(invalid(format!("limits.{name} must be at least 1")));
             }
         }

@@ -33,12 +33,18 @@ use sshttp_ssh::{BoxError, SendOutcome, Tunnel, event_of, preferred, reset};
 pub use sshttp_ssh::{HostCertificate, KeyPair};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
+mod admission;
 mod forward;
 mod stock;
 
+pub use admission::ConnectionStats;
+use admission::{Activity, Admission, Closable, KeySlot, PreAuth};
+
 use crate::auth::Credential;
+use crate::config::ConnectionLimits;
 pub use crate::gate::{Drain, Gatekeeper, Grant, Refusal, Route};
 pub use crate::identity::CallerIdentity;
 
@@ -98,6 +104,10 @@ pub struct ServerConfig {
     pub max_channels_per_connection: usize,
     /// Header channels open at once per connection; more are refused.
     pub max_header_channels: usize,
+    /// Caps and deadlines on connections and bodies.
+    pub connections: ConnectionLimits,
+    /// What those limits did, for the metrics.
+    pub stats: Arc<ConnectionStats>,
     /// Graceful shutdown: once it starts, [`serve`] stops accepting and returns.
     pub drain: Drain,
 }
@@ -113,6 +123,8 @@ impl ServerConfig {
             transport: Transport::default(),
             max_channels_per_connection: crate::config::DEFAULT_MAX_CHANNELS_PER_CONNECTION,
             max_header_channels: crate::config::DEFAULT_MAX_HEADER_CHANNELS,
+            connections: ConnectionLimits::default(),
+            stats: Arc::default(),
             drain: Drain::default(),
         }
     }
@@ -124,6 +136,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("host_keys", &self.host_keys)
             .field("limits", &self.limits)
             .field("transport", &self.transport)
+            .field("connections", &self.connections)
             .finish_non_exhaustive()
     }
 }
@@ -144,9 +157,21 @@ impl InterimSender {
 /// Interim responses queued per request before the gateway writes them.
 pub const MAX_QUEUED_INTERIM: usize = 8;
 
+/// Unauthenticated connections closed each time an accept fails for want of file
+/// descriptors, newest first, so that authenticated work goes on.
+pub const SHED_ON_ACCEPT_ERROR: usize = 8;
+/// The first pause after a failed accept; it doubles up to [`ACCEPT_BACKOFF_MAX`].
+pub const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(5);
+/// The longest pause after failed accepts.
+pub const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+/// Failed accepts are logged at most once per this interval, with their count.
+pub const ACCEPT_ERROR_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Accepts SSH connections on `listener` and serves their requests with `service`
-/// until the listener fails or `config.drain` starts. Requests then in flight go on in
-/// their own tasks; [`Drain::idle`] says when they are done.
+/// until `config.drain` starts. A failed accept never ends it: out of file
+/// descriptors, it closes the newest unauthenticated connections, pauses and goes on
+/// (as hyper's and tokio's servers do). Requests in flight when draining starts go
+/// on in their own tasks; [`Drain::idle`] says when they are done.
 pub async fn serve<S, B>(listener: TcpListener, config: ServerConfig, service: S) -> io::Result<()>
 where
     S: GatewayService<B>,
@@ -184,14 +209,34 @@ where
     });
     let nodelay = transport.nodelay;
     let shared = Arc::new(config);
+    let admission = Arc::new(Admission::new(
+        shared.connections.clone(),
+        shared.stats.clone(),
+    ));
     let drain = shared.drain.clone();
+    let mut accept_errors = AcceptErrors::default();
     loop {
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             () = drain.started() => return Ok(()),
         };
+        let (socket, peer) = match accepted {
+            Ok(accepted) => {
+                accept_errors.succeeded();
+                accepted
+            }
+            Err(error) => {
+                let pause = accept_errors.failed(&error, &admission);
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        };
         // russh sets TCP_NODELAY only on sockets it accepts itself.
-        socket.set_nodelay(nodelay)?;
+        if let Err(error) = socket.set_nodelay(nodelay) {
+            tracing::debug!(%peer, %error, "setting TCP_NODELAY failed");
+        }
+        let close = CancellationToken::new();
+        let activity = Arc::new(Activity::new(shared.stats.clone()));
         let handler = ConnectionHandler {
             shared: shared.clone(),
             service: service.clone(),
@@ -203,21 +248,119 @@ where
             sessions: HashMap::new(),
             defaults: HashMap::new(),
             last_header_id: 0,
+            pre_auth: Some(admission.admit(peer.ip(), close.clone())),
+            key_slot: None,
+            admission: admission.clone(),
+            activity: activity.clone(),
+            close: close.clone(),
+            auth_failures: 0,
         };
         let ssh = ssh.clone();
         let gatekeeper = shared.gatekeeper.clone();
+        let stats = shared.stats.clone();
+        let limits = shared.connections.clone();
+        let socket = Closable::new(socket, close.clone());
         tokio::spawn(async move {
             gatekeeper.connection(true);
-            match server::run_stream(ssh, socket, handler).await {
-                Ok(session) => {
-                    if let Err(error) = session.await {
-                        tracing::debug!(%peer, %error, "SSH session ended");
+            let session = async {
+                match server::run_stream(ssh, socket, handler).await {
+                    Ok(session) => {
+                        if let Err(error) = session.await {
+                            tracing::debug!(%peer, %error, "SSH session ended");
+                        }
                     }
+                    Err(error) => tracing::debug!(%peer, %error, "SSH handshake failed"),
                 }
-                Err(error) => tracing::debug!(%peer, %error, "SSH handshake failed"),
+            };
+            // The watchdog ends the connection through `close`, which fails the
+            // socket under the session; the session then ends by itself.
+            let watchdog = async {
+                let reason = watch_connection(&activity, &limits, &stats).await;
+                tracing::info!(%peer, reason, "closing connection");
+                close.cancel();
+                std::future::pending::<()>().await;
+            };
+            tokio::select! {
+                () = session => {}
+                () = watchdog => {}
             }
             gatekeeper.connection(false);
         });
+    }
+}
+
+/// Waits until a connection must be closed, and says why: it did not authenticate
+/// within the login grace time, or it stayed without a channel for the idle-session
+/// timeout.
+async fn watch_connection(
+    activity: &Activity,
+    limits: &ConnectionLimits,
+    stats: &ConnectionStats,
+) -> &'static str {
+    if tokio::time::timeout(limits.login_grace, activity.wait_authenticated())
+        .await
+        .is_err()
+    {
+        ConnectionStats::count(&stats.login_timeouts);
+        return "not authenticated within the login grace time";
+    }
+    let timeout = limits.idle_session_timeout;
+    loop {
+        let wait = match activity.idle_for() {
+            Some(idle) if idle >= timeout => {
+                ConnectionStats::count(&stats.idle_timeouts);
+                return "idle-session timeout: no channel open";
+            }
+            Some(idle) => timeout.saturating_sub(idle),
+            None => timeout,
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Failed accepts since the last success: the pause before the next one, and the
+/// log line at most once per [`ACCEPT_ERROR_LOG_INTERVAL`].
+#[derive(Default)]
+struct AcceptErrors {
+    streak: u32,
+    unlogged: u64,
+    last_log: Option<tokio::time::Instant>,
+}
+
+impl AcceptErrors {
+    fn succeeded(&mut self) {
+        self.streak = 0;
+    }
+
+    fn failed(&mut self, error: &io::Error, admission: &Admission) -> std::time::Duration {
+        ConnectionStats::count(&admission.stats().accept_errors);
+        let out_of_descriptors = matches!(
+            error.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+        let shed = if out_of_descriptors {
+            admission.shed_newest(SHED_ON_ACCEPT_ERROR)
+        } else {
+            0
+        };
+        self.unlogged = self.unlogged.saturating_add(1);
+        let now = tokio::time::Instant::now();
+        if self
+            .last_log
+            .is_none_or(|last| now.duration_since(last) >= ACCEPT_ERROR_LOG_INTERVAL)
+        {
+            tracing::warn!(
+                %error,
+                failed_accepts = self.unlogged,
+                shed_unauthenticated = shed,
+                "accepting connections failed; serving on"
+            );
+            self.unlogged = 0;
+            self.last_log = Some(now);
+        }
+        let pause = ACCEPT_BACKOFF_MIN.saturating_mul(2u32.saturating_pow(self.streak.min(16)));
+        self.streak = self.streak.saturating_add(1);
+        pause.min(ACCEPT_BACKOFF_MAX)
     }
 }
 
@@ -239,6 +382,17 @@ struct ConnectionHandler<S> {
     sessions: HashMap<ChannelId, StockSession>,
     /// `direct-tcpip` channels being served (spec §14.10).
     forwarded: Arc<AtomicUsize>,
+    /// The connection's place among the unauthenticated ones, until it authenticates.
+    pre_auth: Option<PreAuth>,
+    /// The connection's place among its key's, once authenticated.
+    key_slot: Option<KeySlot>,
+    admission: Arc<Admission>,
+    /// Authentication and channels, watched by the connection's task.
+    activity: Arc<Activity>,
+    /// Ends the connection.
+    close: CancellationToken,
+    /// Refused authentication attempts (offered keys included).
+    auth_failures: usize,
 }
 
 /// A stock client's `session` channel before its `exec` or `shell` request.
@@ -281,13 +435,51 @@ impl<S> ConnectionHandler<S> {
             .authenticate(user, credential, Some(self.peer))
         {
             Some(grant) => {
+                let key = connection_key(&grant, self.peer);
+                let Some(slot) = self.admission.enter_key(&key) else {
+                    tracing::warn!(
+                        peer = %self.peer,
+                        %key,
+                        max = self.admission.limits().max_connections_per_key,
+                        "authentication refused: the key has its maximum of connections"
+                    );
+                    return self.refused();
+                };
+                self.key_slot = Some(slot);
                 self.grant = Some(grant);
+                self.pre_auth = None;
+                self.activity.authenticated();
                 Auth::Accept
             }
             None => {
                 self.shared.gatekeeper.auth_failed();
-                Auth::reject()
+                self.refused()
             }
+        }
+    }
+
+    /// Counts a refused attempt; past the maximum the connection is closed.
+    fn refused(&mut self) -> Auth {
+        self.auth_failures = self.auth_failures.saturating_add(1);
+        let max = self.admission.limits().max_auth_tries;
+        if self.auth_failures >= max && !self.close.is_cancelled() {
+            ConnectionStats::count(&self.admission.stats().auth_tries_exceeded);
+            tracing::info!(peer = %self.peer, max, "too many failed authentication attempts; closing");
+            self.close.cancel();
+        }
+        Auth::reject()
+    }
+
+    /// A channel of this connection was confirmed.
+    fn opened(&self) {
+        self.activity.channel_opened();
+    }
+
+    /// Ends a header channel at once: its header-id is no longer usable (spec §5.8),
+    /// whoever closes it.
+    fn forget_header_channel(&mut self, channel: ChannelId) {
+        if let Some(header_id) = self.header_channels.remove(&channel) {
+            self.defaults.remove(&header_id);
         }
     }
 
@@ -430,7 +622,7 @@ where
         _response: Option<server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
         if !self.shared.gatekeeper.admits_anonymous() {
-            return Ok(Auth::reject());
+            return Ok(self.refused());
         }
         Ok(self.authenticated(user, Credential::Anonymous))
     }
@@ -451,7 +643,7 @@ where
         Ok(if admitted {
             Auth::Accept
         } else {
-            Auth::reject()
+            self.refused()
         })
     }
 
@@ -482,7 +674,10 @@ where
         let method = match ChannelType::parse(channel_type) {
             Ok(ChannelType::Header) => {
                 match self.open_header(channel.id(), data) {
-                    Ok(confirm) => reply.accept_with_data(confirm.to_bytes().freeze()).await,
+                    Ok(confirm) => {
+                        reply.accept_with_data(confirm.to_bytes().freeze()).await;
+                        self.opened();
+                    }
                     Err(refused) => refuse(reply, refused).await,
                 }
                 return Ok(());
@@ -514,6 +709,7 @@ where
         match self.open_request(&method, data) {
             Ok(opened) => {
                 reply.accept().await;
+                self.opened();
                 let service = self.service.clone();
                 let limits = self.shared.limits.clone();
                 let active = self.active_requests.clone();
@@ -525,7 +721,7 @@ where
                             serve_connect(channel, vhost, *grant, &shared, limits, service).await;
                         }
                         RequestKind::Upgrade => {
-                            serve_upgrade(channel, opened.parts, service, limits).await;
+                            serve_upgrade(channel, opened.parts, service, &shared).await;
                         }
                         RequestKind::Plain => {
                             let OpenedRequest {
@@ -534,7 +730,7 @@ where
                                 length,
                                 ..
                             } = opened;
-                            serve_request(channel, parts, body, length, service, limits).await;
+                            serve_request(channel, parts, body, length, service, &shared).await;
                         }
                     }
                     active.fetch_sub(1, Ordering::AcqRel);
@@ -570,6 +766,7 @@ where
             },
         );
         reply.accept().await;
+        self.opened();
         Ok(())
     }
 
@@ -609,6 +806,7 @@ where
         }
         self.forwarded.fetch_add(1, Ordering::AcqRel);
         reply.accept().await;
+        self.opened();
         let forwarded = forward::Forwarded {
             io: channel.into_stream(),
             vhost: host_to_connect.to_ascii_lowercase(),
@@ -778,7 +976,9 @@ where
             return Ok(false);
         }
         if !want_reply {
-            // A header-update without reply is a protocol error (spec §5.6).
+            // A header-update without reply is a protocol error (spec §5.6); the
+            // header-id ends with the close we send (spec §5.8).
+            self.forget_header_channel(channel);
             session.close(channel)?;
             return Ok(false);
         }
@@ -790,16 +990,112 @@ where
         Ok(applied.is_ok())
     }
 
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.data_on(channel, session)
+    }
+
+    async fn extended_data(
+        &mut self,
+        channel: ChannelId,
+        _code: u32,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.data_on(channel, session)
+    }
+
+    // Requests a stock client may send that the gateway does not serve: each is
+    // refused with CHANNEL_FAILURE when a reply is wanted (russh sends nothing for
+    // these unless the handler does), so that `scp`, `sftp` and `ssh -X` fail at once
+    // instead of waiting forever (RFC 4254 §5.4).
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::debug!(peer = %self.peer, subsystem = name, "subsystem refused");
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn signal(
+        &mut self,
+        channel: ChannelId,
+        _signal: russh::Sig,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
     async fn channel_close(
         &mut self,
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        // russh calls this once per channel, when both sides have closed it, however
+        // the close began.
         self.sessions.remove(&channel);
-        if let Some(header_id) = self.header_channels.remove(&channel) {
-            self.defaults.remove(&header_id);
+        self.forget_header_channel(channel);
+        self.activity.channel_closed();
+        Ok(())
+    }
+}
+
+impl<S> ConnectionHandler<S> {
+    /// Channel data arrived: on a header channel that is a protocol error that closes
+    /// it (spec §5.7); other channels read their data themselves.
+    fn data_on(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), russh::Error> {
+        if self.header_channels.contains_key(&channel) {
+            self.forget_header_channel(channel);
+            session.close(channel)?;
         }
         Ok(())
+    }
+}
+
+/// Whose connections [`ConnectionLimits::max_connections_per_key`] counts together:
+/// a key's, a certificate key id's, or an anonymous source address's.
+fn connection_key(grant: &Grant, peer: SocketAddr) -> String {
+    let identity = &grant.identity;
+    if let Some(certificate) = &identity.certificate {
+        format!("certificate key id {}", certificate.key_id)
+    } else if let Some(fingerprint) = &identity.key_fingerprint {
+        fingerprint.clone()
+    } else {
+        format!("anonymous from {}", peer.ip())
     }
 }
 
@@ -811,13 +1107,14 @@ async fn serve_request<S, B>(
     body: RequestBody,
     length: BodyLength,
     mut service: S,
-    limits: Limits,
+    shared: &ServerConfig,
 ) where
     S: Service<http::Request<Body>, Response = http::Response<B>>,
     S::Error: Into<BoxError>,
     B: http_body::Body,
     B::Error: Into<BoxError>,
 {
+    let limits = shared.limits.clone();
     let (read, write) = channel.split();
     let write = Arc::new(write);
     let (body, sender) = match body {
@@ -831,8 +1128,10 @@ async fn serve_request<S, B>(
     let request_done = Arc::new(AtomicBool::new(sender.is_none()));
     let reader = BodyReader::new(length, limits.clone());
     // A streamed body needs its own task, feeding the body while the service runs;
-    // otherwise this task watches for the client's abort itself.
-    let mut cancelled: Pin<Box<dyn Future<Output = ()> + Send>> = match sender {
+    // otherwise this task watches for the client's abort itself. Either way only this
+    // task writes to the channel, so that it sends at most one http-reset and nothing
+    // after it (spec §9.2).
+    let mut cancelled: Pin<Box<dyn Future<Output = Option<ResetReason>> + Send>> = match sender {
         Some(sender) => {
             let (cancel_tx, cancel_rx) = oneshot::channel();
             tokio::spawn(read_request(
@@ -841,16 +1140,13 @@ async fn serve_request<S, B>(
                 sender,
                 request_done.clone(),
                 cancel_tx,
-                write.clone(),
+                BodyDeadline::of(shared),
             ));
-            Box::pin(async move {
-                let _ = cancel_rx.await;
-            })
+            Box::pin(async move { cancel_rx.await.ok().flatten() })
         }
         None => {
-            let write = write.clone();
             let (mut read, mut reader) = (read, reader);
-            Box::pin(async move { watch_abort(&mut read, &mut reader, &write).await })
+            Box::pin(async move { watch_abort(&mut read, &mut reader).await })
         }
     };
 
@@ -864,7 +1160,10 @@ async fn serve_request<S, B>(
             response = &mut call => break response,
             Some(head) = interim.recv() => send_interim(&write, &head, &limits).await,
             // The client aborted: dropping the call cancels the upstream request.
-            _ = &mut cancelled => return,
+            aborted = &mut cancelled => {
+                send_reset(&write, aborted).await;
+                return;
+            }
         }
     };
     // Interim heads that arrived together with the final one go first.
@@ -878,9 +1177,43 @@ async fn serve_request<S, B>(
             return;
         }
     };
+    let deadline = BodyDeadline::of(shared);
     tokio::select! {
-        () = send_response(&write, response, &limits, &request_done) => {}
-        _ = &mut cancelled => {}
+        () = send_response(&write, response, &limits, &request_done, &deadline) => {}
+        aborted = &mut cancelled => send_reset(&write, aborted).await,
+    }
+}
+
+/// Why a channel is to be reset: its code and description.
+type ResetReason = (ResetCode, String);
+
+/// Sends the one http-reset a channel gets, if there is one to send.
+async fn send_reset(write: &ChannelWriteHalf<Msg>, reason: Option<ResetReason>) {
+    if let Some((code, description)) = reason {
+        reset(write, code, description).await;
+    }
+}
+
+/// How long a body may make no progress before its channel is reset `TIMEOUT`
+/// (spec §17.9), and where that is counted.
+#[derive(Clone)]
+struct BodyDeadline {
+    idle: std::time::Duration,
+    stats: Arc<ConnectionStats>,
+}
+
+impl BodyDeadline {
+    fn of(shared: &ServerConfig) -> Self {
+        Self {
+            idle: shared.connections.body_idle_timeout,
+            stats: shared.stats.clone(),
+        }
+    }
+
+    fn expired(&self, what: &str) -> ResetReason {
+        ConnectionStats::count(&self.stats.body_timeouts);
+        let description = format!("{what} for {} s", self.idle.as_secs());
+        (ResetCode::TIMEOUT, description)
     }
 }
 
@@ -909,13 +1242,14 @@ async fn serve_upgrade<S, B>(
     channel: Channel<Msg>,
     parts: http::request::Parts,
     mut service: S,
-    limits: Limits,
+    shared: &ServerConfig,
 ) where
     S: Service<http::Request<Body>, Response = http::Response<B>>,
     S::Error: Into<BoxError>,
     B: http_body::Body,
     B::Error: Into<BoxError>,
 {
+    let limits = shared.limits.clone();
     let (mut read, write) = channel.split();
     let write = Arc::new(write);
     let mut reader = BodyReader::new(BodyLength::None, limits.clone());
@@ -925,7 +1259,10 @@ async fn serve_upgrade<S, B>(
     );
     let response = tokio::select! {
         response = call => response,
-        () = watch_abort(&mut read, &mut reader, &write) => return,
+        aborted = watch_abort(&mut read, &mut reader) => {
+            send_reset(&write, aborted).await;
+            return;
+        }
     };
     let mut response = match response {
         Ok(response) => response,
@@ -936,9 +1273,10 @@ async fn serve_upgrade<S, B>(
     };
     if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         let request_done = AtomicBool::new(true);
+        let deadline = BodyDeadline::of(shared);
         tokio::select! {
-            () = send_response(&write, response, &limits, &request_done) => {}
-            () = watch_abort(&mut read, &mut reader, &write) => {}
+            () = send_response(&write, response, &limits, &request_done, &deadline) => {}
+            aborted = watch_abort(&mut read, &mut reader) => send_reset(&write, aborted).await,
         }
         return;
     }
@@ -1044,6 +1382,7 @@ async fn send_response<B>(
     response: http::Response<B>,
     limits: &Limits,
     request_done: &AtomicBool,
+    deadline: &BodyDeadline,
 ) where
     B: http_body::Body,
     B::Error: Into<BoxError>,
@@ -1052,11 +1391,16 @@ async fn send_response<B>(
     if !send_head(write, &parts, limits).await {
         return;
     }
-    match sshttp_ssh::send_body(write, body).await {
+    match sshttp_ssh::send_body_within(write, body, Some(deadline.idle)).await {
         SendOutcome::Sent => {}
         SendOutcome::ChannelGone => return,
         SendOutcome::BodyFailed(error) => {
             reset(write, ResetCode::UPSTREAM_ERROR, error.to_string()).await;
+            return;
+        }
+        SendOutcome::Stalled(_) => {
+            let (code, description) = deadline.expired("the client granted no window");
+            reset(write, code, description).await;
             return;
         }
     }
@@ -1075,12 +1419,9 @@ async fn send_response<B>(
 }
 
 /// Resolves when the client aborts a request that has no streamed body: it resets or
-/// closes the channel, or breaks the protocol (e.g. sends data after NO_BODY).
-async fn watch_abort(
-    read: &mut ChannelReadHalf,
-    reader: &mut BodyReader,
-    write: &ChannelWriteHalf<Msg>,
-) {
+/// closes the channel, or breaks the protocol (e.g. sends data after NO_BODY); with
+/// the reset to send it, if one is owed.
+async fn watch_abort(read: &mut ChannelReadHalf, reader: &mut BodyReader) -> Option<ResetReason> {
     loop {
         let msg = read.wait().await;
         let Some(event) = event_of(msg.as_ref()) else {
@@ -1094,16 +1435,17 @@ async fn watch_abort(
                     ..
                 }
         ) {
-            return;
+            return None;
         }
         if !reader.is_done()
             && let BodyEvent::Aborted(aborted) = reader.on_event(event)
         {
-            if aborted.reset_peer {
-                reset(write, aborted.code, aborted.description).await;
-            }
-            return;
+            return aborted
+                .reset_peer
+                .then_some((aborted.code, aborted.description));
         }
+        // The channel is gone without a close event: nothing more will come.
+        msg.as_ref()?;
     }
 }
 
@@ -1114,12 +1456,34 @@ async fn read_request(
     mut reader: BodyReader,
     sender: BodySender,
     request_done: Arc<AtomicBool>,
-    cancel: oneshot::Sender<()>,
-    write: Arc<ChannelWriteHalf<Msg>>,
+    cancel: oneshot::Sender<Option<ResetReason>>,
+    deadline: BodyDeadline,
 ) {
     let mut sender = Some(sender);
     loop {
-        let msg = read.wait().await;
+        let msg = if sender.is_some() && !reader.is_done() {
+            match tokio::time::timeout(deadline.idle, read.wait()).await {
+                Ok(msg) => msg,
+                Err(_) => {
+                    let (code, description) = deadline.expired("no request body data");
+                    // The service sees the body end in an error, never complete; if it
+                    // is not reading, the cancel below drops its call all the same.
+                    if let Some(mut body) = sender.take() {
+                        let aborted = sshttp_protocol::Aborted {
+                            code,
+                            description: description.clone(),
+                            reset_peer: true,
+                        };
+                        let delivered = body.deliver(BodyEvent::Aborted(aborted));
+                        let _ = tokio::time::timeout(deadline.idle, delivered).await;
+                    }
+                    let _ = cancel.send(Some((code, description)));
+                    return;
+                }
+            }
+        } else {
+            read.wait().await
+        };
         let Some(event) = event_of(msg.as_ref()) else {
             continue;
         };
@@ -1142,21 +1506,21 @@ async fn read_request(
                 // The service no longer reads the body; later data is discarded.
                 Delivery::Dropped => sender = None,
                 Delivery::Aborted(aborted) => {
-                    if aborted.reset_peer {
-                        reset(&write, aborted.code, aborted.description).await;
-                    }
-                    let _ = cancel.send(());
+                    let reason = aborted
+                        .reset_peer
+                        .then_some((aborted.code, aborted.description));
+                    let _ = cancel.send(reason);
                     return;
                 }
             },
             _ if aborts => {
-                let _ = cancel.send(());
+                let _ = cancel.send(None);
                 return;
             }
             _ => {}
         }
         if msg.is_none() {
-            let _ = cancel.send(());
+            let _ = cancel.send(None);
             return;
         }
     }

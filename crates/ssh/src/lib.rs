@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Buf;
 use http_body_util::BodyExt;
@@ -216,11 +217,28 @@ pub enum SendOutcome {
     ChannelGone,
     /// The body failed; the caller aborts the channel with its own reset code.
     BodyFailed(BoxError),
+    /// The peer granted no window for this long (see [`send_body_within`]).
+    Stalled(Duration),
 }
 
 /// Streams an HTTP body onto a channel: data frames as channel data (window permitting),
 /// trailers as `http-trailers`.
 pub async fn send_body<S, B>(write: &ChannelWriteHalf<S>, body: B) -> SendOutcome
+where
+    S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    send_body_within(write, body, None).await
+}
+
+/// [`send_body`], giving up with [`SendOutcome::Stalled`] when the peer grants no
+/// window for `stall`: one frame not written within it.
+pub async fn send_body_within<S, B>(
+    write: &ChannelWriteHalf<S>,
+    body: B,
+    stall: Option<Duration>,
+) -> SendOutcome
 where
     S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
     B: http_body::Body,
@@ -233,7 +251,17 @@ where
             Err(error) => return SendOutcome::BodyFailed(error.into()),
         };
         let sent = match frame.into_data() {
-            Ok(mut data) => write.data_bytes(data.copy_to_bytes(data.remaining())).await,
+            Ok(mut data) => {
+                let bytes = data.copy_to_bytes(data.remaining());
+                match stall {
+                    Some(stall) => match tokio::time::timeout(stall, write.data_bytes(bytes)).await
+                    {
+                        Ok(sent) => sent,
+                        Err(_) => return SendOutcome::Stalled(stall),
+                    },
+                    None => write.data_bytes(bytes).await,
+                }
+            }
             Err(frame) => match frame.into_trailers() {
                 Ok(trailers) => {
                     let trailers = Trailers {

@@ -314,6 +314,24 @@ impl Encrypted {
         Ok(())
     }
 
+    /// The peer closed `channel` (RFC 4254 §5.3). Data still queued for it can never
+    /// be sent, so it is dropped, and our CHANNEL_CLOSE goes out now unless it already
+    /// did; the channel's parameters are released either way.
+    pub(crate) fn close_by_peer(&mut self, channel: ChannelId) -> Result<(), crate::Error> {
+        if let Some(params) = self.channels.get_mut(&channel) {
+            params.pending_data.clear();
+            params.pending_eof = false;
+            params.pending_close = false;
+        }
+        self.close(channel)
+    }
+
+    /// Whether `channel` is one we have closed already: it has no parameters left
+    /// (so a CHANNEL_CLOSE from the peer for it is the answer to ours).
+    pub(crate) fn is_closed_locally(&self, channel: ChannelId) -> bool {
+        !self.channels.contains_key(&channel)
+    }
+
     pub fn sender_window_size(&self, channel: ChannelId) -> usize {
         if let Some(channel) = self.channels.get(&channel) {
             channel.sender_window_size as usize

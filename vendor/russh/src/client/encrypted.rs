@@ -562,21 +562,38 @@ impl Session {
                 debug!("channel_close");
                 let channel_num = map_err!(ChannelId::decode(&mut r))?;
                 map_err!(ensure_end(&r))?;
-                if !self.common.is_established_channel(channel_num) {
+                if self.common.is_established_channel(channel_num) {
+                    if let Some(ref mut enc) = self.common.encrypted {
+                        // The CHANNEL_CLOSE message must be sent to the server at this point or the session
+                        // will not be released.
+                        enc.close_by_peer(channel_num)?;
+                    }
+                    // Forward the close to the channel before removing it, so that
+                    // consumers waiting on `Channel::wait()` receive an explicit
+                    // `ChannelMsg::Close` instead of just seeing `None`.
+                    if let Some(chan) = self.channels.get(&channel_num) {
+                        let _ = chan.send(ChannelMsg::Close).await;
+                    }
+                } else if self
+                    .common
+                    .encrypted
+                    .as_ref()
+                    .is_some_and(|enc| enc.is_closed_locally(channel_num))
+                {
+                    // We closed first and this is the server's answer: only now is
+                    // the channel released on both sides. Its reader may have gone,
+                    // or may not be reading; the close must not wait for it.
+                    if let Some(chan) = self.channels.get(&channel_num) {
+                        let _ = chan.try_send(ChannelMsg::Close);
+                    }
+                } else {
+                    // An open of ours the server has not confirmed: not its to close.
                     return Ok(());
                 }
-                if let Some(ref mut enc) = self.common.encrypted {
-                    // The CHANNEL_CLOSE message must be sent to the server at this point or the session
-                    // will not be released.
-                    enc.close(channel_num)?;
+                if self.channels.remove(&channel_num).is_none() {
+                    // Never opened, or released already: nothing to tell anyone.
+                    return Ok(());
                 }
-                // Forward the close to the channel before removing it, so that
-                // consumers waiting on `Channel::wait()` receive an explicit
-                // `ChannelMsg::Close` instead of just seeing `None`.
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    let _ = chan.send(ChannelMsg::Close).await;
-                }
-                self.channels.remove(&channel_num);
                 client.channel_close(channel_num, self).await
             }
             Some((&msg::CHANNEL_EOF, mut r)) => {

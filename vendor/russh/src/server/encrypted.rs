@@ -105,6 +105,20 @@ impl Session {
                 }
                 Ok(())
             }
+            // A client may ask for the service again before each authentication
+            // attempt (paramiko does, after a failed key); answer it again, or it
+            // waits forever. The authentication state so far is kept.
+            (EncryptedState::WaitingAuthRequest(_), Some((&msg::SERVICE_REQUEST, mut r))) => {
+                let request = map_err!(String::decode(&mut r))?;
+                map_err!(ensure_end(&r))?;
+                if request == "ssh-userauth" {
+                    push_packet!(enc.write, {
+                        enc.write.push(msg::SERVICE_ACCEPT);
+                        map_err!("ssh-userauth".encode(&mut enc.write))?;
+                    });
+                }
+                Ok(())
+            }
             (EncryptedState::WaitingAuthRequest(_), Some((&msg::USERAUTH_REQUEST, mut r))) => {
                 enc.server_read_auth_request(
                     rejection_wait_until,
@@ -706,10 +720,136 @@ mod tests {
         );
     }
 
+    /// An established channel, as a confirmed open leaves it; the receiver is its
+    /// application end.
+    fn insert_established_channel(
+        session: &mut Session,
+    ) -> (ChannelId, tokio::sync::mpsc::Receiver<ChannelMsg>) {
+        let channel = insert_unconfirmed_server_open(session);
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        session
+            .channels
+            .insert(channel, crate::channels::ChannelRef::new(sender));
+        if let Some(params) = session
+            .common
+            .encrypted
+            .as_mut()
+            .and_then(|enc| enc.channels.get_mut(&channel))
+        {
+            params.confirmed = true;
+            params.recipient_window_size = 1 << 20;
+            params.recipient_maximum_packet_size = 32 * 1024;
+        }
+        (channel, receiver)
+    }
+
+    fn channel_close_packet(channel: ChannelId) -> Vec<u8> {
+        let mut packet = vec![msg::CHANNEL_CLOSE];
+        channel.encode(&mut packet).unwrap();
+        packet
+    }
+
+    fn written_types(session: &Session) -> Vec<u8> {
+        // Packets wait in the write buffer as a length and the payload: the message
+        // type is the byte after the length.
+        let mut types = Vec::new();
+        let write = &session.common.encrypted.as_ref().unwrap().write;
+        let mut rest = &write[..];
+        while rest.len() >= 5 {
+            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            types.push(rest[4]);
+            rest = &rest[(4 + len).min(rest.len())..];
+        }
+        types
+    }
+
+    #[tokio::test]
+    async fn a_channel_we_closed_is_released_when_the_peer_answers() {
+        let mut session = test_authenticated_session();
+        let (channel, mut receiver) = insert_established_channel(&mut session);
+        let mut handler = ChannelCallbackProbe::default();
+
+        session.common.encrypted.as_mut().unwrap().close(channel).unwrap();
+        assert!(
+            session.channels.contains_key(&channel),
+            "the channel's handle must wait for the peer's CHANNEL_CLOSE"
+        );
+
+        let packet = channel_close_packet(channel);
+        session.process_packet(&mut handler, &packet).await.unwrap();
+        assert!(
+            session.channels.is_empty(),
+            "the peer's answering CHANNEL_CLOSE left the channel's handle behind"
+        );
+        assert!(session.common.encrypted.as_ref().unwrap().channels.is_empty());
+        assert_eq!(handler.closed, vec![channel]);
+        assert!(matches!(receiver.try_recv(), Ok(ChannelMsg::Close)));
+        // Ours went out once, before; the answer is not answered again.
+        assert_eq!(written_types(&session), vec![msg::CHANNEL_CLOSE]);
+
+        // A repeated or stray close for the id changes nothing.
+        session.process_packet(&mut handler, &packet).await.unwrap();
+        assert_eq!(handler.closed, vec![channel]);
+    }
+
+    #[tokio::test]
+    async fn a_channel_the_peer_closes_is_released_with_its_unsent_data() {
+        let mut session = test_authenticated_session();
+        let (channel, _receiver) = insert_established_channel(&mut session);
+        let mut handler = ChannelCallbackProbe::default();
+        {
+            let enc = session.common.encrypted.as_mut().unwrap();
+            let params = enc.channels.get_mut(&channel).unwrap();
+            // The peer's window is used up: data and our close wait in the queue.
+            params.recipient_window_size = 0;
+            params
+                .pending_data
+                .push_back((Bytes::from_static(&[7; 1000]), None, 0));
+            enc.close(channel).unwrap();
+            assert!(enc.channels.get(&channel).unwrap().pending_close);
+        }
+
+        let packet = channel_close_packet(channel);
+        session.process_packet(&mut handler, &packet).await.unwrap();
+        assert!(session.channels.is_empty());
+        assert!(
+            session.common.encrypted.as_ref().unwrap().channels.is_empty(),
+            "data queued for a channel the peer closed was kept"
+        );
+        assert_eq!(written_types(&session), vec![msg::CHANNEL_CLOSE]);
+        assert_eq!(handler.closed, vec![channel]);
+    }
+
+    #[tokio::test]
+    async fn a_close_for_an_unconfirmed_open_of_ours_is_ignored() {
+        let mut session = test_authenticated_session();
+        let channel = insert_unconfirmed_server_open(&mut session);
+        let mut handler = ChannelCallbackProbe::default();
+        let packet = channel_close_packet(channel);
+        session.process_packet(&mut handler, &packet).await.unwrap();
+        assert!(session.channels.contains_key(&channel));
+        assert!(handler.closed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_repeated_service_request_is_answered_again() {
+        let mut session = test_auth_session();
+        let mut handler = ChannelCallbackProbe::default();
+        let mut packet = vec![msg::SERVICE_REQUEST];
+        encode_string(&mut packet, b"ssh-userauth");
+        session.process_packet(&mut handler, &packet).await.unwrap();
+        assert_eq!(written_types(&session), vec![msg::SERVICE_ACCEPT]);
+        assert!(matches!(
+            session.common.encrypted.as_ref().unwrap().state,
+            EncryptedState::WaitingAuthRequest(_)
+        ));
+    }
+
     #[derive(Default)]
     struct ChannelCallbackProbe {
         exec_called: bool,
         window_adjusted_called: bool,
+        closed: Vec<ChannelId>,
     }
 
     impl Handler for ChannelCallbackProbe {
@@ -732,6 +872,15 @@ mod tests {
             _session: &mut Session,
         ) -> Result<(), Self::Error> {
             self.window_adjusted_called = true;
+            Ok(())
+        }
+
+        async fn channel_close(
+            &mut self,
+            channel: ChannelId,
+            _session: &mut Session,
+        ) -> Result<(), Self::Error> {
+            self.closed.push(channel);
             Ok(())
         }
     }
@@ -1448,20 +1597,37 @@ impl Session {
             msg::CHANNEL_CLOSE => {
                 let channel_num = map_err!(ChannelId::decode(r))?;
                 map_err!(ensure_end(r))?;
-                if !self.common.is_established_channel(channel_num) {
+                if self.common.is_established_channel(channel_num) {
+                    if let Some(ref mut enc) = self.common.encrypted {
+                        // Reply with CHANNEL_CLOSE per RFC 4254 Section 5.3.
+                        enc.close_by_peer(channel_num)?;
+                    }
+                    // Forward the close to the channel before removing it, so that
+                    // consumers waiting on `Channel::wait()` receive an explicit
+                    // `ChannelMsg::Close` instead of just seeing `None`.
+                    if let Some(chan) = self.channels.get(&channel_num) {
+                        chan.send(ChannelMsg::Close).await.unwrap_or(())
+                    }
+                } else if self
+                    .common
+                    .encrypted
+                    .as_ref()
+                    .is_some_and(|enc| enc.is_closed_locally(channel_num))
+                {
+                    // We closed first and this is the peer's answer: only now is the
+                    // channel released on both sides. Its reader may have gone, or
+                    // may not be reading; the close must not wait for it.
+                    if let Some(chan) = self.channels.get(&channel_num) {
+                        let _ = chan.try_send(ChannelMsg::Close);
+                    }
+                } else {
+                    // An open of ours the peer has not confirmed: not its to close.
                     return Ok(());
                 }
-                if let Some(ref mut enc) = self.common.encrypted {
-                    // Reply with CHANNEL_CLOSE per RFC 4254 Section 5.3.
-                    enc.close(channel_num)?;
+                if self.channels.remove(&channel_num).is_none() {
+                    // Never opened, or released already: nothing to tell anyone.
+                    return Ok(());
                 }
-                // Forward the close to the channel before removing it, so that
-                // consumers waiting on `Channel::wait()` receive an explicit
-                // `ChannelMsg::Close` instead of just seeing `None`.
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    chan.send(ChannelMsg::Close).await.unwrap_or(())
-                }
-                self.channels.remove(&channel_num);
                 debug!("handler.channel_close {channel_num:?}");
                 handler.channel_close(channel_num, self).await
             }
