@@ -733,3 +733,81 @@ async fn a_restricted_key_may_send_requests_but_not_forward_ports() {
     .await
     .unwrap();
 }
+
+/// `sshttp serve` with the demo, run by `prlimit` with the open-file limit `nofile`
+/// (`SOFT:HARD`); its state directory and an OpenSSH client that trusts it.
+fn demo_under_prlimit(nofile: &str) -> (tempfile::TempDir, Serve, StockSsh) {
+    let state = tempfile::tempdir().unwrap();
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--nofile={nofile}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_sshttp"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(state.path());
+    let serve = Serve::spawn(command);
+    let ssh = StockSsh::new(state.path(), serve.addr.port());
+    (state, serve, ssh)
+}
+
+/// The soft and hard open-file limits of process `pid`, from /proc.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_owned(), fields[4].to_owned())
+}
+
+#[tokio::test]
+async fn serve_raises_its_open_file_limit_to_the_hard_limit() {
+    let (_state, serve, _ssh) = demo_under_prlimit("128:4096");
+    assert_eq!(
+        open_file_limits(serve.child.id()),
+        ("4096".to_owned(), "4096".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_the_gateway_sheds_idle_connections_and_serves() {
+    let (_state, mut serve, ssh) = demo_under_prlimit("256:256");
+    let multiply = move |ssh: StockSsh| async move {
+        tokio::task::spawn_blocking(move || {
+            let output = ssh.output(&["multiply", "a=4", "b=5"], b"");
+            assert_eq!(
+                (output.status.code(), output.stdout.as_slice()),
+                (Some(0), &b"20\n"[..]),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            ssh
+        })
+        .await
+        .unwrap()
+    };
+    // Once before the flood, which leaves the demo upstream's connection pooled.
+    let ssh = multiply(ssh).await;
+    // 400 silent sockets, from ten addresses so that no per-source cap closes them
+    // first: more than the 256 descriptors the gateway may hold.
+    let mut hostile = Vec::new();
+    for i in 0..400u32 {
+        let source = std::net::SocketAddr::from(([127, 0, 2, 1 + (i % 10) as u8], 0));
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(source).unwrap();
+        hostile.push(socket.connect(serve.addr).await.unwrap());
+    }
+    // The honest client is served while they are held, and the gateway is still up.
+    let ssh = multiply(ssh).await;
+    assert!(
+        serve.child.try_wait().unwrap().is_none(),
+        "sshttp serve exited"
+    );
+    drop(hostile);
+    multiply(ssh).await;
+    assert!(
+        serve.child.try_wait().unwrap().is_none(),
+        "sshttp serve exited"
+    );
+}

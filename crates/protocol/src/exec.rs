@@ -4,7 +4,10 @@
 
 use http::{HeaderName, HeaderValue, Method};
 
-use crate::header_list::is_connection_specific;
+use crate::error::DecodeError;
+use crate::header_list::{HeaderList, is_connection_specific};
+use crate::limits::Limits;
+use crate::request::Target;
 
 /// A command that is not valid (exit status 2, spec §14.2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +57,31 @@ impl ExecRequest {
             Some((method, reads_body)) => method_form(method, reads_body, &rest),
             None => rpc_form(&first, &rest),
         }
+    }
+}
+
+impl ExecRequest {
+    /// Applies the limits and target rules a method channel's open is held to
+    /// (spec §6.4, §11), so that every way into a gateway is held to the same ones:
+    /// a target over `max_target_len` is [`DecodeError::TargetTooLong`], one that
+    /// §6.4 makes malformed (e.g. `//x`) [`DecodeError::InvalidTarget`], and `-H`
+    /// fields over `max_header_count` or `max_header_list_bytes`
+    /// [`DecodeError::TooManyHeaders`] or [`DecodeError::HeaderListTooLarge`]. The
+    /// status a refusal is reported with is that of the open failure
+    /// ([`DecodeError::open_failure_reason`], spec §14.8).
+    pub fn check(&self, limits: &Limits) -> Result<(), DecodeError> {
+        if self.target.len() > limits.max_target_len {
+            return Err(DecodeError::TargetTooLong {
+                len: self.target.len(),
+                max: limits.max_target_len,
+            });
+        }
+        Target::parse(self.target.as_bytes())?.check_method(&self.method)?;
+        let mut fields = HeaderList::new();
+        for (name, value) in &self.headers {
+            fields.push(name.clone(), value.clone());
+        }
+        fields.check_limits(limits)
     }
 }
 
@@ -262,6 +290,45 @@ mod tests {
 
     fn target(command: &str) -> String {
         ExecRequest::parse(command.as_bytes()).unwrap().target
+    }
+
+    #[test]
+    fn commands_are_held_to_the_limits_and_target_rules_of_an_open() {
+        let limits = Limits::default();
+        let checked = |command: String| {
+            ExecRequest::parse(command.as_bytes())
+                .unwrap()
+                .check(&limits)
+        };
+        assert_eq!(checked("get /x -H 'accept: a'".to_owned()), Ok(()));
+        assert!(matches!(
+            checked("get //x".to_owned()),
+            Err(DecodeError::InvalidTarget { .. })
+        ));
+        let long_path = format!("get /{}", "a".repeat(limits.max_target_len));
+        assert!(matches!(
+            checked(long_path),
+            Err(DecodeError::TargetTooLong { .. })
+        ));
+        let big_value = format!("get / -H 'x-big: {}'", "v".repeat(100_000));
+        assert!(matches!(
+            checked(big_value),
+            Err(DecodeError::HeaderListTooLarge { .. })
+        ));
+        let eight =
+            format!("get /{}", " -H 'x-f: {}'".repeat(8)).replace("{}", &"v".repeat(25_000));
+        assert!(matches!(
+            checked(eight),
+            Err(DecodeError::HeaderListTooLarge { .. })
+        ));
+        let many = format!(
+            "get /{}",
+            " -H 'x-f: v'".repeat(limits.max_header_count + 1)
+        );
+        assert!(matches!(
+            checked(many),
+            Err(DecodeError::TooManyHeaders { .. })
+        ));
     }
 
     #[test]

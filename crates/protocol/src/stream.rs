@@ -173,8 +173,8 @@ impl BodyReader {
                 BodyState::Data,
                 ChannelEvent::Request {
                     name: HTTP_TRAILERS,
+                    want_reply: false,
                     data,
-                    ..
                 },
             ) => match Trailers::decode_with(&mut &data[..], &self.limits) {
                 Ok(trailers) if self.length == BodyLength::None => {
@@ -537,6 +537,23 @@ mod tests {
         assert_eq!(
             reader.on_event(ChannelEvent::Close),
             ResponseEvent::Body(BodyEvent::Nothing)
+        );
+    }
+
+    #[test]
+    fn trailers_that_want_a_reply_abort_the_body() {
+        // want reply TRUE where FALSE is required (spec §9.6): a protocol error, not
+        // trailers.
+        let mut reader = BodyReader::new(BodyLength::UntilEof, Limits::default());
+        let trailers = Trailers::default().to_bytes();
+        let event = reader.on_event(ChannelEvent::Request {
+            name: HTTP_TRAILERS,
+            want_reply: true,
+            data: &trailers,
+        });
+        assert!(
+            matches!(&event, BodyEvent::Aborted(aborted) if aborted.reset_peer),
+            "{event:?}"
         );
     }
 

@@ -79,7 +79,7 @@ pub const DEFAULT_IDLE_SESSION_TIMEOUT: Duration = Duration::from_secs(600);
 /// A request or response body that makes no progress for this long is reset.
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The caps and deadlines on connections (spec §15.3).
+/// The caps and deadlines on connections (spec §11.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// See [`DEFAULT_LOGIN_GRACE`].

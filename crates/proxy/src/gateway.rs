@@ -694,6 +694,12 @@ impl Gateway {
         server.limits = config.limits.clone();
         server.max_channels_per_connection = config.gateway.max_channels_per_connection;
         server.max_header_channels = config.gateway.max_header_channels;
+        server.connections = config.gateway.connections.clone();
+        server.stats = state.metrics.connection_stats().clone();
+        server
+            .stats
+            .fd_limit
+            .store(raise_fd_limit(), std::sync::atomic::Ordering::Relaxed);
         Ok(Self {
             state,
             listeners,
@@ -830,6 +836,38 @@ impl Gateway {
             Err(error) => {
                 tracing::error!(%error, "reload failed; the running configuration stays");
             }
+        }
+    }
+}
+
+/// Raises the soft limit on open file descriptors to the hard limit, as servers
+/// commonly do (each connection is one), logs it, and returns the limit now in force
+/// (0 if it cannot be read). Past it accepts fail, and the gateway sheds
+/// unauthenticated connections instead of exiting (see [`ssh::serve`]).
+fn raise_fd_limit() -> u64 {
+    let before = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _)) => soft,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the open-file limit");
+            return 0;
+        }
+    };
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(now) if now > before => {
+            tracing::info!(
+                from = before,
+                to = now,
+                "raised the open-file limit to its hard limit"
+            );
+            now
+        }
+        Ok(now) => {
+            tracing::info!(limit = now, "open-file limit");
+            now
+        }
+        Err(error) => {
+            tracing::warn!(%error, limit = before, "cannot raise the open-file limit");
+            before
         }
     }
 }

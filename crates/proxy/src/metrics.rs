@@ -22,6 +22,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 
+use crate::ssh::ConnectionStats;
+
 /// Distinct `vhost` label values kept; requests for further vhosts are counted under
 /// [`OTHER_VHOST`], so a misbehaving caller cannot grow the series without bound.
 pub const MAX_METRIC_VHOSTS: usize = 256;
@@ -58,6 +60,7 @@ pub struct Metrics {
     auth_failures: AtomicU64,
     requests_in_flight: AtomicU64,
     vhosts: Mutex<BTreeMap<String, VhostMetrics>>,
+    connection_limits: Arc<ConnectionStats>,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +101,12 @@ impl Metrics {
     /// All counters at zero.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// What the connection limits did: the SSH server counts into it, the metrics
+    /// endpoint renders it.
+    pub fn connection_stats(&self) -> &Arc<ConnectionStats> {
+        &self.connection_limits
     }
 
     /// An SSH connection was accepted: `sshttp_connections_open` up,
@@ -231,6 +240,74 @@ impl Metrics {
             "sshttp_requests_in_flight {}",
             load(&self.requests_in_flight)
         )?;
+
+        let stats = &self.connection_limits;
+        let limits: [(&str, &str, &str, &AtomicU64); 10] = [
+            (
+                "sshttp_unauthenticated_connections",
+                "gauge",
+                "SSH connections not yet authenticated.",
+                &stats.unauthenticated,
+            ),
+            (
+                "sshttp_channels_open",
+                "gauge",
+                "SSH channels open on all connections, from confirmation until both sides closed them.",
+                &stats.channels_open,
+            ),
+            (
+                "sshttp_unauthenticated_evicted_total",
+                "counter",
+                "Unauthenticated connections closed to make room under a cap (oldest first).",
+                &stats.evicted,
+            ),
+            (
+                "sshttp_login_timeouts_total",
+                "counter",
+                "Connections closed for not authenticating within the login grace time.",
+                &stats.login_timeouts,
+            ),
+            (
+                "sshttp_auth_tries_exceeded_total",
+                "counter",
+                "Connections closed after too many failed authentication attempts.",
+                &stats.auth_tries_exceeded,
+            ),
+            (
+                "sshttp_key_connections_refused_total",
+                "counter",
+                "Authentications refused because the key had its maximum of connections.",
+                &stats.key_connections_refused,
+            ),
+            (
+                "sshttp_idle_timeouts_total",
+                "counter",
+                "Authenticated connections closed after the idle-session timeout.",
+                &stats.idle_timeouts,
+            ),
+            (
+                "sshttp_body_timeouts_total",
+                "counter",
+                "Request or response bodies reset for making no progress.",
+                &stats.body_timeouts,
+            ),
+            (
+                "sshttp_accept_errors_total",
+                "counter",
+                "Failed accepts (mostly out of file descriptors); the gateway kept serving.",
+                &stats.accept_errors,
+            ),
+            (
+                "sshttp_fd_limit",
+                "gauge",
+                "The soft limit on open file descriptors the gateway runs with.",
+                &stats.fd_limit,
+            ),
+        ];
+        for (name, kind, help, counter) in limits {
+            family(out, name, kind, help)?;
+            writeln!(out, "{name} {}", load(counter))?;
+        }
 
         let vhosts = self.vhosts.lock().unwrap_or_else(PoisonError::into_inner);
         family(
@@ -616,6 +693,36 @@ sshttp_auth_failures_total 1
 # HELP sshttp_requests_in_flight HTTP requests being served.
 # TYPE sshttp_requests_in_flight gauge
 sshttp_requests_in_flight 1
+# HELP sshttp_unauthenticated_connections SSH connections not yet authenticated.
+# TYPE sshttp_unauthenticated_connections gauge
+sshttp_unauthenticated_connections 0
+# HELP sshttp_channels_open SSH channels open on all connections, from confirmation until both sides closed them.
+# TYPE sshttp_channels_open gauge
+sshttp_channels_open 0
+# HELP sshttp_unauthenticated_evicted_total Unauthenticated connections closed to make room under a cap (oldest first).
+# TYPE sshttp_unauthenticated_evicted_total counter
+sshttp_unauthenticated_evicted_total 0
+# HELP sshttp_login_timeouts_total Connections closed for not authenticating within the login grace time.
+# TYPE sshttp_login_timeouts_total counter
+sshttp_login_timeouts_total 0
+# HELP sshttp_auth_tries_exceeded_total Connections closed after too many failed authentication attempts.
+# TYPE sshttp_auth_tries_exceeded_total counter
+sshttp_auth_tries_exceeded_total 0
+# HELP sshttp_key_connections_refused_total Authentications refused because the key had its maximum of connections.
+# TYPE sshttp_key_connections_refused_total counter
+sshttp_key_connections_refused_total 0
+# HELP sshttp_idle_timeouts_total Authenticated connections closed after the idle-session timeout.
+# TYPE sshttp_idle_timeouts_total counter
+sshttp_idle_timeouts_total 0
+# HELP sshttp_body_timeouts_total Request or response bodies reset for making no progress.
+# TYPE sshttp_body_timeouts_total counter
+sshttp_body_timeouts_total 0
+# HELP sshttp_accept_errors_total Failed accepts (mostly out of file descriptors); the gateway kept serving.
+# TYPE sshttp_accept_errors_total counter
+sshttp_accept_errors_total 0
+# HELP sshttp_fd_limit The soft limit on open file descriptors the gateway runs with.
+# TYPE sshttp_fd_limit gauge
+sshttp_fd_limit 0
 # HELP sshttp_requests_total HTTP requests served, by vhost and status class.
 # TYPE sshttp_requests_total counter
 sshttp_requests_total{vhost=\"api\",code=\"2xx\"} 1
@@ -650,7 +757,7 @@ sshttp_upstream_errors_total{vhost=\"api\",kind=\"timeout\"} 1
         let rendered = metrics.render();
         let expected_lines: Vec<&str> = expected.lines().collect();
         assert_eq!(rendered.lines().collect::<Vec<_>>(), expected_lines);
-        assert_eq!(parse(&rendered).len(), 24);
+        assert_eq!(parse(&rendered).len(), 34);
     }
 
     #[test]

@@ -26,8 +26,7 @@ use sshttp_protocol::transport::Transport;
 use sshttp_protocol::{
     BodyEvent, BodyLength, BodyReader, ChannelEvent, ChannelType, DecodeError, HEADER_UPDATE,
     HTTP_RESET, HTTP_RESPONSE, HeaderConfirm, HeaderList, HeaderOpen, HeaderUpdate, Limits,
-    OpenFailureReason, RequestBody, RequestOpen, Reset, ResetCode, ResponseHead, Target,
-    WireMessage,
+    OpenFailureReason, RequestBody, RequestOpen, ResetCode, ResponseHead, Target, WireMessage,
 };
 use sshttp_ssh::{BoxError, SendOutcome, Tunnel, event_of, preferred, reset};
 pub use sshttp_ssh::{HostCertificate, KeyPair};
@@ -158,7 +157,7 @@ impl InterimSender {
 pub const MAX_QUEUED_INTERIM: usize = 8;
 
 /// Unauthenticated connections closed each time an accept fails for want of file
-/// descriptors, newest first, so that authenticated work goes on.
+/// descriptors, oldest first, so that authenticated work goes on.
 pub const SHED_ON_ACCEPT_ERROR: usize = 8;
 /// The first pause after a failed accept; it doubles up to [`ACCEPT_BACKOFF_MAX`].
 pub const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(5);
@@ -169,7 +168,7 @@ pub const ACCEPT_ERROR_LOG_INTERVAL: std::time::Duration = std::time::Duration::
 
 /// Accepts SSH connections on `listener` and serves their requests with `service`
 /// until `config.drain` starts. A failed accept never ends it: out of file
-/// descriptors, it closes the newest unauthenticated connections, pauses and goes on
+/// descriptors, it closes the oldest unauthenticated connections, pauses and goes on
 /// (as hyper's and tokio's servers do). Requests in flight when draining starts go
 /// on in their own tasks; [`Drain::idle`] says when they are done.
 pub async fn serve<S, B>(listener: TcpListener, config: ServerConfig, service: S) -> io::Result<()>
@@ -202,7 +201,12 @@ where
         keepalive_max: transport.keepalive_max,
         auth_rejection_time: transport.auth_rejection_time,
         auth_rejection_time_initial: Some(transport.auth_rejection_time),
-        max_auth_attempts: transport.max_auth_attempts,
+        // russh's own cap must not end a connection before the gateway's
+        // `max_auth_tries` (which counts refused key offers too, and says so in the
+        // metrics) has had its say.
+        max_auth_attempts: transport
+            .max_auth_attempts
+            .max(config.connections.max_auth_tries.saturating_add(1)),
         adjust_window_on_read: true,
         preferred: preferred(transport),
         ..server::Config::default()
@@ -339,7 +343,7 @@ impl AcceptErrors {
             Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
         );
         let shed = if out_of_descriptors {
-            admission.shed_newest(SHED_ON_ACCEPT_ERROR)
+            admission.shed_oldest(SHED_ON_ACCEPT_ERROR)
         } else {
             0
         };
@@ -712,8 +716,7 @@ where
                 self.opened();
                 let service = self.service.clone();
                 let limits = self.shared.limits.clone();
-                let active = self.active_requests.clone();
-                active.fetch_add(1, Ordering::AcqRel);
+                let slot = RequestSlot::take(&self.active_requests);
                 let shared = self.shared.clone();
                 tokio::spawn(async move {
                     match opened.kind {
@@ -733,7 +736,7 @@ where
                             serve_request(channel, parts, body, length, service, &shared).await;
                         }
                     }
-                    active.fetch_sub(1, Ordering::AcqRel);
+                    drop(slot);
                     drop(in_flight);
                 });
             }
@@ -884,6 +887,18 @@ where
             return Ok(());
         };
         let terminal = stock.terminal;
+        // A running command is a request like any other: it counts against the same
+        // per-connection bound as method channels (spec §17.8).
+        let max = self.shared.max_channels_per_connection;
+        if self.active_requests.load(Ordering::Acquire) >= max {
+            let status = http::StatusCode::SERVICE_UNAVAILABLE;
+            let failure = stock::Failure {
+                message: format!("{status}: at most {max} requests at once per connection"),
+                exit: sshttp_protocol::exec::exit_status(status),
+            };
+            tokio::spawn(stock::fail(stock.channel, failure, terminal));
+            return Ok(());
+        }
         let prepared = stock::prepare(
             data,
             stock.http_host.as_deref(),
@@ -909,14 +924,14 @@ where
             Ok(prepared) => {
                 let service = self.service.clone();
                 let limits = self.shared.limits.clone();
-                tokio::spawn(stock::serve(
-                    stock.channel,
-                    prepared,
-                    service,
-                    limits,
-                    terminal,
-                    in_flight,
-                ));
+                let slot = RequestSlot::take(&self.active_requests);
+                let deadline = BodyDeadline::of(&self.shared);
+                tokio::spawn(async move {
+                    stock::serve(stock.channel, prepared, service, limits, terminal, deadline)
+                        .await;
+                    drop(slot);
+                    drop(in_flight);
+                });
             }
             Err(failure) => {
                 tokio::spawn(stock::fail(stock.channel, failure, terminal));
@@ -1157,13 +1172,16 @@ async fn serve_request<S, B>(
     let mut call = std::pin::pin!(call);
     let response = loop {
         tokio::select! {
-            response = &mut call => break response,
-            Some(head) = interim.recv() => send_interim(&write, &head, &limits).await,
+            // An abort wins over a response ready at the same time: what the service
+            // answers to a failed body is not sent as a response.
+            biased;
             // The client aborted: dropping the call cancels the upstream request.
             aborted = &mut cancelled => {
                 send_reset(&write, aborted).await;
                 return;
             }
+            response = &mut call => break response,
+            Some(head) = interim.recv() => send_interim(&write, &head, &limits).await,
         }
     };
     // Interim heads that arrived together with the final one go first.
@@ -1178,9 +1196,29 @@ async fn serve_request<S, B>(
         }
     };
     let deadline = BodyDeadline::of(shared);
-    tokio::select! {
-        () = send_response(&write, response, &limits, &request_done, &deadline) => {}
-        aborted = &mut cancelled => send_reset(&write, aborted).await,
+    let owed = tokio::select! {
+        biased;
+        aborted = &mut cancelled => aborted,
+        owed = send_response(&write, response, &limits, &request_done, &deadline) => owed,
+    };
+    end_channel(&write, owed).await;
+}
+
+/// One of a connection's request slots ([`ServerConfig::max_channels_per_connection`]),
+/// held by the task serving a request and given back when it is dropped, however that
+/// task ends.
+struct RequestSlot(Arc<AtomicUsize>);
+
+impl RequestSlot {
+    fn take(active: &Arc<AtomicUsize>) -> Self {
+        active.fetch_add(1, Ordering::AcqRel);
+        Self(active.clone())
+    }
+}
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -1274,10 +1312,12 @@ async fn serve_upgrade<S, B>(
     if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         let request_done = AtomicBool::new(true);
         let deadline = BodyDeadline::of(shared);
-        tokio::select! {
-            () = send_response(&write, response, &limits, &request_done, &deadline) => {}
-            aborted = watch_abort(&mut read, &mut reader) => send_reset(&write, aborted).await,
-        }
+        let owed = tokio::select! {
+            biased;
+            aborted = watch_abort(&mut read, &mut reader) => aborted,
+            owed = send_response(&write, response, &limits, &request_done, &deadline) => owed,
+        };
+        end_channel(&write, owed).await;
         return;
     }
     let upgrade = hyper::upgrade::on(&mut response);
@@ -1358,6 +1398,14 @@ async fn write_head(write: &ChannelWriteHalf<Msg>, head: &ResponseHead) -> bool 
         .is_ok()
 }
 
+/// The `http-response` head of `parts`, or the reset owed when it cannot be sent.
+fn head_of(parts: &http::response::Parts, limits: &Limits) -> Result<ResponseHead, ResetReason> {
+    ResponseHead::from_response_parts(parts, limits).map_err(|error| {
+        let description = format!("response head not sendable: {error}");
+        (ResetCode::INTERNAL_ERROR, description)
+    })
+}
+
 /// Sends the `http-response` request with the head of `parts`; false when the channel
 /// is gone, or the head cannot be sent (then the channel is reset).
 async fn send_head(
@@ -1365,57 +1413,60 @@ async fn send_head(
     parts: &http::response::Parts,
     limits: &Limits,
 ) -> bool {
-    let head = match ResponseHead::from_response_parts(parts, limits) {
-        Ok(head) => head,
-        Err(error) => {
-            let description = format!("response head not sendable: {error}");
-            reset(write, ResetCode::INTERNAL_ERROR, description).await;
-            return false;
+    match head_of(parts, limits) {
+        Ok(head) => write_head(write, &head).await,
+        Err((code, description)) => {
+            reset(write, code, description).await;
+            false
         }
-    };
-    write_head(write, &head).await
+    }
 }
 
-/// Writes the response head, body, trailers, EOF and CLOSE.
+/// Writes the response head, body, trailers and EOF, and says how the channel is to
+/// end: with the reset it is owed (the response could not be completed, or it was
+/// complete before the request body, `NO_ERROR`), or with a plain CLOSE. The caller
+/// ends it with [`end_channel`], outside any race with the client's abort, so that the
+/// channel gets at most one reset (spec §9.2).
 async fn send_response<B>(
     write: &ChannelWriteHalf<Msg>,
     response: http::Response<B>,
     limits: &Limits,
     request_done: &AtomicBool,
     deadline: &BodyDeadline,
-) where
+) -> Option<ResetReason>
+where
     B: http_body::Body,
     B::Error: Into<BoxError>,
 {
     let (parts, body) = response.into_parts();
-    if !send_head(write, &parts, limits).await {
-        return;
+    let head = match head_of(&parts, limits) {
+        Ok(head) => head,
+        Err(owed) => return Some(owed),
+    };
+    if !write_head(write, &head).await {
+        return None;
     }
     match sshttp_ssh::send_body_within(write, body, Some(deadline.idle)).await {
         SendOutcome::Sent => {}
-        SendOutcome::ChannelGone => return,
+        SendOutcome::ChannelGone => return None,
         SendOutcome::BodyFailed(error) => {
-            reset(write, ResetCode::UPSTREAM_ERROR, error.to_string()).await;
-            return;
+            return Some((ResetCode::UPSTREAM_ERROR, error.to_string()));
         }
-        SendOutcome::Stalled(_) => {
-            let (code, description) = deadline.expired("the client granted no window");
-            reset(write, code, description).await;
-            return;
-        }
+        SendOutcome::Stalled(_) => return Some(deadline.expired("the client granted no window")),
     }
     let _ = write.eof().await;
-    if !request_done.load(Ordering::Acquire) {
-        // The response is complete; the rest of the request body is not needed.
-        let reset = Reset {
-            code: ResetCode::NO_ERROR,
-            description: String::new(),
-        };
-        let _ = write
-            .request(HTTP_RESET, false, reset.to_bytes().freeze())
-            .await;
+    // The response is complete; the rest of the request body is not needed.
+    (!request_done.load(Ordering::Acquire)).then(|| (ResetCode::NO_ERROR, String::new()))
+}
+
+/// Ends a request channel: its one reset, if it is owed one, then CLOSE.
+async fn end_channel(write: &ChannelWriteHalf<Msg>, owed: Option<ResetReason>) {
+    match owed {
+        Some((code, description)) => reset(write, code, description).await,
+        None => {
+            let _ = write.close().await;
+        }
     }
-    let _ = write.close().await;
 }
 
 /// Resolves when the client aborts a request that has no streamed body: it resets or
@@ -1466,18 +1517,20 @@ async fn read_request(
                 Ok(msg) => msg,
                 Err(_) => {
                     let (code, description) = deadline.expired("no request body data");
-                    // The service sees the body end in an error, never complete; if it
-                    // is not reading, the cancel below drops its call all the same.
+                    // The cancel goes first, so that a response the service makes once
+                    // it sees the body fail is never sent as if all were well: the
+                    // request task then resets the channel and drops the call.
+                    let _ = cancel.send(Some((code, description.clone())));
+                    // The service sees the body end in an error, never complete.
                     if let Some(mut body) = sender.take() {
                         let aborted = sshttp_protocol::Aborted {
                             code,
-                            description: description.clone(),
+                            description,
                             reset_peer: true,
                         };
                         let delivered = body.deliver(BodyEvent::Aborted(aborted));
                         let _ = tokio::time::timeout(deadline.idle, delivered).await;
                     }
-                    let _ = cancel.send(Some((code, description)));
                     return;
                 }
             }
@@ -1513,11 +1566,20 @@ async fn read_request(
                     return;
                 }
             },
-            _ if aborts => {
-                let _ = cancel.send(None);
-                return;
-            }
-            _ => {}
+            // The body was delivered, or the service stopped reading it: what follows
+            // still keeps to the rules, so data past a delimited body (or a second
+            // http-trailers) is a protocol error, never passed on (spec §9.5).
+            _ => match reader.on_event(event) {
+                BodyEvent::Aborted(aborted) if aborted.reset_peer => {
+                    let _ = cancel.send(Some((aborted.code, aborted.description)));
+                    return;
+                }
+                _ if aborts => {
+                    let _ = cancel.send(None);
+                    return;
+                }
+                _ => {}
+            },
         }
         if msg.is_none() {
             let _ = cancel.send(None);

@@ -19,6 +19,12 @@ impl Serve {
     pub(crate) fn start(args: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sshttp"));
         command.arg("serve").args(args);
+        Self::spawn(command)
+    }
+
+    /// Runs `command`, which runs `sshttp serve` (directly, or through a wrapper such
+    /// as `prlimit` that execs it), and waits until it listens.
+    pub(crate) fn spawn(mut command: Command) -> Self {
         // Both lines, in either order.
         let (mut listening, mut host_key) = (None, None);
         let (child, (addr, fingerprint)) = spawn_until(&mut command, |line| {

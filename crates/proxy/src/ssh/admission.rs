@@ -1,5 +1,5 @@
 //! Who gets a connection, and for how long: the caps and deadlines that keep the
-//! gateway up in front of slow, idle and hostile peers (spec §15.3).
+//! gateway up in front of slow, idle and hostile peers (spec §11.2).
 //!
 //! Before authentication a connection costs a file descriptor and a session task and
 //! proves nothing, so unauthenticated connections are bounded in total and per source
@@ -49,6 +49,9 @@ pub struct ConnectionStats {
     pub body_timeouts: AtomicU64,
     /// Failed accepts (out of file descriptors, mostly); the gateway keeps serving.
     pub accept_errors: AtomicU64,
+    /// The soft `RLIMIT_NOFILE` the process runs with, once raised at start (0 if
+    /// unknown).
+    pub fd_limit: AtomicU64,
 }
 
 impl ConnectionStats {
@@ -168,12 +171,16 @@ impl Admission {
         }
     }
 
-    /// Closes up to `count` of the newest unauthenticated connections: when accepts
-    /// fail for want of file descriptors, those are the cheapest to lose.
-    pub(crate) fn shed_newest(&self, count: usize) -> usize {
+    /// Closes up to `count` of the oldest unauthenticated connections, when accepts
+    /// fail for want of file descriptors. Oldest, as under the caps: an honest client
+    /// authenticates within milliseconds, so the newest unauthenticated connection
+    /// is most likely the honest one that was just accepted, while the oldest have
+    /// proved nothing for longest. (Shedding the newest lost the honest client
+    /// whenever a flood kept the accept queue full.)
+    pub(crate) fn shed_oldest(&self, count: usize) -> usize {
         let mut table = self.table();
-        let newest: Vec<u64> = table.pending.keys().rev().take(count).copied().collect();
-        for id in &newest {
+        let oldest: Vec<u64> = table.pending.keys().take(count).copied().collect();
+        for id in &oldest {
             if let Some(pending) = table.remove(*id) {
                 pending.close.cancel();
             }
@@ -181,7 +188,7 @@ impl Admission {
         self.stats
             .unauthenticated
             .store(table.pending.len() as u64, Ordering::Relaxed);
-        newest.len()
+        oldest.len()
     }
 
     /// Counts an authenticated connection for `key` (a fingerprint or certificate key
@@ -432,12 +439,12 @@ mod tests {
     }
 
     #[test]
-    fn shedding_takes_the_newest_first() {
+    fn shedding_takes_the_oldest_first() {
         let admission = admission(100, 100);
         let old = admit(&admission, "127.0.0.2");
         let new = admit(&admission, "127.0.0.2");
-        assert_eq!(admission.shed_newest(1), 1);
-        assert!(closed(&new) && !closed(&old));
+        assert_eq!(admission.shed_oldest(1), 1);
+        assert!(closed(&old) && !closed(&new));
     }
 
     #[test]

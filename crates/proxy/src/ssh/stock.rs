@@ -19,7 +19,8 @@ use sshttp_protocol::{BodyEvent, BodyLength, BodyReader, Limits};
 use sshttp_ssh::{BoxError, event_of};
 use tower_service::Service;
 
-use crate::gate::{InFlight, Route};
+use super::BodyDeadline;
+use crate::gate::Route;
 
 /// `SSH_EXTENDED_DATA_STDERR`.
 const STDERR: u32 = 1;
@@ -129,18 +130,15 @@ pub(super) fn prepare(
         exit: sshttp_protocol::exec::EXIT_USAGE,
     };
     let exec = ExecRequest::parse(command).map_err(|error| usage(error.0))?;
-    if exec.target.len() > limits.max_target_len {
-        return Err(usage(format!(
-            "the path is longer than {} bytes",
-            limits.max_target_len
-        )));
-    }
-    if exec.headers.len() > limits.max_header_count {
-        return Err(usage(format!(
-            "more than {} -H fields",
-            limits.max_header_count
-        )));
-    }
+    // The limits and target rules of a method channel's open, reported with the
+    // status of the open failure it would get (spec §14.8): 414, 431 or 400.
+    exec.check(limits).map_err(|error| {
+        let status = error.open_failure_reason().http_status();
+        Failure {
+            message: format!("{status}: {error}"),
+            exit: sshttp_protocol::exec::exit_status(status),
+        }
+    })?;
     let mut headers = HeaderMap::new();
     for (name, value) in exec.headers {
         headers.append(name, value);
@@ -208,7 +206,7 @@ pub(super) async fn serve<S, B>(
     mut service: S,
     limits: Limits,
     terminal: Terminal,
-    _in_flight: InFlight,
+    deadline: BodyDeadline,
 ) where
     S: Service<http::Request<Body>, Response = http::Response<B>>,
     S::Error: Into<BoxError>,
@@ -222,13 +220,36 @@ pub(super) async fn serve<S, B>(
     } else {
         (Body::empty(), None)
     };
-    let (closed_tx, mut closed) = tokio::sync::oneshot::channel::<()>();
-    // Reads stdin for the body, and notices a client that goes away.
+    let (closed_tx, mut closed) = tokio::sync::oneshot::channel::<Option<String>>();
+    // Reads stdin for the body, and notices a client that goes away; stdin that
+    // sends nothing for the body idle timeout aborts the request (spec §11.2).
+    let stdin_deadline = deadline.clone();
     tokio::spawn(async move {
         let mut reader = BodyReader::new(BodyLength::UntilEof, limits);
         let mut sender = sender;
         loop {
-            let msg = read.wait().await;
+            let msg = if sender.is_some() && !reader.is_done() {
+                match tokio::time::timeout(stdin_deadline.idle, read.wait()).await {
+                    Ok(msg) => msg,
+                    Err(_) => {
+                        let (code, description) =
+                            stdin_deadline.expired("standard input sent nothing");
+                        let _ = closed_tx.send(Some(description.clone()));
+                        if let Some(mut body) = sender.take() {
+                            let aborted = sshttp_protocol::Aborted {
+                                code,
+                                description,
+                                reset_peer: false,
+                            };
+                            let delivered = body.deliver(BodyEvent::Aborted(aborted));
+                            let _ = tokio::time::timeout(stdin_deadline.idle, delivered).await;
+                        }
+                        return;
+                    }
+                }
+            } else {
+                read.wait().await
+            };
             let gone = matches!(msg, None | Some(russh::ChannelMsg::Close));
             if let (Some(body), Some(event)) = (sender.as_mut(), event_of(msg.as_ref()))
                 && !reader.is_done()
@@ -241,22 +262,32 @@ pub(super) async fn serve<S, B>(
                 }
             }
             if gone {
-                let _ = closed_tx.send(());
+                let _ = closed_tx.send(None);
                 return;
             }
         }
     });
 
     let call = service.call(http::Request::from_parts(prepared.parts, body));
-    let response = tokio::select! {
-        response = call => response,
-        _ = &mut closed => return,
+    let outcome = tokio::select! {
+        // A client gone or a stalled stdin wins over a response ready at once.
+        biased;
+        ended = &mut closed => Err(ended.ok().flatten()),
+        // The error as text: the service's error type need not be Send.
+        response = call => Ok(response.map_err(|error| {
+            let error: BoxError = error.into();
+            error.to_string()
+        })),
     };
-    // The error as text: the service's error type need not be Send.
-    let response = response.map_err(|error| {
-        let error: BoxError = error.into();
-        error.to_string()
-    });
+    let response = match outcome {
+        Ok(response) => response,
+        Err(stalled) => {
+            if let Some(stalled) = stalled {
+                finish(&write, Some(&stalled), EXIT_NO_RESPONSE, terminal).await;
+            }
+            return;
+        }
+    };
     let response = match response {
         Ok(response) => response,
         Err(error) => {
@@ -273,7 +304,12 @@ pub(super) async fn serve<S, B>(
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
-            _ = &mut closed => return,
+            ended = &mut closed => {
+                if let Ok(Some(stalled)) = ended {
+                    finish(&write, Some(&stalled), EXIT_NO_RESPONSE, terminal).await;
+                }
+                return;
+            }
         };
         let frame = frame.map(|frame| {
             frame.map_err(|error| {
@@ -287,8 +323,17 @@ pub(super) async fn serve<S, B>(
                 Ok(mut data) => {
                     let length = data.remaining();
                     let bytes: Bytes = data.copy_to_bytes(length);
-                    if write.data_bytes(bytes).await.is_err() {
-                        return;
+                    // A client that grants no window for the body idle timeout is
+                    // abandoned: exit status 1 (no complete response), then EOF and
+                    // CLOSE, which need no window.
+                    match tokio::time::timeout(deadline.idle, write.data_bytes(bytes)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            let _ = deadline.expired("the client granted no window");
+                            finish(&write, None, EXIT_NO_RESPONSE, terminal).await;
+                            return;
+                        }
                     }
                 }
                 Err(frame) => {
