@@ -772,3 +772,105 @@ async fn command_output(channel: &mut russh::Channel<russh::client::Msg>) -> (St
     }
     (String::from_utf8_lossy(&stderr).into_owned(), exit)
 }
+
+/// paramiko's client, as a Python user runs it: keys tried in turn, then one command;
+/// the command's output goes to standard error, for [`finishes`].
+const PARAMIKO_CLIENT: &str = r#"
+import sys, paramiko
+port, wrong, right = sys.argv[1:4]
+client = paramiko.SSHClient()
+client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+client.connect("127.0.0.1", port=int(port), username="alice", key_filename=[wrong, right],
+               look_for_keys=False, allow_agent=False, timeout=10, banner_timeout=10,
+               auth_timeout=10)
+_, out, _ = client.exec_command("get /")
+sys.stderr.write(out.read().decode())
+sys.exit(out.channel.recv_exit_status())
+"#;
+
+#[tokio::test]
+async fn paramiko_trying_a_wrong_key_then_the_right_one_gets_in() {
+    let upstream = hello().await;
+    let keys = tempfile::tempdir().unwrap();
+    let wrong = ssh_keygen(keys.path(), "wrong", "");
+    let right = ssh_keygen(keys.path(), "right", "");
+    let authorized = std::fs::read_to_string(keys.path().join("right.pub")).unwrap();
+    let config = format!(
+        "default_vhost = \"s.test\"\n[[vhost]]\nname = \"s.test\"\nupstream = \"{}\"\nauth = \"authorized-keys\"\nauthorized_keys = \"authorized_keys\"\n",
+        upstream.url()
+    );
+    let gateway = Gateway::start(&config, &[("authorized_keys", &authorized)]).await;
+    let mut python = Command::new("python3");
+    python
+        .args(["-c", PARAMIKO_CLIENT, &gateway.addr.port().to_string()])
+        .args([&wrong, &right]);
+    let (code, output) = finishes(python).await;
+    assert_eq!(
+        (code, output.as_str()),
+        (Some(0), "hello"),
+        "(.ci/run installs paramiko)"
+    );
+}
+
+#[tokio::test]
+async fn requests_in_flight_to_one_upstream_are_bounded() {
+    let release = Arc::new(Notify::new());
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
+    let upstream = {
+        let release = release.clone();
+        Upstream::start(move |request: Request<hyper::body::Incoming>| {
+            let release = release.clone();
+            let arrived_tx = arrived_tx.clone();
+            async move {
+                if request.uri().path() == "/slow" {
+                    // Registered before it says it arrived, so that one
+                    // notify_waiters releases every request that did.
+                    let released = release.notified();
+                    let mut released = std::pin::pin!(released);
+                    released.as_mut().enable();
+                    let _ = arrived_tx.send(());
+                    released.await;
+                }
+                text("done")
+            }
+        })
+        .await
+    };
+    let gateway = gateway(
+        "max_upstream_requests = 2\nupstream_connect_timeout_secs = 1",
+        &upstream,
+    )
+    .await;
+    let (connection, _) = gateway.connect().await;
+    let connection = Arc::new(connection);
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let connection = connection.clone();
+            tokio::spawn(async move { get(&connection, None, "/slow").await })
+        })
+        .collect();
+    for _ in 0..2 {
+        tokio::time::timeout(PATIENCE, arrived.recv())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let (status, headers, body) = get(&connection, None, "/").await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    assert!(body.contains("maximum of 2 requests in flight"), "{body}");
+    assert!(
+        gateway
+            .metrics_text()
+            .await
+            .contains("sshttp_upstream_errors_total{vhost=\"s.test\",kind=\"busy\"} 1")
+    );
+
+    release.notify_waiters();
+    for request in slow {
+        assert_eq!(request.await.unwrap().unwrap().0, StatusCode::OK);
+    }
+    // Both permits are back.
+    let (status, _, _) = get(&connection, None, "/").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+}

@@ -36,6 +36,11 @@ pub const DEFAULT_MAX_HEADER_CHANNELS: usize = 64;
 /// cut off and answered 413.
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 1 << 30;
 
+/// Requests in flight at once to one upstream (each holds one upstream connection);
+/// past it a request waits up to the upstream connect timeout for one to end, then
+/// is answered 503.
+pub const DEFAULT_MAX_UPSTREAM_REQUESTS: usize = 1024;
+
 /// A checked gateway configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -121,6 +126,8 @@ pub struct GatewayLimits {
     pub upstream_response_timeout: Duration,
     /// See [`DEFAULT_UPSTREAM_IDLE_PER_HOST`].
     pub upstream_idle_per_host: usize,
+    /// See [`DEFAULT_MAX_UPSTREAM_REQUESTS`].
+    pub max_upstream_requests: usize,
     /// See [`DEFAULT_UPSTREAM_IDLE_TIMEOUT`].
     pub upstream_idle_timeout: Duration,
     /// See [`DEFAULT_SHUTDOWN_GRACE`].
@@ -141,6 +148,7 @@ impl Default for GatewayLimits {
             upstream_connect_timeout: DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
             upstream_response_timeout: DEFAULT_UPSTREAM_RESPONSE_TIMEOUT,
             upstream_idle_per_host: DEFAULT_UPSTREAM_IDLE_PER_HOST,
+            max_upstream_requests: DEFAULT_MAX_UPSTREAM_REQUESTS,
             upstream_idle_timeout: DEFAULT_UPSTREAM_IDLE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_channels_per_connection: DEFAULT_MAX_CHANNELS_PER_CONNECTION,
@@ -293,6 +301,7 @@ struct LimitsFile {
     upstream_connect_timeout_secs: Option<u64>,
     upstream_response_timeout_secs: Option<u64>,
     upstream_idle_per_host: Option<usize>,
+    max_upstream_requests: Option<usize>,
     upstream_idle_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     max_channels_per_connection: Option<usize>,
@@ -613,6 +622,9 @@ impl LimitsFile {
             upstream_idle_per_host: self
                 .upstream_idle_per_host
                 .unwrap_or(gateway_defaults.upstream_idle_per_host),
+            max_upstream_requests: self
+                .max_upstream_requests
+                .unwrap_or(gateway_defaults.max_upstream_requests),
             upstream_idle_timeout: secs(
                 self.upstream_idle_timeout_secs,
                 gateway_defaults.upstream_idle_timeout,
@@ -662,6 +674,7 @@ impl LimitsFile {
                 gateway.max_channels_per_connection,
             ),
             ("max_header_channels", gateway.max_header_channels),
+            ("max_upstream_requests", gateway.max_upstream_requests),
             ("max_unauthenticated", connections.max_unauthenticated),
             (
                 "max_unauthenticated_per_source",

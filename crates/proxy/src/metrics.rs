@@ -160,6 +160,7 @@ impl Metrics {
         let kind = match kind {
             "connect" => "connect",
             "timeout" => "timeout",
+            "busy" => "busy",
             _ => "other",
         };
         self.with_vhost(vhost, |metrics| {
@@ -390,7 +391,7 @@ impl Metrics {
             out,
             "sshttp_upstream_errors_total",
             "counter",
-            "Requests the upstream could not serve, by vhost and kind (connect, timeout, other).",
+            "Requests the upstream could not serve, by vhost and kind (connect, timeout, busy, other).",
         )?;
         for (vhost, metrics) in vhosts.iter() {
             for (kind, count) in &metrics.upstream_errors {
@@ -750,7 +751,7 @@ sshttp_request_duration_seconds_bucket{vhost=\"api\",le=\"60.0\"} 1
 sshttp_request_duration_seconds_bucket{vhost=\"api\",le=\"+Inf\"} 1
 sshttp_request_duration_seconds_sum{vhost=\"api\"} 0.02
 sshttp_request_duration_seconds_count{vhost=\"api\"} 1
-# HELP sshttp_upstream_errors_total Requests the upstream could not serve, by vhost and kind (connect, timeout, other).
+# HELP sshttp_upstream_errors_total Requests the upstream could not serve, by vhost and kind (connect, timeout, busy, other).
 # TYPE sshttp_upstream_errors_total counter
 sshttp_upstream_errors_total{vhost=\"api\",kind=\"timeout\"} 1
 ";

@@ -1,7 +1,9 @@
 //! The gateway's seam to hyper's client: forwarding a request to a vhost's upstream
-//! HTTP(S) service, with pooled connections, timeouts, and errors as 502/504 responses.
+//! HTTP(S) service, with pooled connections, a bound on requests in flight, timeouts,
+//! and errors as 502/503/504 responses.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use sshttp_ssh::BoxError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{ConfigError, GatewayLimits};
 
@@ -33,6 +36,13 @@ pub struct UpstreamClient {
     /// The URL's path without its trailing `/`, prefixed to every request path.
     prefix: String,
     response_timeout: Duration,
+    /// One permit per request in flight (see
+    /// [`crate::config::DEFAULT_MAX_UPSTREAM_REQUESTS`]).
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+    /// How long a request waits for a permit: the connect timeout, since waiting for
+    /// a permit stands in for waiting to connect.
+    permit_wait: Duration,
 }
 
 /// Why an upstream did not answer.
@@ -44,6 +54,8 @@ pub enum UpstreamFailure {
     Timeout,
     /// The connection failed during the exchange: 502.
     Other,
+    /// The upstream had its maximum of requests in flight for the whole wait: 503.
+    Busy,
 }
 
 impl UpstreamFailure {
@@ -53,6 +65,7 @@ impl UpstreamFailure {
             Self::Connect => "connect",
             Self::Timeout => "timeout",
             Self::Other => "other",
+            Self::Busy => "busy",
         }
     }
 }
@@ -102,6 +115,9 @@ impl UpstreamClient {
             authority,
             prefix: url.path().trim_end_matches('/').to_owned(),
             response_timeout: limits.upstream_response_timeout,
+            in_flight: Arc::new(Semaphore::new(limits.max_upstream_requests)),
+            max_in_flight: limits.max_upstream_requests,
+            permit_wait: limits.upstream_connect_timeout,
         })
     }
 
@@ -149,10 +165,32 @@ impl UpstreamClient {
                 interim.send(head.into_parts().0);
             });
         }
+        let acquire = self.in_flight.clone().acquire_owned();
+        let Ok(Ok(permit)) = tokio::time::timeout(self.permit_wait, acquire).await else {
+            let max = self.max_in_flight;
+            tracing::warn!(%vhost, upstream = %self.authority, max, "upstream at its maximum of requests in flight");
+            let message = format!(
+                "the upstream of {vhost} has its maximum of {max} requests in flight; try again"
+            );
+            let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, &message);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            return (response, Some(UpstreamFailure::Busy));
+        };
         let response = tokio::time::timeout(self.response_timeout, self.client.request(request));
         match response.await {
+            // The permit goes with the body: the upstream connection is busy until the
+            // body has been read or dropped.
             Ok(Ok(response)) => (
-                response.map(|body| body.map_err(BoxError::from).boxed_unsync()),
+                response.map(|body| {
+                    Permitted {
+                        inner: body,
+                        _permit: permit,
+                    }
+                    .map_err(BoxError::from)
+                    .boxed_unsync()
+                }),
                 None,
             ),
             Ok(Err(error)) => {
@@ -182,6 +220,32 @@ impl UpstreamClient {
                 (response, Some(UpstreamFailure::Timeout))
             }
         }
+    }
+}
+
+/// A response body that holds its upstream's in-flight permit until it is dropped.
+struct Permitted<B> {
+    inner: B,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Permitted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
