@@ -628,7 +628,7 @@ impl Drop for Agent {
 async fn private_gateway(upstream: &Upstream, key: &Path) -> Gateway {
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     let config = format!(
-        "{}authorized_keys = \"authorized_keys\"\n",
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n{}authorized_keys = \"authorized_keys\"\n",
         vhost("api.test", &upstream.url(), "authorized-keys")
     );
     Gateway::start(&config, &[("authorized_keys", &public)]).await
@@ -704,9 +704,25 @@ async fn authenticates_with_a_passphrase_protected_key_file() {
         .pool_idle_timeout(Some(Duration::from_millis(50)))
         .build()
         .unwrap();
+    let open_before = gateway.metric("sshttp_connections_open").await;
+    let total_before = gateway.metric("sshttp_connections_total").await;
     fetch(&client, url(&gateway, "/")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The pooled connection idles out and closes (a bounded poll of the gateway's
+    // count), so the next request must connect, and authenticate, again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while gateway.metric("sshttp_connections_open").await != open_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle connection stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     fetch(&client, url(&gateway, "/")).await.unwrap();
+    assert_eq!(
+        gateway.metric("sshttp_connections_total").await,
+        total_before + 2,
+        "the second request reconnected"
+    );
     assert_eq!(asked.load(Ordering::SeqCst), 1);
 
     // A wrong passphrase leaves nothing to offer: an auth error naming no key.

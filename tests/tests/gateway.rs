@@ -416,17 +416,12 @@ async fn response_streams_under_back_pressure_and_a_client_abort_cancels_the_ups
         assert_eq!(data, pattern(received, data.len()));
         received += data.len() as u64;
     }
-    // Stop reading: the upstream must stop once windows and buffers are full.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = produced.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = produced.load(Ordering::SeqCst);
-    assert_eq!(
-        before, after,
-        "the upstream kept producing for a client that stopped reading"
-    );
+    // Stop reading: the upstream must stop once the window and the buffers between
+    // are full, so production settles below a bound that follows from the window.
+    let bound = received + in_flight_bound();
+    let after = settled(&produced, bound).await;
     assert!(
-        after < received + 48 * 1024 * 1024,
+        after <= bound,
         "{after} bytes produced for {received} read: the gateway buffers without bound"
     );
     drop(body);
@@ -511,10 +506,12 @@ async fn a_slow_upstream_reader_holds_the_client_back() {
         .body(body)
         .unwrap();
     let response = tokio::spawn(async move { connection.send(None, request).await });
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let stalled = sent.load(Ordering::SeqCst);
+    // The upstream reads 1 MiB and stops: the client must stop within the window
+    // and the buffers between.
+    let bound = 1024 * 1024 + in_flight_bound();
+    let stalled = settled(&sent, bound).await;
     assert!(
-        stalled < 40 * 1024 * 1024,
+        stalled <= bound,
         "{stalled} bytes accepted while the upstream read 1 MiB"
     );
     go_on.notify_one();
@@ -525,6 +522,42 @@ async fn a_slow_upstream_reader_holds_the_client_back() {
         String::from_utf8_lossy(&bytes),
         format!("length={}", 2048 * 32768)
     );
+}
+
+/// The most bytes that may be on their way between a sender and a receiver that
+/// stopped reading: the SSH window, the kernel's largest send and receive buffers for
+/// each of the two TCP hops (client–gateway, gateway–upstream), and 1 MiB for the
+/// chunks and buffers of our code and hyper's.
+fn in_flight_bound() -> u64 {
+    let largest = |path: &str| -> u64 {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.split_whitespace().last()?.parse().ok())
+            .unwrap_or(64 * 1024 * 1024)
+    };
+    let socket_buffers =
+        largest("/proc/sys/net/ipv4/tcp_wmem") + largest("/proc/sys/net/ipv4/tcp_rmem");
+    u64::from(sshttp_tests::protocol::transport::WINDOW_SIZE) + 2 * socket_buffers + 1024 * 1024
+}
+
+/// Waits until `counter` stops growing (unchanged over 200 ms) and returns its value;
+/// fails if it first grows past `bound`, or has not settled within 30 s.
+async fn settled(counter: &AtomicU64, bound: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut last = counter.load(Ordering::SeqCst);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = counter.load(Ordering::SeqCst);
+        assert!(now <= bound, "{now} bytes, past the bound of {bound}");
+        if now == last {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still growing after 30 s: {now} bytes"
+        );
+        last = now;
+    }
 }
 
 /// A request body fed through a channel.
@@ -549,15 +582,20 @@ async fn sigterm_style_drain_lets_requests_in_flight_finish_and_refuses_new_ones
     let release = Arc::new(Notify::new());
     let upstream = {
         let release = release.clone();
-        Upstream::start(move |_request| {
+        let (arrived_tx, arrived) = mpsc::unbounded_channel();
+        let upstream = Upstream::start(move |_request| {
             let release = release.clone();
+            let arrived_tx = arrived_tx.clone();
             async move {
+                let _ = arrived_tx.send(());
                 release.notified().await;
                 text("finished")
             }
         })
-        .await
+        .await;
+        (upstream, arrived)
     };
+    let (upstream, mut arrived) = upstream;
     let gateway = Gateway::start(&vhost("d.test", &upstream.url(), "any-key"), &[]).await;
     let (connection, _) = gateway.connect().await;
     let connection = Arc::new(connection);
@@ -565,16 +603,27 @@ async fn sigterm_style_drain_lets_requests_in_flight_finish_and_refuses_new_ones
         let connection = connection.clone();
         tokio::spawn(async move { get(&connection, Some("d.test"), "/").await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    arrived.recv().await.unwrap();
     gateway.drain.start();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let refused = get(&connection, Some("d.test"), "/").await.unwrap_err();
+    // Draining: a new request on the established connection is refused at once.
+    let refused = tokio::time::timeout(
+        Duration::from_secs(20),
+        get(&connection, Some("d.test"), "/"),
+    )
+    .await
+    .expect("a draining gateway answers at once")
+    .unwrap_err();
     assert_eq!(refused.refusal(), Some(OpenFailureReason::GOING_AWAY));
-    assert!(
-        tokio::net::TcpStream::connect(gateway.addr).await.is_err()
-            || gateway.connect_as("late", None, None).await.is_err(),
-        "a draining gateway took a new connection"
-    );
+    // A new connection, with a key that the vhost would admit, is not taken: the
+    // listener is closed, or the connection fails.
+    let key = client::Identity::generate_ed25519().unwrap();
+    let late = tokio::time::timeout(
+        Duration::from_secs(20),
+        gateway.connect_as("late", Some(key), None),
+    )
+    .await
+    .expect("a draining gateway answers a new connection at once");
+    assert!(late.is_err(), "a draining gateway took a new connection");
     release.notify_one();
     let (status, _, body) = in_flight.await.unwrap().unwrap();
     assert_eq!((status, body.as_str()), (StatusCode::OK, "finished"));
@@ -583,17 +632,27 @@ async fn sigterm_style_drain_lets_requests_in_flight_finish_and_refuses_new_ones
 #[tokio::test]
 async fn request_body_over_the_limit_is_413_and_stops_at_the_gateway() {
     let received = Arc::new(AtomicU64::new(0));
+    // How each body the upstream read ended: complete, or in an error.
+    let (ended_tx, mut ended) = mpsc::unbounded_channel::<Result<(), String>>();
     let upstream = {
         let received = received.clone();
         Upstream::start(move |request: Request<hyper::body::Incoming>| {
             let received = received.clone();
+            let ended_tx = ended_tx.clone();
             async move {
                 let mut body = request.into_body();
-                while let Some(Ok(frame)) = body.frame().await {
-                    if let Ok(data) = frame.into_data() {
-                        received.fetch_add(data.len() as u64, Ordering::SeqCst);
+                let outcome = loop {
+                    match body.frame().await {
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                received.fetch_add(data.len() as u64, Ordering::SeqCst);
+                            }
+                        }
+                        Some(Err(error)) => break Err(error.to_string()),
+                        None => break Ok(()),
                     }
-                }
+                };
+                let _ = ended_tx.send(outcome);
                 text("read it all")
             }
         })
@@ -630,6 +689,14 @@ async fn request_body_over_the_limit_is_413_and_stops_at_the_gateway() {
     assert!(
         received.load(Ordering::SeqCst) <= 1024 * 1024,
         "the upstream got more than the limit"
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(20), ended.recv())
+        .await
+        .expect("the upstream's body ends")
+        .unwrap();
+    assert!(
+        outcome.is_err(),
+        "the upstream saw a cut-off body as complete"
     );
 
     let (status, _, body) = request(
@@ -785,11 +852,14 @@ async fn interim_responses_reach_the_client_ahead_of_the_final_one() {
 #[tokio::test]
 async fn channel_limits_per_connection_refuse_with_resource_shortage() {
     let release = Arc::new(Notify::new());
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
     let upstream = {
         let release = release.clone();
         Upstream::start(move |_request| {
             let release = release.clone();
+            let arrived_tx = arrived_tx.clone();
             async move {
+                let _ = arrived_tx.send(());
                 release.notified().await;
                 text("done")
             }
@@ -819,7 +889,8 @@ async fn channel_limits_per_connection_refuse_with_resource_shortage() {
         let connection = connection.clone();
         tokio::spawn(async move { get(&connection, Some("l.test"), "/").await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first request holds the one slot once it reaches the upstream.
+    arrived.recv().await.unwrap();
     let refused = get(&connection, Some("l.test"), "/").await.unwrap_err();
     assert_eq!(
         refused.refusal(),

@@ -52,7 +52,28 @@ fn service(request: Request<client::Body>) -> Response<TestBody> {
             );
             Response::new(boxed(Full::new(Bytes::from(text))))
         }
-        "/echo" => Response::new(boxed(request.into_body())),
+        // Says how the body came: inline in the open (its size known up front) or
+        // streamed on the channel.
+        "/echo" => {
+            let how = if http_body::Body::size_hint(request.body()).exact().is_some() {
+                "inline"
+            } else {
+                "streamed"
+            };
+            let mut response = Response::new(boxed(request.into_body()));
+            response
+                .headers_mut()
+                .insert("x-body", HeaderValue::from_static(how));
+            response
+        }
+        // The caller's address as the gateway sees it: one per SSH connection.
+        "/peer" => {
+            let peer = identity
+                .peer
+                .map(|peer| peer.to_string())
+                .unwrap_or_default();
+            Response::new(boxed(Full::new(Bytes::from(peer))))
+        }
         _ => Response::builder()
             .status(StatusCode::NOT_FOUND)
             .body(boxed(Empty::new()))
@@ -155,6 +176,7 @@ async fn echo_streams_bodies_larger_than_the_window_both_ways() {
         .unwrap();
     let response = connection.send(None, request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-body"], "streamed");
     let mut body = response.into_body();
     let mut received = 0u64;
     while let Some(frame) = body.frame().await {
@@ -174,6 +196,11 @@ async fn small_post_travels_inline_and_is_echoed() {
         .body(Full::new(Bytes::from_static(b"inline body")))
         .unwrap();
     let response = connection.send(None, request).await.unwrap();
+    assert_eq!(
+        response.headers()["x-body"],
+        "inline",
+        "BODY_INLINE in the open"
+    );
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"inline body");
 }
@@ -191,16 +218,23 @@ async fn concurrent_requests_share_one_connection() {
     for _ in 0..64 {
         let connection = connection.clone();
         tasks.spawn(async move {
-            let request = Request::get("/whoami").body(Empty::<Bytes>::new()).unwrap();
+            let request = Request::get("/peer").body(Empty::<Bytes>::new()).unwrap();
             let response = connection.send(Some(header_id), request).await.unwrap();
             let status = response.status();
-            response.into_body().collect().await.unwrap();
-            status
+            let peer = response.into_body().collect().await.unwrap().to_bytes();
+            (status, peer)
         });
     }
-    while let Some(status) = tasks.join_next().await {
-        assert_eq!(status.unwrap(), StatusCode::OK);
+    let mut peers = std::collections::HashSet::new();
+    while let Some(done) = tasks.join_next().await {
+        let (status, peer) = done.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        peers.insert(peer);
     }
+    // The gateway saw every request come from one client address and port: one
+    // TCP connection.
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    assert!(!peers.iter().next().unwrap().is_empty());
 }
 
 #[tokio::test]

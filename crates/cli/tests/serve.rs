@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -23,7 +22,7 @@ use http::{Request, StatusCode};
 use sshttp_tests::{Upstream, client, get, request};
 use tokio::sync::Notify;
 
-use crate::common::{Serve, keygen, run};
+use crate::common::{Serve, keygen, metric, run};
 
 impl Serve {
     async fn connect(&self) -> (client::Connection, client::Identity) {
@@ -171,8 +170,12 @@ async fn hello(name: &'static str) -> Upstream {
 async fn sighup_reloads_the_configuration_and_keeps_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (hello("a").await, hello("b").await);
-    let path = write_config(dir.path(), &vhost("a.test", &a));
-    let serve = Serve::start(&["--config", path.to_str().unwrap()]);
+    let metrics_section = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let path = write_config(
+        dir.path(),
+        &format!("{metrics_section}{}", vhost("a.test", &a)),
+    );
+    let (serve, metrics) = Serve::start_with_metrics(&["--config", path.to_str().unwrap()]);
     let (connection, _) = serve.connect().await;
     assert_eq!(get(&connection, Some("a.test"), "/").await.unwrap().2, "a");
     let refused = get(&connection, Some("b.test"), "/").await.unwrap_err();
@@ -180,19 +183,21 @@ async fn sighup_reloads_the_configuration_and_keeps_sessions() {
 
     write_config(
         dir.path(),
-        &format!("{}{}", vhost("a.test", &a), vhost("b.test", &b)),
+        &format!(
+            "{metrics_section}{}{}",
+            vhost("a.test", &a),
+            vhost("b.test", &b)
+        ),
     );
     serve.signal("HUP");
-    let mut reloaded = false;
-    for _ in 0..100 {
-        if let Ok((_, _, body)) = get(&connection, Some("b.test"), "/").await {
-            assert_eq!(body, "b");
-            reloaded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(reloaded, "b.test never appeared after SIGHUP");
+    let reloads = |result: &'static str| {
+        metric(
+            metrics,
+            &format!("sshttp_config_reloads_total{{result=\"{result}\"}}"),
+        )
+    };
+    wait_until("the reload", || reloads("ok") == 1).await;
+    assert_eq!(get(&connection, Some("b.test"), "/").await.unwrap().2, "b");
     assert_eq!(
         get(&connection, Some("a.test"), "/").await.unwrap().2,
         "a",
@@ -202,18 +207,34 @@ async fn sighup_reloads_the_configuration_and_keeps_sessions() {
     // A broken file leaves the running configuration in place.
     std::fs::write(&path, "this is not toml [").unwrap();
     serve.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("the failed reload", || reloads("failed") == 1).await;
+    assert_eq!(reloads("ok"), 1);
     assert_eq!(get(&connection, Some("b.test"), "/").await.unwrap().2, "b");
+}
+
+/// Polls `condition` (a blocking check) until it holds, for at most 20 s.
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
 async fn sigterm_drains_requests_in_flight_then_exits() {
     let release = Arc::new(Notify::new());
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
     let slow = {
         let release = release.clone();
         Upstream::start(move |_request| {
             let release = release.clone();
+            let arrived_tx = arrived_tx.clone();
             async move {
+                let _ = arrived_tx.send(());
                 release.notified().await;
                 sshttp_tests::text("done")
             }
@@ -225,14 +246,15 @@ async fn sigterm_drains_requests_in_flight_then_exits() {
     let mut serve = Serve::start(&["--config", path.to_str().unwrap()]);
     let (connection, _) = serve.connect().await;
     let in_flight = tokio::spawn(async move { get(&connection, Some("slow.test"), "/").await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    arrived.recv().await.unwrap();
 
     serve.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        tokio::net::TcpStream::connect(serve.addr).await.is_err(),
-        "a draining gateway still accepts connections"
-    );
+    // The listener closes once the signal is handled.
+    let addr = serve.addr;
+    wait_until("the listener closing", || {
+        std::net::TcpStream::connect(addr).is_err()
+    })
+    .await;
     assert!(
         serve.child.try_wait().unwrap().is_none(),
         "exited with a request in flight"
@@ -492,40 +514,20 @@ async fn a_hundred_mib_from_stdin_streams_up_and_back_byte_for_byte() {
 }
 
 /// The `sshttp_connections_total` a gateway's metrics listener reports.
-fn connections_total(metrics: SocketAddr) -> u64 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(metrics).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix("sshttp_connections_total "))
-        .unwrap_or_else(|| panic!("no sshttp_connections_total in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn openssh_connection_sharing_carries_many_commands_over_one_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
         format!(
             "listen = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\ndefault_vhost = \"localhost\"\n\
-             [metrics]\nlisten = \"{metrics}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:0\"\n\
              [[vhost]]\nname = \"localhost\"\nupstream = \"demo\"\nauth = \"any-key\"\n"
         ),
     )
     .unwrap();
-    let serve = Serve::start(&["--config", config.to_str().unwrap()]);
+    let (serve, metrics) = Serve::start_with_metrics(&["--config", config.to_str().unwrap()]);
     let ssh = StockSsh::new(&dir.path().join("state"), serve.addr.port());
     let control = dir.path().join("cm");
     let control_path = format!("ControlPath={}", control.display());
@@ -554,7 +556,7 @@ async fn openssh_connection_sharing_carries_many_commands_over_one_connection() 
         );
         assert_eq!(output.status.code(), Some(0));
         assert!(output.stdout.starts_with(b"\x89PNG"));
-        let total = connections_total(metrics);
+        let total = metric(metrics, "sshttp_connections_total");
         // Stop the master before asserting, so that a failure leaves nothing behind.
         let mut exit = shared.to_vec();
         exit.extend(["-O", "exit"]);
@@ -569,8 +571,8 @@ async fn openssh_connection_sharing_carries_many_commands_over_one_connection() 
 struct Tunnel(std::process::Child);
 
 impl Tunnel {
-    /// Starts `command` and waits until `port` on 127.0.0.1 accepts connections.
-    fn start(command: &mut Command, port: u16) -> Self {
+    /// Starts `command` and waits until `addr` accepts connections.
+    fn start(command: &mut Command, addr: std::net::SocketAddr) -> Self {
         let child = command
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -579,12 +581,12 @@ impl Tunnel {
             .unwrap();
         let tunnel = Self(child);
         for _ in 0..500 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if std::net::TcpStream::connect(addr).is_ok() {
                 return tunnel;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("the tunnel on port {port} never listened");
+        panic!("the tunnel on {addr} never listened");
     }
 
     /// Stops it and returns what ssh printed on stderr.
@@ -607,12 +609,19 @@ impl Drop for Tunnel {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// An address for a tunnel's local end that no other test uses: a loopback address
+/// of this test's own (127.X.Y.1, from the process id and a counter) and a port the
+/// OS found free on it. Nothing else binds these addresses, so the port cannot be
+/// taken between this check and ssh binding it (other tests bind 127.0.0.1).
+fn free_local_addr() -> std::net::SocketAddr {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static NEXT: AtomicU8 = AtomicU8::new(1);
+    let x = (std::process::id() % 250) as u8 + 2;
+    let y = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::net::TcpListener::bind(std::net::SocketAddr::from(([127, x, y, 1], 0)))
         .unwrap()
         .local_addr()
         .unwrap()
-        .port()
 }
 
 /// Runs curl with `args`; its exit code and stdout.
@@ -633,10 +642,10 @@ async fn ssh_port_forwarding_reaches_vhosts_over_http_and_nothing_else() {
     let (_state, _serve, ssh) = demo_with_ssh();
     tokio::task::spawn_blocking(move || {
         // ssh -L: a local port that is the vhost.
-        let local = free_port();
-        let forward = format!("127.0.0.1:{local}:localhost:80");
+        let local = free_local_addr();
+        let forward = format!("{local}:localhost:80");
         let tunnel = Tunnel::start(&mut ssh.command_with(&["-N", "-L", &forward], &[]), local);
-        let base = format!("http://127.0.0.1:{local}");
+        let base = format!("http://{local}");
         assert_eq!(
             curl(&[&format!("{base}/multiply?a=4&b=5")]),
             (Some(0), "20\n".to_owned())
@@ -658,12 +667,12 @@ async fn ssh_port_forwarding_reaches_vhosts_over_http_and_nothing_else() {
         drop(tunnel);
 
         // ssh -D: SOCKS, with the host name passed through.
-        let socks = free_port();
+        let socks = free_local_addr();
         let tunnel = Tunnel::start(
-            &mut ssh.command_with(&["-N", "-D", &format!("127.0.0.1:{socks}")], &[]),
+            &mut ssh.command_with(&["-N", "-D", &socks.to_string()], &[]),
             socks,
         );
-        let proxy = format!("127.0.0.1:{socks}");
+        let proxy = socks.to_string();
         assert_eq!(
             curl(&[
                 "--socks5-hostname",
@@ -719,10 +728,10 @@ async fn a_restricted_key_may_send_requests_but_not_forward_ports() {
             String::from_utf8_lossy(&output.stderr)
         );
 
-        let local = free_port();
-        let forward = format!("127.0.0.1:{local}:localhost:80");
+        let local = free_local_addr();
+        let forward = format!("{local}:localhost:80");
         let tunnel = Tunnel::start(&mut ssh.command_with(&["-N", "-L", &forward], &[]), local);
-        let (code, _) = curl(&[&format!("http://127.0.0.1:{local}/multiply?a=1&b=1")]);
+        let (code, _) = curl(&[&format!("http://{local}/multiply?a=1&b=1")]);
         assert_ne!(code, Some(0));
         let stderr = tunnel.stop();
         assert!(

@@ -831,9 +831,11 @@ impl Gateway {
                     Ok(mut current) => *current = Arc::new(site),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(site),
                 }
+                self.state.metrics.config_reloaded(true);
                 tracing::info!(path = %path.display(), "configuration reloaded (listen addresses and host keys need a restart)");
             }
             Err(error) => {
+                self.state.metrics.config_reloaded(false);
                 tracing::error!(%error, "reload failed; the running configuration stays");
             }
         }

@@ -61,6 +61,8 @@ pub struct Metrics {
     requests_in_flight: AtomicU64,
     vhosts: Mutex<BTreeMap<String, VhostMetrics>>,
     connection_limits: Arc<ConnectionStats>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -107,6 +109,16 @@ impl Metrics {
     /// endpoint renders it.
     pub fn connection_stats(&self) -> &Arc<ConnectionStats> {
         &self.connection_limits
+    }
+
+    /// A configuration reload (SIGHUP) ended: `ok` if the new configuration runs.
+    pub fn config_reloaded(&self, ok: bool) {
+        let counter = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An SSH connection was accepted: `sshttp_connections_open` up,
@@ -308,6 +320,19 @@ impl Metrics {
         for (name, kind, help, counter) in limits {
             family(out, name, kind, help)?;
             writeln!(out, "{name} {}", load(counter))?;
+        }
+        family(
+            out,
+            "sshttp_config_reloads_total",
+            "counter",
+            "Configuration reloads (SIGHUP), by result; a failed one leaves the running configuration.",
+        )?;
+        for (result, counter) in [("ok", &self.reloads_ok), ("failed", &self.reloads_failed)] {
+            writeln!(
+                out,
+                "sshttp_config_reloads_total{{result=\"{result}\"}} {}",
+                load(counter)
+            )?;
         }
 
         let vhosts = self.vhosts.lock().unwrap_or_else(PoisonError::into_inner);
@@ -724,6 +749,10 @@ sshttp_accept_errors_total 0
 # HELP sshttp_fd_limit The soft limit on open file descriptors the gateway runs with.
 # TYPE sshttp_fd_limit gauge
 sshttp_fd_limit 0
+# HELP sshttp_config_reloads_total Configuration reloads (SIGHUP), by result; a failed one leaves the running configuration.
+# TYPE sshttp_config_reloads_total counter
+sshttp_config_reloads_total{result=\"ok\"} 0
+sshttp_config_reloads_total{result=\"failed\"} 0
 # HELP sshttp_requests_total HTTP requests served, by vhost and status class.
 # TYPE sshttp_requests_total counter
 sshttp_requests_total{vhost=\"api\",code=\"2xx\"} 1
@@ -758,7 +787,7 @@ sshttp_upstream_errors_total{vhost=\"api\",kind=\"timeout\"} 1
         let rendered = metrics.render();
         let expected_lines: Vec<&str> = expected.lines().collect();
         assert_eq!(rendered.lines().collect::<Vec<_>>(), expected_lines);
-        assert_eq!(parse(&rendered).len(), 34);
+        assert_eq!(parse(&rendered).len(), 36);
     }
 
     #[test]

@@ -44,6 +44,55 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// Starts `sshttp serve ARGS` with a configuration that has `[metrics]` listen on
+    /// port 0, and waits until it listens and has printed where its metrics are.
+    #[allow(dead_code, reason = "not every test binary reads the metrics")]
+    pub(crate) fn start_with_metrics(args: &[&str]) -> (Self, SocketAddr) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sshttp"));
+        command.arg("serve").args(args);
+        let (mut listening, mut host_key, mut metrics) = (None, None, None);
+        let (child, ((addr, fingerprint), metrics)) = spawn_until(&mut command, |line| {
+            if let Some(rest) = line.strip_prefix("sshttp gateway listening on ") {
+                listening = Some(rest.parse().unwrap());
+            }
+            if let Some(rest) = line.strip_prefix("host key: ") {
+                host_key = Some(rest.to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("metrics: http://") {
+                metrics = Some(rest.trim_end_matches("/metrics").parse().unwrap());
+            }
+            listening.zip(host_key.clone()).zip(metrics)
+        });
+        let serve = Self {
+            child,
+            addr,
+            fingerprint,
+        };
+        (serve, metrics)
+    }
+}
+
+/// The value of the metric `name` (the first series of that name) from a gateway's
+/// metrics listener at `addr`.
+#[allow(dead_code, reason = "not every test binary reads the metrics")]
+pub(crate) fn metric(addr: SocketAddr, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// Spawns `command` (an `sshttp` subcommand, logging warnings to the test's stderr) and
 /// reads its stdout line by line until `ready` returns a value.
 pub(crate) fn spawn_until<T>(
