@@ -7,6 +7,8 @@
 //! `--mode client` and `--mode reqwest` compare the client library, talking to a real
 //! `sshttp serve`, with reqwest talking HTTP/1.1 directly or through `ssh -L`;
 //! `delay-relay` adds a fixed latency in front of either to count round trips.
+//! `load --report-every` prints the requests done so far as it goes, for
+//! `bench/soak.sh`, which samples the servers' memory beside them.
 
 // A benchmark tool: its counters and sizes are far from overflow, and failing loudly
 // is what a benchmark should do.
@@ -88,7 +90,8 @@ enum Command {
         #[arg(long)]
         delay_ms: u64,
     },
-    /// Load generator; prints one result line.
+    /// Load generator; prints one result line (after progress lines with
+    /// `--report-every`).
     Load {
         #[arg(long, value_enum)]
         mode: Mode,
@@ -111,6 +114,13 @@ enum Command {
         /// The gateway's vhost (`--mode client`).
         #[arg(long, default_value = "bench")]
         vhost: String,
+        /// Every this many seconds, print the requests done so far (soak runs).
+        #[arg(long)]
+        report_every: Option<f64>,
+        /// Send `Connection: close`, so each request has a connection of its own
+        /// (`--mode http`).
+        #[arg(long)]
+        close: bool,
         #[command(flatten)]
         transport: TransportArgs,
     },
@@ -192,6 +202,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             upload,
             requests,
             vhost,
+            report_every,
+            close,
             transport,
         } => {
             let run = Run {
@@ -203,6 +215,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 upload,
                 requests,
                 vhost,
+                report_every: report_every.map(Duration::from_secs_f64),
+                close,
                 transport: transport.transport(),
             };
             load(run).await
@@ -470,13 +484,20 @@ struct Run {
     upload: Option<u64>,
     requests: Option<u64>,
     vhost: String,
+    report_every: Option<Duration>,
+    close: bool,
     transport: Transport,
 }
 
 /// One way of making a request, shared by the worker tasks.
 enum Requester {
     /// Boxed: hyper's client is large (with HTTP/2 built in), the others are handles.
-    Http(Box<HttpClient<HttpConnector, AnyBody>>, SocketAddr),
+    Http {
+        client: Box<HttpClient<HttpConnector, AnyBody>>,
+        target: SocketAddr,
+        /// Ask for `Connection: close`.
+        close: bool,
+    },
     Sshttp(Arc<sshttp_client::Connection>),
     Session(Arc<russh::client::Handle<AcceptAnyKey>>),
     Reqwest(reqwest::Client, SocketAddr),
@@ -509,7 +530,11 @@ impl Requester {
                 let client = HttpClient::builder(TokioExecutor::new())
                     .pool_max_idle_per_host(run.concurrency)
                     .build(connector);
-                Self::Http(Box::new(client), run.target)
+                Self::Http {
+                    client: Box::new(client),
+                    target: run.target,
+                    close: run.close,
+                }
             }
             Mode::Sshttp => {
                 let options = sshttp_client::ConnectOptions {
@@ -610,11 +635,18 @@ impl Requester {
                 }
                 Ok(total)
             }
-            Self::Http(client, target) => {
-                let request = Request::builder()
+            Self::Http {
+                client,
+                target,
+                close,
+            } => {
+                let mut request = Request::builder()
                     .method(method)
-                    .uri(format!("http://{target}{path}"))
-                    .body(body)?;
+                    .uri(format!("http://{target}{path}"));
+                if *close {
+                    request = request.header(http::header::CONNECTION, "close");
+                }
+                let request = request.body(body)?;
                 let response = client.request(request).await?;
                 anyhow::ensure!(
                     response.status().is_success(),
@@ -702,7 +734,10 @@ async fn load(run: Run) -> anyhow::Result<()> {
         });
     }
     if run.requests.is_none() {
-        tokio::time::sleep(run.deadline).await;
+        match run.report_every {
+            Some(every) => report(&done, started, run.deadline, every).await,
+            None => tokio::time::sleep(run.deadline).await,
+        }
         stop.store(true, Ordering::Relaxed);
     }
     while let Some(result) = workers.join_next().await {
@@ -725,4 +760,21 @@ async fn load(run: Run) -> anyhow::Result<()> {
         warm_up.as_secs_f64() * 1000.0,
     );
     Ok(())
+}
+
+/// Until `deadline` after `started`, prints `elapsed=S requests=N` every `every`: the
+/// requests completed so far, for a soak that samples memory beside them.
+async fn report(done: &AtomicU64, started: Instant, deadline: Duration, every: Duration) {
+    let start = tokio::time::Instant::from_std(started);
+    let mut tick = start + every;
+    while tick <= start + deadline {
+        tokio::time::sleep_until(tick).await;
+        println!(
+            "elapsed={:.1} requests={}",
+            started.elapsed().as_secs_f64(),
+            done.load(Ordering::Relaxed)
+        );
+        tick += every;
+    }
+    tokio::time::sleep_until(start + deadline).await;
 }

@@ -438,3 +438,35 @@ pub fn run(command: &mut std::process::Command) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// A bare russh client, as a stock SSH client would be: it trusts any host key.
+pub struct TrustingClient;
+
+impl russh::client::Handler for TrustingClient {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// A bare russh connection to `addr`, authenticated as `tester` with a fresh key.
+pub async fn bare_session(addr: SocketAddr) -> russh::client::Handle<TrustingClient> {
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let mut handle = russh::client::connect(config, addr, TrustingClient)
+        .await
+        .unwrap();
+    let key = client::Identity::generate_ed25519().unwrap();
+    let key = russh::keys::PrivateKeyWithHashAlg::new(key.private_key().clone(), None);
+    assert!(
+        handle
+            .authenticate_publickey("tester", key)
+            .await
+            .unwrap()
+            .success()
+    );
+    handle
+}

@@ -904,20 +904,6 @@ async fn channel_limits_per_connection_refuse_with_resource_shortage() {
     assert_eq!(status, StatusCode::OK, "the slot is free again");
 }
 
-/// A bare russh client, as a stock SSH client would be: it trusts any host key.
-struct StockClient;
-
-impl russh::client::Handler for StockClient {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
 #[tokio::test]
 async fn forwarded_channels_are_bounded_per_connection_and_freed_on_close() {
     let upstream = named_upstream("f").await;
@@ -926,19 +912,7 @@ async fn forwarded_channels_are_bounded_per_connection_and_freed_on_close() {
         vhost("f.test", &upstream.url(), "any-key")
     );
     let gateway = Gateway::start(&config, &[]).await;
-    let config = Arc::new(russh::client::Config::default());
-    let mut handle = russh::client::connect(config, gateway.addr, StockClient)
-        .await
-        .unwrap();
-    let key = client::Identity::generate_ed25519().unwrap();
-    let key = russh::keys::PrivateKeyWithHashAlg::new(key.private_key().clone(), None);
-    assert!(
-        handle
-            .authenticate_publickey("tester", key)
-            .await
-            .unwrap()
-            .success()
-    );
+    let handle = sshttp_tests::bare_session(gateway.addr).await;
 
     let open = || handle.channel_open_direct_tcpip("f.test", 80, "127.0.0.1", 40000);
     let first = open().await.unwrap();

@@ -119,8 +119,15 @@ struct Pair {
 
 /// One russh server and one authenticated russh client over TCP on 127.0.0.1.
 async fn pair(window_size: u32) -> Pair {
+    pair_with_queue(window_size, server::Config::default().channel_buffer_size).await
+}
+
+/// A pair whose both ends queue `channel_buffer_size` messages other than data per
+/// channel.
+async fn pair_with_queue(window_size: u32, channel_buffer_size: usize) -> Pair {
     let mut server_config = server::Config {
         window_size,
+        channel_buffer_size,
         adjust_window_on_read: true,
         auth_rejection_time: Duration::ZERO,
         auth_rejection_time_initial: Some(Duration::ZERO),
@@ -144,6 +151,7 @@ async fn pair(window_size: u32) -> Pair {
     });
     let client_config = client::Config {
         window_size,
+        channel_buffer_size,
         adjust_window_on_read: true,
         ..client::Config::default()
     };
@@ -412,4 +420,86 @@ async fn client_that_does_not_read_stops_the_server_at_the_window() {
         .unwrap();
     let server_side = pair.accepted.recv().await.unwrap();
     sender_stops_at_the_window(server_side.make_writer(), &mut channel, "server").await;
+}
+
+const TINY_PACKETS: usize = 1000;
+/// A window with room for [`TINY_PACKETS`] packets of any size: the queue counts each
+/// data message as at least `russh::MIN_DATA_COST` bytes of the window.
+const TINY_WINDOW: u32 = TINY_PACKETS as u32 * russh::MIN_DATA_COST;
+
+/// The first data on a channel.
+async fn first_data<S>(channel: &mut Channel<S>) -> Bytes
+where
+    S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+{
+    loop {
+        match channel.wait().await {
+            Some(ChannelMsg::Data { data }) => return data,
+            Some(_) => {}
+            None => panic!("the channel ended before its data"),
+        }
+    }
+}
+
+/// `sender_a` sends TINY_PACKETS one-byte packets, then `sender_b` one packet; the
+/// other side reads `reading_b` first and `reading_a` only then. The session must not
+/// wait for room in `reading_a`'s queue (4 messages): data is bounded by the window
+/// (one message per 128 bytes of it).
+async fn tiny_packets_on_a_channel_read_last<S, T>(
+    sender_a: &Channel<S>,
+    sender_b: &Channel<S>,
+    reading_a: &mut Channel<T>,
+    reading_b: &mut Channel<T>,
+) where
+    S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+    T: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+{
+    for i in 0..TINY_PACKETS {
+        sender_a.data(&pattern(i, 1)[..]).await.unwrap();
+    }
+    sender_b.data(&b"b"[..]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        assert_eq!(&first_data(reading_b).await[..], b"b");
+        let mut received = Vec::new();
+        while received.len() < TINY_PACKETS {
+            received.extend_from_slice(&first_data(reading_a).await);
+        }
+        assert_eq!(received, pattern(0, TINY_PACKETS));
+    })
+    .await
+    .expect("the session waited for a channel that was not being read");
+}
+
+#[tokio::test]
+async fn tiny_packets_to_the_server_do_not_stop_its_other_channels() {
+    let mut pair = pair_with_queue(TINY_WINDOW, 4).await;
+    let mut open = async || {
+        let (channel, _) = pair
+            .client
+            .channel_open_custom("accept@test.sshttp", Bytes::new())
+            .await
+            .unwrap()
+            .unwrap();
+        (channel, pair.accepted.recv().await.unwrap())
+    };
+    let (a, mut server_a) = open().await;
+    let (b, mut server_b) = open().await;
+    tiny_packets_on_a_channel_read_last(&a, &b, &mut server_a, &mut server_b).await;
+}
+
+#[tokio::test]
+async fn tiny_packets_to_the_client_do_not_stop_its_other_channels() {
+    let mut pair = pair_with_queue(TINY_WINDOW, 4).await;
+    let mut open = async || {
+        let (channel, _) = pair
+            .client
+            .channel_open_custom("accept@test.sshttp", Bytes::new())
+            .await
+            .unwrap()
+            .unwrap();
+        (channel, pair.accepted.recv().await.unwrap())
+    };
+    let (mut a, server_a) = open().await;
+    let (mut b, server_b) = open().await;
+    tiny_packets_on_a_channel_read_last(&server_a, &server_b, &mut a, &mut b).await;
 }

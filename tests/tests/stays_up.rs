@@ -194,20 +194,6 @@ async fn connections_that_do_not_authenticate_within_the_grace_time_are_closed()
     assert_eq!(get(&connection, None, "/").await.unwrap().0, StatusCode::OK);
 }
 
-/// A bare russh client that trusts any host key.
-struct Bare;
-
-impl russh::client::Handler for Bare {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
 #[tokio::test]
 async fn a_client_trying_key_after_key_is_disconnected_after_max_auth_tries() {
     let upstream = hello().await;
@@ -217,9 +203,10 @@ async fn a_client_trying_key_after_key_is_disconnected_after_max_auth_tries() {
         upstream.url()
     );
     let gateway = Gateway::start(&config, &[("authorized_keys", &listed.public_openssh())]).await;
-    let mut handle = russh::client::connect(Arc::default(), gateway.addr, Bare)
-        .await
-        .unwrap();
+    let mut handle =
+        russh::client::connect(Arc::default(), gateway.addr, sshttp_tests::TrustingClient)
+            .await
+            .unwrap();
     let mut refused = 0;
     let ended = loop {
         let stranger = client::Identity::generate_ed25519().unwrap();
@@ -724,18 +711,7 @@ async fn running_commands_count_against_the_requests_per_connection() {
         .await
     };
     let gateway = gateway("max_channels_per_connection = 1", &upstream).await;
-    let mut handle = russh::client::connect(Arc::default(), gateway.addr, Bare)
-        .await
-        .unwrap();
-    let key = client::Identity::generate_ed25519().unwrap();
-    let key = russh::keys::PrivateKeyWithHashAlg::new(key.private_key().clone(), None);
-    assert!(
-        handle
-            .authenticate_publickey("tester", key)
-            .await
-            .unwrap()
-            .success()
-    );
+    let handle = sshttp_tests::bare_session(gateway.addr).await;
     let mut slow = handle.channel_open_session().await.unwrap();
     slow.exec(true, "get /slow").await.unwrap();
     // Once the slow command holds the slot, a second one is refused with 503.

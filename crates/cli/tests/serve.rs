@@ -520,11 +520,9 @@ async fn openssh_connection_sharing_carries_many_commands_over_one_connection() 
     let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
-        format!(
-            "listen = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\ndefault_vhost = \"localhost\"\n\
-             [metrics]\nlisten = \"127.0.0.1:0\"\n\
-             [[vhost]]\nname = \"localhost\"\nupstream = \"demo\"\nauth = \"any-key\"\n"
-        ),
+        "listen = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\ndefault_vhost = \"localhost\"\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n\
+         [[vhost]]\nname = \"localhost\"\nupstream = \"demo\"\nauth = \"any-key\"\n",
     )
     .unwrap();
     let (serve, metrics) = Serve::start_with_metrics(&["--config", config.to_str().unwrap()]);

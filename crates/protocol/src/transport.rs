@@ -21,20 +21,18 @@ pub const WINDOW_SIZE: u32 = 8 * 1024 * 1024;
 /// three benchmark runs, within noise in the third.
 pub const MAX_PACKET_SIZE: u32 = 65_535;
 
-/// Smallest average packet size for which a full window of data always fits in a
-/// channel's queue.
+/// Smallest average packet size for which a full window of data fits in a channel
+/// queue counted in messages, as stock russh's is (see [`Transport::buffer_for`]).
 pub const MIN_QUEUED_PACKET: u32 = 1024;
 
-/// Messages queued per channel between the SSH session and the application: a full
-/// window of packets averaging [`MIN_QUEUED_PACKET`] bytes. russh counts this queue in
-/// messages, and delivering into a full queue stops the connection's session loop
-/// (reads and writes) until the application reads. If that application is itself
-/// waiting on the same connection (a response streamed from the request body), the
-/// connection deadlocks. Sized for full-size packets only, a window of 64 KiB body
-/// frames (each sent as a 65535- and a 1-byte packet) would fill it. The queue's memory
-/// is allocated as it fills, so the bound costs nothing until used: at most about 150
-/// bytes of bookkeeping per queued message.
-pub const CHANNEL_BUFFER_SIZE: usize = (WINDOW_SIZE / MIN_QUEUED_PACKET) as usize;
+/// Messages other than data queued per channel between the SSH session and the
+/// application (EOF, CLOSE, channel requests and replies). With the patched russh's
+/// window-bounded queue (vendor/README.md, item 11), data is bounded by the window
+/// instead (one message per 128 bytes of it at most), so this bounds only the few
+/// control messages an sshttp channel carries: a peer that sends more to a channel
+/// the application is not reading makes the session wait for it, and each costs about
+/// 150 bytes of bookkeeping, so the bound is small.
+pub const CHANNEL_BUFFER_SIZE: usize = 64;
 
 /// Messages queued from all channels of a connection to its SSH session. Every request
 /// in flight sends its messages through this one queue; russh's default of 10 made 64
@@ -112,8 +110,9 @@ impl Default for Transport {
 }
 
 impl Transport {
-    /// A queue that holds a full window of packets averaging [`MIN_QUEUED_PACKET`]
-    /// bytes (see [`CHANNEL_BUFFER_SIZE`]); `max_packet_size` only sets a floor.
+    /// For a russh whose channel queue counts every message (without the patch's
+    /// window-bounded queue): a queue that holds a full window of packets averaging
+    /// [`MIN_QUEUED_PACKET`] bytes; `max_packet_size` only sets a floor.
     pub fn buffer_for(window_size: u32, max_packet_size: u32) -> usize {
         let small = window_size.checked_div(MIN_QUEUED_PACKET).unwrap_or(0);
         let full = window_size.checked_div(max_packet_size).unwrap_or(0);

@@ -1248,6 +1248,26 @@ impl BodyDeadline {
         }
     }
 
+    /// Ends the body the service reads (if it still does) in an error, never as
+    /// complete, waiting at most the idle timeout for the service to take it.
+    async fn abort_body(
+        &self,
+        sender: Option<BodySender>,
+        code: ResetCode,
+        description: String,
+        reset_peer: bool,
+    ) {
+        if let Some(mut body) = sender {
+            let aborted = sshttp_protocol::Aborted {
+                code,
+                description,
+                reset_peer,
+            };
+            let delivered = body.deliver(BodyEvent::Aborted(aborted));
+            let _ = tokio::time::timeout(self.idle, delivered).await;
+        }
+    }
+
     fn expired(&self, what: &str) -> ResetReason {
         ConnectionStats::count(&self.stats.body_timeouts);
         let description = format!("{what} for {} s", self.idle.as_secs());
@@ -1521,16 +1541,9 @@ async fn read_request(
                     // it sees the body fail is never sent as if all were well: the
                     // request task then resets the channel and drops the call.
                     let _ = cancel.send(Some((code, description.clone())));
-                    // The service sees the body end in an error, never complete.
-                    if let Some(mut body) = sender.take() {
-                        let aborted = sshttp_protocol::Aborted {
-                            code,
-                            description,
-                            reset_peer: true,
-                        };
-                        let delivered = body.deliver(BodyEvent::Aborted(aborted));
-                        let _ = tokio::time::timeout(deadline.idle, delivered).await;
-                    }
+                    deadline
+                        .abort_body(sender.take(), code, description, true)
+                        .await;
                     return;
                 }
             }

@@ -783,6 +783,185 @@ mod channels {
     }
 }
 
+/// With `adjust_window_on_read`, a channel's queue is bounded by the window it
+/// advertised, not by `channel_buffer_size` messages: a peer filling a channel
+/// that is not being read with tiny packets must not stop the connection's other
+/// channels. With a queue of messages, the session waits for room on the first
+/// channel, and an application reading the second channel first never gets its
+/// data.
+mod window_bounded_queue {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use keys::PrivateKeyWithHashAlg;
+    use ssh_key::PrivateKey;
+    use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+    use super::*;
+    use crate::cert::PublicKeyOrCertificate;
+
+    const TINY_PACKETS: usize = 1000;
+    const BUFFER: usize = 4;
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    struct Server {
+        opened: UnboundedSender<Channel<server::Msg>>,
+    }
+
+    impl server::Handler for Server {
+        type Error = crate::Error;
+
+        async fn auth_publickey(
+            &mut self,
+            _: &str,
+            _: server::VerifiedPublicKey<'_>,
+        ) -> Result<server::Auth, Self::Error> {
+            Ok(server::Auth::Accept)
+        }
+
+        async fn channel_open_session(
+            &mut self,
+            channel: Channel<server::Msg>,
+            reply: server::ChannelOpenHandle,
+            _session: &mut server::Session,
+        ) -> Result<(), Self::Error> {
+            reply.accept().await;
+            let _ = self.opened.send(channel);
+            Ok(())
+        }
+    }
+
+    struct Client;
+
+    impl client::Handler for Client {
+        type Error = crate::Error;
+
+        async fn check_server_key(
+            &mut self,
+            _: &PublicKeyOrCertificate,
+        ) -> Result<bool, Self::Error> {
+            Ok(true)
+        }
+    }
+
+    /// A connection whose both ends return window as data is read and queue
+    /// `BUFFER` messages per channel; the server's channels arrive on the receiver.
+    async fn connect() -> (
+        client::Handle<Client>,
+        UnboundedReceiver<Channel<server::Msg>>,
+    ) {
+        let mut config = server::Config::default();
+        config.inactivity_timeout = None;
+        config.channel_buffer_size = BUFFER;
+        config.adjust_window_on_read = true;
+        config
+            .keys
+            .push(PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519).unwrap());
+        let config = Arc::new(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (opened, server_channels) = unbounded_channel();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let session = server::run_stream(config, socket, Server { opened })
+                .await
+                .unwrap();
+            let _ = session.await;
+        });
+
+        let mut config = client::Config::default();
+        config.channel_buffer_size = BUFFER;
+        config.adjust_window_on_read = true;
+        let mut client = client::connect(Arc::new(config), addr, Client)
+            .await
+            .unwrap();
+        let key = PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519).unwrap();
+        let auth = client
+            .authenticate_publickey("user", PrivateKeyWithHashAlg::new(Arc::new(key), None))
+            .await
+            .unwrap();
+        assert!(auth.success());
+        (client, server_channels)
+    }
+
+    fn tiny(i: usize) -> u8 {
+        (i % 251) as u8
+    }
+
+    async fn send_tiny_packets<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static>(
+        channel: &Channel<S>,
+    ) {
+        for i in 0..TINY_PACKETS {
+            channel.data(&[tiny(i)][..]).await.unwrap();
+        }
+    }
+
+    async fn first_data<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static>(
+        channel: &mut Channel<S>,
+    ) -> Bytes {
+        loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Data { data }) => return data,
+                Some(_) => {}
+                None => panic!("the channel ended before its data"),
+            }
+        }
+    }
+
+    async fn read_tiny_packets<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static>(
+        channel: &mut Channel<S>,
+    ) {
+        let mut received = Vec::new();
+        while received.len() < TINY_PACKETS {
+            received.extend_from_slice(&first_data(channel).await);
+        }
+        let sent: Vec<u8> = (0..TINY_PACKETS).map(tiny).collect();
+        assert_eq!(received, sent);
+    }
+
+    #[tokio::test]
+    async fn tiny_packets_on_a_channel_the_server_does_not_read_yet() {
+        let (client, mut server_channels) = connect().await;
+        let a = client.channel_open_session().await.unwrap();
+        let b = client.channel_open_session().await.unwrap();
+        let mut server_a = server_channels.recv().await.unwrap();
+        let mut server_b = server_channels.recv().await.unwrap();
+
+        send_tiny_packets(&a).await;
+        b.data(&b"b"[..]).await.unwrap();
+
+        tokio::time::timeout(DEADLINE, async {
+            assert_eq!(&first_data(&mut server_b).await[..], b"b");
+            read_tiny_packets(&mut server_a).await;
+        })
+        .await
+        .expect("the server's session waited for a channel nobody read");
+    }
+
+    #[tokio::test]
+    async fn tiny_packets_on_a_channel_the_client_does_not_read_yet() {
+        let (client, mut server_channels) = connect().await;
+        let mut a = client.channel_open_session().await.unwrap();
+        let mut b = client.channel_open_session().await.unwrap();
+        let server_a = server_channels.recv().await.unwrap();
+        let mut server_b = server_channels.recv().await.unwrap();
+        // Both confirmations have reached the client; the server may send.
+        b.data(&b"go"[..]).await.unwrap();
+        assert_eq!(&first_data(&mut server_b).await[..], b"go");
+
+        send_tiny_packets(&server_a).await;
+        server_b.data(&b"b"[..]).await.unwrap();
+
+        tokio::time::timeout(DEADLINE, async {
+            assert_eq!(&first_data(&mut b).await[..], b"b");
+            read_tiny_packets(&mut a).await;
+        })
+        .await
+        .expect("the client's session waited for a channel nobody read");
+    }
+}
+
 mod gex {
     use super::*;
 

@@ -235,15 +235,9 @@ pub(super) async fn serve<S, B>(
                         let (code, description) =
                             stdin_deadline.expired("standard input sent nothing");
                         let _ = closed_tx.send(Some(description.clone()));
-                        if let Some(mut body) = sender.take() {
-                            let aborted = sshttp_protocol::Aborted {
-                                code,
-                                description,
-                                reset_peer: false,
-                            };
-                            let delivered = body.deliver(BodyEvent::Aborted(aborted));
-                            let _ = tokio::time::timeout(stdin_deadline.idle, delivered).await;
-                        }
+                        stdin_deadline
+                            .abort_body(sender.take(), code, description, false)
+                            .await;
                         return;
                     }
                 }

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc::{Receiver, Sender};
+use tokio::sync::mpsc::Sender;
 use tokio::sync::{Mutex, Notify};
 
 use crate::{ChannelId, ChannelOpenFailure, Error, Pty, Sig};
@@ -10,8 +10,8 @@ use crate::{ChannelId, ChannelOpenFailure, Error, Pty, Sig};
 pub mod io;
 
 mod channel_ref;
-pub use channel_ref::ChannelRef;
-pub(crate) use channel_ref::CustomOpenConfirmation;
+pub use channel_ref::{ChannelRef, MIN_DATA_COST};
+pub(crate) use channel_ref::{ChannelReceiver, CustomOpenConfirmation};
 
 mod channel_stream;
 pub use channel_stream::ChannelStream;
@@ -122,6 +122,16 @@ pub enum ChannelMsg {
     },
 }
 
+impl ChannelMsg {
+    /// Whether this is data that takes up the channel's window.
+    pub(crate) fn is_windowed(&self) -> bool {
+        matches!(
+            self,
+            Self::Data { data } | Self::ExtendedData { data, .. } if !data.is_empty()
+        )
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct WindowSizeRef {
     value: Arc<Mutex<u32>>,
@@ -155,6 +165,8 @@ impl WindowSizeRef {
 pub(crate) struct WindowCredits {
     sender: tokio::sync::mpsc::UnboundedSender<(ChannelId, u32)>,
     threshold: u32,
+    /// The window each channel advertises.
+    window_size: u32,
 }
 
 impl WindowCredits {
@@ -163,7 +175,19 @@ impl WindowCredits {
     pub(crate) fn new(window_size: u32) -> (Self, tokio::sync::mpsc::UnboundedReceiver<(ChannelId, u32)>) {
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let threshold = (window_size / 4).max(1);
-        (Self { sender, threshold }, receiver)
+        (
+            Self {
+                sender,
+                threshold,
+                window_size,
+            },
+            receiver,
+        )
+    }
+
+    /// The window each channel advertises, which bounds the data queued for it.
+    pub(crate) fn window_size(&self) -> u32 {
+        self.window_size
     }
 
     pub(crate) fn for_channel(&self, id: ChannelId) -> ReadCredit {
@@ -200,7 +224,7 @@ impl ReadCredit {
 ///
 /// Allows you to read from a channel without borrowing the session
 pub struct ChannelReadHalf {
-    pub(crate) receiver: Receiver<ChannelMsg>,
+    pub(crate) receiver: ChannelReceiver,
     /// Set when the session returns window as data is read.
     pub(crate) credit: Option<ReadCredit>,
 }
@@ -561,12 +585,11 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
         channel_buffer_size: usize,
         credit: Option<ReadCredit>,
     ) -> (Self, ChannelRef) {
-        let (tx, rx) = tokio::sync::mpsc::channel(channel_buffer_size);
+        let window = credit.as_ref().map(|c| c.credits.window_size());
+        let (mut channel_ref, receiver) = ChannelRef::queue(channel_buffer_size, window);
         let window_size = WindowSizeRef::new(window_size);
-        let read_half = ChannelReadHalf {
-            receiver: rx,
-            credit,
-        };
+        channel_ref.window_size = window_size.clone();
+        let read_half = ChannelReadHalf { receiver, credit };
         let write_half = ChannelWriteHalf {
             id,
             sender,
@@ -579,11 +602,7 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
                 write_half,
                 read_half,
             },
-            ChannelRef {
-                sender: tx,
-                window_size,
-                open_reply: None,
-            },
+            channel_ref,
         )
     }
 

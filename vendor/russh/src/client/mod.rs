@@ -61,7 +61,8 @@ use tokio::sync::oneshot;
 pub use crate::auth::AuthResult;
 use crate::cert::PublicKeyOrCertificate;
 use crate::channels::{
-    Channel, ChannelMsg, ChannelReadHalf, ChannelRef, ChannelWriteHalf, WindowCredits, WindowSizeRef,
+    Channel, ChannelMsg, ChannelReadHalf, ChannelReceiver, ChannelRef, ChannelWriteHalf,
+    WindowCredits, WindowSizeRef,
 };
 use crate::cipher::{self, OpeningKey, clear};
 use crate::kex::{KexAlgorithmImplementor, KexCause, KexProgress, SessionKexState};
@@ -342,6 +343,12 @@ impl<H: Handler> Drop for Handle<H> {
 impl<H: Handler> Handle<H> {
     pub fn is_closed(&self) -> bool {
         self.sender.is_closed()
+    }
+
+    /// The queue of a channel this handle opens.
+    fn channel_queue(&self) -> (ChannelRef, ChannelReceiver) {
+        let window = self.window_credits.as_ref().map(WindowCredits::window_size);
+        ChannelRef::queue(self.channel_buffer_size, window)
     }
 
     /// Return the initial key-exchange context for OpenSSH agent session
@@ -752,7 +759,7 @@ impl<H: Handler> Handle<H> {
     /// Wait for confirmation that a channel is open
     async fn wait_channel_confirmation(
         &self,
-        mut receiver: Receiver<ChannelMsg>,
+        mut receiver: ChannelReceiver,
         window_size_ref: WindowSizeRef,
     ) -> Result<Channel<Msg>, crate::Error> {
         loop {
@@ -857,8 +864,7 @@ impl<H: Handler> Handle<H> {
     /// usable when it's confirmed by the server, as indicated by the
     /// `confirmed` field of the corresponding `Channel`.
     pub async fn channel_open_session(&self) -> Result<Channel<Msg>, crate::Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
-        let channel_ref = ChannelRef::new(sender);
+        let (channel_ref, receiver) = self.channel_queue();
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
@@ -879,9 +885,8 @@ impl<H: Handler> Handle<H> {
         channel_type: impl Into<String>,
         data: impl Into<Bytes>,
     ) -> Result<Result<(Channel<Msg>, Bytes), ChannelOpenRejection>, crate::Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
+        let (mut channel_ref, receiver) = self.channel_queue();
         let (reply, outcome) = oneshot::channel();
-        let mut channel_ref = ChannelRef::new(sender);
         channel_ref.open_reply = Some(reply);
         let window_size_ref = channel_ref.window_size().clone();
 
@@ -924,8 +929,7 @@ impl<H: Handler> Handle<H> {
         originator_address: A,
         originator_port: u32,
     ) -> Result<Channel<Msg>, crate::Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
-        let channel_ref = ChannelRef::new(sender);
+        let (channel_ref, receiver) = self.channel_queue();
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
@@ -955,8 +959,7 @@ impl<H: Handler> Handle<H> {
         originator_address: B,
         originator_port: u32,
     ) -> Result<Channel<Msg>, crate::Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
-        let channel_ref = ChannelRef::new(sender);
+        let (channel_ref, receiver) = self.channel_queue();
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
@@ -977,8 +980,7 @@ impl<H: Handler> Handle<H> {
         &self,
         socket_path: S,
     ) -> Result<Channel<Msg>, crate::Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
-        let channel_ref = ChannelRef::new(sender);
+        let (channel_ref, receiver) = self.channel_queue();
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
@@ -2857,7 +2859,10 @@ pub struct Config {
     /// (with [`Channel::wait`], [`ChannelReadHalf::wait`] or a reader), rather than as
     /// data arrives. The data held per channel is then bounded by `window_size`, a
     /// channel nobody reads stops its sender once its window is used up, and a peer
-    /// that sends beyond the window is a protocol error. Disabled by default.
+    /// that sends beyond the window is a protocol error. The session never waits for
+    /// room for data in a channel's queue, however small the packets:
+    /// `channel_buffer_size` then bounds only the other messages queued per channel
+    /// (EOF, close, requests). Disabled by default.
     pub adjust_window_on_read: bool,
 }
 

@@ -845,6 +845,118 @@ mod tests {
         ));
     }
 
+    fn channel_data_packet(channel: ChannelId, data: &[u8]) -> Vec<u8> {
+        let mut packet = vec![msg::CHANNEL_DATA];
+        channel.encode(&mut packet).unwrap();
+        data.encode(&mut packet).unwrap();
+        packet
+    }
+
+    /// With `adjust_window_on_read`, a channel's queue takes all the data its window
+    /// allows, in packets of `MIN_DATA_COST` bytes or more, without waiting for the
+    /// reader; data beyond the window is a protocol error; other messages wait for
+    /// room beyond `channel_buffer_size`, which the reader makes by taking them.
+    #[tokio::test]
+    async fn the_window_bounds_queued_data_and_the_buffer_size_the_rest() {
+        const PACKET: usize = crate::channels::MIN_DATA_COST as usize;
+        const WINDOW: u32 = 16 * crate::channels::MIN_DATA_COST;
+        const BUFFER: usize = 4;
+        let mut session = test_authenticated_session();
+        let config = Arc::get_mut(&mut session.common.config).unwrap();
+        config.adjust_window_on_read = true;
+        config.window_size = WINDOW;
+        let (channel, _) = insert_established_channel(&mut session);
+        let (channel_ref, mut receiver) = crate::channels::ChannelRef::queue(BUFFER, Some(WINDOW));
+        session.channels.insert(channel, channel_ref);
+        let mut handler = ChannelCallbackProbe::default();
+        let quickly = std::time::Duration::from_secs(5);
+
+        for byte in 0..16u8 {
+            let packet = channel_data_packet(channel, &[byte; PACKET]);
+            tokio::time::timeout(quickly, session.process_packet(&mut handler, &packet))
+                .await
+                .expect("data within the window waited for the reader")
+                .unwrap();
+        }
+        let packet = channel_data_packet(channel, &[0]);
+        assert!(
+            session.process_packet(&mut handler, &packet).await.is_err(),
+            "data beyond the window was accepted"
+        );
+
+        let mut request = vec![msg::CHANNEL_REQUEST];
+        channel.encode(&mut request).unwrap();
+        "x@example.com".encode(&mut request).unwrap();
+        request.push(0);
+        for _ in 0..BUFFER {
+            tokio::time::timeout(quickly, session.process_packet(&mut handler, &request))
+                .await
+                .expect("a request within the buffer size waited for the reader")
+                .unwrap();
+        }
+        let one_more = session.process_packet(&mut handler, &request);
+        tokio::pin!(one_more);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(100), &mut one_more)
+                .await
+                .is_err(),
+            "requests beyond the buffer size were queued without bound"
+        );
+
+        for byte in 0..16u8 {
+            match receiver.recv().await {
+                Some(ChannelMsg::Data { data }) => assert_eq!(&data[..], &[byte; PACKET]),
+                other => panic!("expected data {byte}, got {other:?}"),
+            }
+        }
+        assert!(matches!(
+            receiver.recv().await,
+            Some(ChannelMsg::Request { .. })
+        ));
+        tokio::time::timeout(quickly, one_more)
+            .await
+            .expect("taking a request did not make room for another")
+            .unwrap();
+    }
+
+    /// Packets smaller than `MIN_DATA_COST` count as that many bytes: past
+    /// `window / MIN_DATA_COST` of them the session waits for the reader, so that a
+    /// window of one-byte packets cannot cost the queue 150 times the window.
+    #[tokio::test]
+    async fn tiny_packets_count_as_min_data_cost_bytes() {
+        const WINDOW: u32 = 16 * crate::channels::MIN_DATA_COST;
+        let mut session = test_authenticated_session();
+        let config = Arc::get_mut(&mut session.common.config).unwrap();
+        config.adjust_window_on_read = true;
+        config.window_size = WINDOW;
+        let (channel, _) = insert_established_channel(&mut session);
+        let (channel_ref, mut receiver) = crate::channels::ChannelRef::queue(4, Some(WINDOW));
+        session.channels.insert(channel, channel_ref);
+        let mut handler = ChannelCallbackProbe::default();
+        let quickly = std::time::Duration::from_secs(5);
+        for byte in 0..16u8 {
+            let packet = channel_data_packet(channel, &[byte]);
+            tokio::time::timeout(quickly, session.process_packet(&mut handler, &packet))
+                .await
+                .expect("16 tiny packets waited for the reader")
+                .unwrap();
+        }
+        let packet = channel_data_packet(channel, &[16]);
+        let one_more = session.process_packet(&mut handler, &packet);
+        tokio::pin!(one_more);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(100), &mut one_more)
+                .await
+                .is_err(),
+            "tiny packets were queued past window / MIN_DATA_COST"
+        );
+        assert!(matches!(receiver.recv().await, Some(ChannelMsg::Data { .. })));
+        tokio::time::timeout(quickly, one_more)
+            .await
+            .expect("taking a packet did not make room for another")
+            .unwrap();
+    }
+
     #[derive(Default)]
     struct ChannelCallbackProbe {
         exec_called: bool,

@@ -104,7 +104,10 @@ pub struct Config {
     /// (with [`Channel::wait`], [`ChannelReadHalf::wait`] or a reader), rather than as
     /// data arrives. The data held per channel is then bounded by `window_size`, a
     /// channel nobody reads stops its sender once its window is used up, and a peer
-    /// that sends beyond the window is a protocol error. Disabled by default.
+    /// that sends beyond the window is a protocol error. The session never waits for
+    /// room for data in a channel's queue, however small the packets:
+    /// `channel_buffer_size` then bounds only the other messages queued per channel
+    /// (EOF, close, requests). Disabled by default.
     pub adjust_window_on_read: bool,
 }
 

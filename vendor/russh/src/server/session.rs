@@ -7,12 +7,13 @@ use channels::WindowSizeRef;
 use kex::ServerKex;
 use log::debug;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc::{Receiver, Sender, UnboundedReceiver, UnboundedSender, channel};
+use tokio::sync::mpsc::{Receiver, Sender, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
 use super::*;
 use crate::channels::{
-    Channel, ChannelMsg, ChannelReadHalf, ChannelRef, ChannelWriteHalf, WindowCredits,
+    Channel, ChannelMsg, ChannelReadHalf, ChannelReceiver, ChannelRef, ChannelWriteHalf,
+    WindowCredits,
 };
 use crate::helpers::NameList;
 use crate::kex::{EXTENSION_SUPPORT_AS_CLIENT, KexCause, SessionKexState};
@@ -122,6 +123,12 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// The queue of a channel this handle opens.
+    fn channel_queue(&self) -> (ChannelRef, ChannelReceiver) {
+        let window = self.window_credits.as_ref().map(WindowCredits::window_size);
+        ChannelRef::queue(self.channel_buffer_size, window)
+    }
+
     /// Send data to the session referenced by this handler.
     pub async fn data(
         &self,
@@ -252,8 +259,7 @@ impl Handle {
     /// confirmed that it allows agent forwarding. See
     /// [PROTOCOL.agent](https://datatracker.ietf.org/doc/html/draft-miller-ssh-agent).
     pub async fn channel_open_agent(&self) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
-        let channel_ref = ChannelRef::new(sender);
+        let (channel_ref, receiver) = self.channel_queue();
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
@@ -271,8 +277,7 @@ impl Handle {
     /// usable when it's confirmed by the server, as indicated by the
     /// `confirmed` field of the corresponding `Channel`.
     pub async fn channel_open_session(&self) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
-        let channel_ref = ChannelRef::new(sender);
+        let (channel_ref, receiver) = self.channel_queue();
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
@@ -296,8 +301,7 @@ impl Handle {
         originator_address: B,
         originator_port: u32,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
-        let channel_ref = ChannelRef::new(sender);
+        let (channel_ref, receiver) = self.channel_queue();
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
@@ -319,8 +323,7 @@ impl Handle {
         &self,
         socket_path: A,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
-        let channel_ref = ChannelRef::new(sender);
+        let (channel_ref, receiver) = self.channel_queue();
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
@@ -341,8 +344,7 @@ impl Handle {
         originator_address: B,
         originator_port: u32,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
-        let channel_ref = ChannelRef::new(sender);
+        let (channel_ref, receiver) = self.channel_queue();
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
@@ -363,8 +365,7 @@ impl Handle {
         &self,
         server_socket_path: A,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
-        let channel_ref = ChannelRef::new(sender);
+        let (channel_ref, receiver) = self.channel_queue();
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
@@ -383,8 +384,7 @@ impl Handle {
         originator_address: A,
         originator_port: u32,
     ) -> Result<Channel<Msg>, Error> {
-        let (sender, receiver) = channel(self.channel_buffer_size);
-        let channel_ref = ChannelRef::new(sender);
+        let (channel_ref, receiver) = self.channel_queue();
         let window_size_ref = channel_ref.window_size().clone();
 
         self.sender
@@ -401,7 +401,7 @@ impl Handle {
 
     async fn wait_channel_confirmation(
         &self,
-        mut receiver: Receiver<ChannelMsg>,
+        mut receiver: ChannelReceiver,
         window_size_ref: WindowSizeRef,
     ) -> Result<Channel<Msg>, Error> {
         loop {
