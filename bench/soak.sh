@@ -191,7 +191,7 @@ echo "# sshttp soak, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r);" \
      "load average at start $(cut -d ' ' -f 1-3 /proc/loadavg); commit $(git rev-parse --short HEAD)" \
-     "$(git diff --quiet HEAD -- 2>/dev/null || echo '(with uncommitted changes)');" \
+     "$(git diff --quiet HEAD -- 2>/dev/null && echo '(tracked files unchanged)' || echo '(with uncommitted changes)');" \
      "tokio worker threads in \`sshttp serve\` and \`sshttp proxy\`: ${THREADS:-their default}."
 echo
 echo "## Small GETs through \`sshttp proxy --to\`, one SSH connection, c=$concurrency, ${seconds}s"
