@@ -850,3 +850,60 @@ async fn requests_in_flight_to_one_upstream_are_bounded() {
     let (status, _, _) = get(&connection, None, "/").await.unwrap();
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A response body fed by a task: chunks, or the error it ends in.
+struct Fed(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl http_body::Body for Fed {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|item| item.map(|item| item.map(http_body::Frame::data)))
+    }
+}
+
+// Spec §14.8 with a real `ssh`: the exit status says how the response ended.
+#[tokio::test]
+async fn stock_ssh_exit_statuses_follow_the_status_class_and_aborts() {
+    let upstream = Upstream::start(|request: Request<hyper::body::Incoming>| async move {
+        match request.uri().path() {
+            "/moved" => {
+                let mut response = text("moved");
+                *response.status_mut() = StatusCode::FOUND;
+                response
+            }
+            "/broken" => {
+                let mut response = text("broken");
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                response
+            }
+            "/dies" => {
+                // Part of the body, then (once hyper has sent the head and that part
+                // and waits for more) an error: the upstream dies mid-response.
+                let (tx, rx) = mpsc::channel(1);
+                tokio::spawn(async move {
+                    let _ = tx.send(Ok(Bytes::from_static(b"partial"))).await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = tx
+                        .send(Err(std::io::Error::other("the upstream died")))
+                        .await;
+                });
+                http::Response::new(Fed(rx).map_err(Into::into).boxed())
+            }
+            _ => text("ok"),
+        }
+    })
+    .await;
+    let gateway = gateway("", &upstream).await;
+    let openssh = OpenSsh::new(&gateway);
+    for (path, exit) in [("/", 0), ("/moved", 3), ("/broken", 5), ("/dies", 1)] {
+        let (code, stderr) = finishes(openssh.ssh(&["get", path])).await;
+        assert_eq!(code, Some(exit), "{path}: {stderr}");
+    }
+}
