@@ -51,6 +51,21 @@ async fn hello() -> Upstream {
     Upstream::start(|_request| async { text("hello") }).await
 }
 
+/// An upstream that answers "done", to `/slow` only once `release` is notified.
+async fn slow_upstream(release: &Arc<Notify>) -> Upstream {
+    let release = release.clone();
+    Upstream::start(move |request: Request<hyper::body::Incoming>| {
+        let release = release.clone();
+        async move {
+            if request.uri().path() == "/slow" {
+                release.notified().await;
+            }
+            text("done")
+        }
+    })
+    .await
+}
+
 /// Polls the gateway's metric `name` until `holds` is true of it; its last value.
 async fn metric_until(gateway: &Gateway, name: &str, holds: impl Fn(u64) -> bool) -> u64 {
     let deadline = Instant::now() + PATIENCE;
@@ -265,19 +280,7 @@ async fn connections_per_key_are_capped_and_a_closed_one_frees_its_slot() {
 #[tokio::test]
 async fn a_session_without_channels_is_closed_after_the_idle_timeout() {
     let release = Arc::new(Notify::new());
-    let upstream = {
-        let release = release.clone();
-        Upstream::start(move |request: Request<hyper::body::Incoming>| {
-            let release = release.clone();
-            async move {
-                if request.uri().path() == "/slow" {
-                    release.notified().await;
-                }
-                text("done")
-            }
-        })
-        .await
-    };
+    let upstream = slow_upstream(&release).await;
     let gateway = gateway("idle_session_timeout_secs = 1", &upstream).await;
     let (idle, _) = gateway.connect().await;
     assert_eq!(get(&idle, None, "/").await.unwrap().0, StatusCode::OK);
@@ -697,19 +700,7 @@ fn wait_within(mut child: std::process::Child) -> (Option<i32>, String) {
 #[tokio::test]
 async fn running_commands_count_against_the_requests_per_connection() {
     let release = Arc::new(Notify::new());
-    let upstream = {
-        let release = release.clone();
-        Upstream::start(move |request: Request<hyper::body::Incoming>| {
-            let release = release.clone();
-            async move {
-                if request.uri().path() == "/slow" {
-                    release.notified().await;
-                }
-                text("done")
-            }
-        })
-        .await
-    };
+    let upstream = slow_upstream(&release).await;
     let gateway = gateway("max_channels_per_connection = 1", &upstream).await;
     let handle = sshttp_tests::bare_session(gateway.addr).await;
     let mut slow = handle.channel_open_session().await.unwrap();

@@ -702,21 +702,20 @@ where
             return Ok(());
         };
         let max = self.shared.max_channels_per_connection;
-        if self.active_requests.load(Ordering::Acquire) >= max {
+        let Some(slot) = RequestSlot::try_take(&self.active_requests, max) else {
             let refused = (
                 OpenFailureReason::RESOURCE_SHORTAGE,
                 format!("at most {max} requests at once per connection"),
             );
             refuse(reply, refused).await;
             return Ok(());
-        }
+        };
         match self.open_request(&method, data) {
             Ok(opened) => {
                 reply.accept().await;
                 self.opened();
                 let service = self.service.clone();
                 let limits = self.shared.limits.clone();
-                let slot = RequestSlot::take(&self.active_requests);
                 let shared = self.shared.clone();
                 tokio::spawn(async move {
                     match opened.kind {
@@ -890,7 +889,7 @@ where
         // A running command is a request like any other: it counts against the same
         // per-connection bound as method channels (spec §17.8).
         let max = self.shared.max_channels_per_connection;
-        if self.active_requests.load(Ordering::Acquire) >= max {
+        let Some(slot) = RequestSlot::try_take(&self.active_requests, max) else {
             let status = http::StatusCode::SERVICE_UNAVAILABLE;
             let failure = stock::Failure {
                 message: format!("{status}: at most {max} requests at once per connection"),
@@ -898,7 +897,7 @@ where
             };
             tokio::spawn(stock::fail(stock.channel, failure, terminal));
             return Ok(());
-        }
+        };
         let prepared = stock::prepare(
             data,
             stock.http_host.as_deref(),
@@ -924,7 +923,6 @@ where
             Ok(prepared) => {
                 let service = self.service.clone();
                 let limits = self.shared.limits.clone();
-                let slot = RequestSlot::take(&self.active_requests);
                 let deadline = BodyDeadline::of(&self.shared);
                 tokio::spawn(async move {
                     stock::serve(stock.channel, prepared, service, limits, terminal, deadline)
@@ -1210,9 +1208,14 @@ async fn serve_request<S, B>(
 struct RequestSlot(Arc<AtomicUsize>);
 
 impl RequestSlot {
-    fn take(active: &Arc<AtomicUsize>) -> Self {
-        active.fetch_add(1, Ordering::AcqRel);
-        Self(active.clone())
+    /// A slot, unless all `max` are taken.
+    fn try_take(active: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < max).then(|| taken.saturating_add(1))
+            })
+            .ok()?;
+        Some(Self(active.clone()))
     }
 }
 

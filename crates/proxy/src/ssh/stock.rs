@@ -191,6 +191,14 @@ async fn finish(
     let _ = write.close().await;
 }
 
+/// Ends a command whose stdin stalled (saying so, exit status 1), or whose client went
+/// away (`None`: nothing left to tell).
+async fn abandon(write: &ChannelWriteHalf<Msg>, stalled: Option<String>, terminal: Terminal) {
+    if let Some(stalled) = stalled {
+        finish(write, Some(&stalled), EXIT_NO_RESPONSE, terminal).await;
+    }
+}
+
 /// Untrusted text without control characters (spec §17.12).
 fn printable(text: &str) -> String {
     text.chars()
@@ -275,12 +283,7 @@ pub(super) async fn serve<S, B>(
     };
     let response = match outcome {
         Ok(response) => response,
-        Err(stalled) => {
-            if let Some(stalled) = stalled {
-                finish(&write, Some(&stalled), EXIT_NO_RESPONSE, terminal).await;
-            }
-            return;
-        }
+        Err(stalled) => return abandon(&write, stalled, terminal).await,
     };
     let response = match response {
         Ok(response) => response,
@@ -298,12 +301,7 @@ pub(super) async fn serve<S, B>(
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
-            ended = &mut closed => {
-                if let Ok(Some(stalled)) = ended {
-                    finish(&write, Some(&stalled), EXIT_NO_RESPONSE, terminal).await;
-                }
-                return;
-            }
+            ended = &mut closed => return abandon(&write, ended.ok().flatten(), terminal).await,
         };
         let frame = frame.map(|frame| {
             frame.map_err(|error| {
