@@ -1123,3 +1123,171 @@ async fn connect_to_a_vhost_tunnels_http_the_gateway_serves_as_that_vhost() {
         .unwrap_err();
     assert!(no_port.is_builder(), "{no_port}");
 }
+
+/// A body of `data` then `trailers`, frame by frame.
+fn with_trailers(data: &'static str, trailers: http::HeaderMap) -> TestBody {
+    let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+        Ok(Frame::data(Bytes::from_static(data.as_bytes()))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    http_body_util::StreamBody::new(futures_iter(frames))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A stream of the items of `items`.
+fn futures_iter<T: Unpin>(items: Vec<T>) -> impl futures_core::Stream<Item = T> + Unpin {
+    struct Iter<T>(std::vec::IntoIter<T>);
+    impl<T: Unpin> futures_core::Stream for Iter<T> {
+        type Item = T;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<T>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    Iter(items.into_iter())
+}
+
+fn trailer(name: &'static str, value: &'static str) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    map.insert(name, http::HeaderValue::from_static(value));
+    map
+}
+
+#[tokio::test]
+async fn trailers_travel_end_to_end_through_the_gateway_both_ways() {
+    // The upstream reports the request's trailers and answers with trailers of its own
+    // (hyper sends response trailers to a request that carries `te: trailers`).
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let upstream = Upstream::start(move |request: Request<hyper::body::Incoming>| {
+        let seen = seen_tx.clone();
+        async move {
+            let te = request.headers().get("te").cloned();
+            let collected = request.into_body().collect().await.unwrap();
+            let trailers = collected.trailers().cloned();
+            let _ = seen.send((te, collected.to_bytes(), trailers));
+            let mut response = Response::new(with_trailers(
+                "response body",
+                trailer("x-checksum", "abc123"),
+            ));
+            response
+                .headers_mut()
+                .insert("trailer", http::HeaderValue::from_static("x-checksum"));
+            response
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream).await;
+    let home = tempfile::tempdir().unwrap();
+    let client = pinned_client(&gateway, home.path()).build().unwrap();
+    let response = client
+        .post(url(&gateway, "/upload"))
+        .header("te", "trailers")
+        // HTTP/1.1 senders (hyper) send only the trailer fields a message declares.
+        .header("trailer", "x-request-digest")
+        .body(client::Body::wrap(with_trailers(
+            "request body",
+            trailer("x-request-digest", "def456"),
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Client -> upstream: the body, then its trailers.
+    let (te, body, trailers) = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(te.as_ref().map(|v| v.to_str().unwrap()), Some("trailers"));
+    assert_eq!(body, "request body");
+    assert_eq!(
+        trailers.as_ref().and_then(|t| t.get("x-request-digest")),
+        Some(&http::HeaderValue::from_static("def456")),
+        "the upstream got no request trailers: {trailers:?}"
+    );
+
+    // Upstream -> client, kept by `into_http`.
+    let collected = response.into_http().into_body().collect().await.unwrap();
+    assert_eq!(
+        collected.trailers().and_then(|t| t.get("x-checksum")),
+        Some(&http::HeaderValue::from_static("abc123")),
+        "the client got no response trailers: {:?}",
+        collected.trailers()
+    );
+    assert_eq!(collected.to_bytes(), "response body");
+}
+
+/// An upstream that reports, for each request, whether its body arrived complete
+/// (`Ok` with the bytes) or aborted (`Err`), and first that the request arrived.
+async fn body_outcome_upstream() -> (
+    Upstream,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+    tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, String>>,
+) {
+    let (arrived_tx, arrived) = tokio::sync::mpsc::unbounded_channel();
+    let (outcome_tx, outcomes) = tokio::sync::mpsc::unbounded_channel();
+    let upstream = Upstream::start(move |request: Request<hyper::body::Incoming>| {
+        let arrived = arrived_tx.clone();
+        let outcomes = outcome_tx.clone();
+        async move {
+            let _ = arrived.send(());
+            let outcome = match request.into_body().collect().await {
+                Ok(collected) => Ok(collected.to_bytes()),
+                Err(error) => Err(error.to_string()),
+            };
+            let _ = outcomes.send(outcome);
+            text("done")
+        }
+    })
+    .await;
+    (upstream, arrived, outcomes)
+}
+
+#[tokio::test]
+async fn a_body_its_client_abandons_reaches_the_upstream_through_the_local_proxy_as_aborted() {
+    use tokio::io::AsyncWriteExt as _;
+    let (upstream, mut arrived, mut outcomes) = body_outcome_upstream().await;
+    let gateway = gateway_for(&upstream).await;
+    let home = tempfile::tempdir().unwrap();
+    let client = pinned_client(&gateway, home.path()).build().unwrap();
+    let mode = sshttp_tests::proxy::local::Mode::Reverse {
+        gateway: url(&gateway, "").parse().unwrap(),
+        vhost: "api.test".into(),
+    };
+    let mut config = sshttp_tests::proxy::local::ProxyConfig::new(mode);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let proxy = sshttp_tests::proxy::local::LocalProxy::bind(config, client)
+        .await
+        .unwrap();
+    let addr = proxy.local_addr().unwrap();
+    tokio::spawn(proxy.run());
+
+    let wait = Duration::from_secs(10);
+    for (framing, start) in [
+        ("content-length", "content-length: 100\r\n\r\nabcd"),
+        ("chunked", "transfer-encoding: chunked\r\n\r\n4\r\nabcd\r\n"),
+    ] {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(format!("POST /upload HTTP/1.1\r\nhost: x\r\n{start}").as_bytes())
+            .await
+            .unwrap();
+        // The request is at the upstream, its body under way, when the client goes.
+        tokio::time::timeout(wait, arrived.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{framing}: the request never reached the upstream"))
+            .unwrap();
+        drop(socket);
+        let outcome = tokio::time::timeout(wait, outcomes.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{framing}: the upstream's body was left hanging"))
+            .unwrap();
+        assert!(
+            outcome.is_err(),
+            "{framing}: the upstream got an abandoned body as complete: {outcome:?}"
+        );
+    }
+}

@@ -936,3 +936,96 @@ async fn forwarded_channels_are_bounded_per_connection_and_freed_on_close() {
     }
     assert!(reopened.is_some(), "closing a tunnel frees its slot");
 }
+
+/// The methods the gateway names after a failed attempt, or `None` if it let `user` in.
+fn methods_left(result: &russh::client::AuthResult) -> Option<Vec<String>> {
+    match result {
+        russh::client::AuthResult::Success => None,
+        russh::client::AuthResult::Failure {
+            remaining_methods, ..
+        } => Some(remaining_methods.iter().map(String::from).collect()),
+    }
+}
+
+#[tokio::test]
+async fn passwords_and_the_none_method_are_refused_and_anonymous_is_keyboard_interactive() {
+    let upstream = named_upstream("u").await;
+    let keyed = Gateway::start(&vhost("open.test", &upstream.url(), "any-key"), &[]).await;
+    let config = format!(
+        "{}{}",
+        vhost("open.test", &upstream.url(), "any-key"),
+        vhost("public.test", &upstream.url(), "none"),
+    );
+    let public = Gateway::start(&config, &[]).await;
+
+    // Spec §13.6: never `password`, never `none`; `keyboard-interactive` only where
+    // some vhost admits anonymous callers.
+    for (gateway, methods) in [
+        (&keyed, &["publickey"][..]),
+        (&public, &["publickey", "keyboard-interactive"][..]),
+    ] {
+        let config = Arc::new(russh::client::Config::default());
+        let mut handle = russh::client::connect(config, gateway.addr, sshttp_tests::TrustingClient)
+            .await
+            .unwrap();
+        let none = handle.authenticate_none("alice").await.unwrap();
+        let methods: Vec<String> = methods.iter().map(|m| (*m).to_owned()).collect();
+        assert_eq!(methods_left(&none), Some(methods.clone()), "`none`");
+        let password = handle
+            .authenticate_password("alice", "hunter2")
+            .await
+            .unwrap();
+        assert_eq!(methods_left(&password), Some(methods.clone()), "a password");
+        let anonymous = handle
+            .authenticate_keyboard_interactive_start("alice", None::<String>)
+            .await
+            .unwrap();
+        let admitted = matches!(
+            anonymous,
+            russh::client::KeyboardInteractiveAuthResponse::Success
+        );
+        assert_eq!(
+            admitted,
+            methods.iter().any(|m| m == "keyboard-interactive"),
+            "keyboard-interactive: {anonymous:?}"
+        );
+        if !admitted {
+            // The refused attempts cost nothing: a key still gets in.
+            let key = client::Identity::generate_ed25519().unwrap();
+            let key = russh::keys::PrivateKeyWithHashAlg::new(key.private_key().clone(), None);
+            let auth = handle.authenticate_publickey("alice", key).await.unwrap();
+            assert_eq!(methods_left(&auth), None);
+        }
+    }
+
+    // OpenSSH, asked to use passwords, learns that only publickey exists.
+    let port = keyed.addr.port().to_string();
+    // On a blocking thread: the gateway runs on this test's runtime.
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("ssh")
+            .args(["-F", "/dev/null", "-T", "-p", &port])
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
+            .args([
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "PubkeyAuthentication=no",
+            ])
+            .args([
+                "-o",
+                "PreferredAuthentications=password,keyboard-interactive",
+            ])
+            .args(["-o", "ConnectTimeout=10"])
+            .args(["alice@127.0.0.1", "get", "/"])
+            .output()
+            .expect("cannot run ssh (.ci/run installs OpenSSH)")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(255), "{stderr}");
+    assert!(
+        stderr.contains("Permission denied (publickey)."),
+        "{stderr}"
+    );
+}

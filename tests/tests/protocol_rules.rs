@@ -384,7 +384,7 @@ impl http_body::Body for Silent {
 type BodyOutcome = Result<Bytes, String>;
 
 /// `/endless` streams forever; `/echo` streams the request body back; `/host` answers
-/// the host the request carried; `/record` reads the request body to its end, reports
+/// the host the request carried, `/fields` its other fields; `/record` reads the request body to its end, reports
 /// how it ended on `outcomes`, and never answers.
 fn service(
     outcomes: mpsc::UnboundedSender<BodyOutcome>,
@@ -396,6 +396,15 @@ fn service(
         })),
         "/echo" => Response::new(boxed(request.into_body())),
         "/host" => text(request.headers()["host"].to_str().unwrap()),
+        // The request's fields other than host, one `name: value` line each, in order.
+        "/fields" => text(
+            request
+                .headers()
+                .iter()
+                .filter(|(name, _)| *name != header::HOST)
+                .map(|(name, value)| format!("{name}: {}\n", value.to_str().unwrap()))
+                .collect::<String>(),
+        ),
         "/record" => {
             let outcomes = outcomes.clone();
             tokio::spawn(async move {
@@ -703,6 +712,184 @@ async fn a_header_id_ends_when_the_gateway_closes_its_header_channel() {
     assert_served(&raw, Some(fresh)).await;
 }
 
+#[tokio::test]
+async fn a_header_id_ends_when_the_client_closes_its_header_channel() {
+    let (gateway, _) = gateway().await;
+    let raw = connect(gateway.addr).await;
+    let (mut header, header_id) = open_header(&raw, HOST).await;
+    assert_served(&raw, Some(header_id)).await;
+    header.close().await.unwrap();
+    // Opened right behind our close: the gateway has received it first (§5.8).
+    assert_header_id_unknown(&raw, header_id, "right after the client's close").await;
+    let closed = next(&mut header, "the gateway's CHANNEL_CLOSE in reply", &[]).await;
+    assert_eq!(closed, Some(Seen::Close));
+    assert_header_id_unknown(&raw, header_id, "after both closes").await;
+    assert_served(&raw, None).await;
+}
+
+// ---------------------------------------------------------------------------------
+// §5.6: header-update sets and removes defaults, atomically; a refused one changes
+// nothing.
+
+/// Sends `update` with want reply TRUE; whether the gateway answered CHANNEL_SUCCESS.
+async fn header_update(header: &mut RawChannel, update: &HeaderUpdate) -> bool {
+    header
+        .request(HEADER_UPDATE, true, update.to_bytes().freeze())
+        .await
+        .unwrap();
+    match next(header, "the reply to header-update", &[]).await {
+        Some(Seen::Success) => true,
+        Some(Seen::Failure) => false,
+        other => panic!("a header-update is answered SUCCESS or FAILURE, not {other:?}"),
+    }
+}
+
+/// The fields other than host that a GET of `/fields` through `header_id` carries.
+async fn fields_through(raw: &Raw, header_id: NonZeroU32) -> String {
+    let mut channel = open_request(
+        raw,
+        "http-get",
+        Some(header_id),
+        "/fields",
+        HeaderList::new(),
+        RequestBody::Empty,
+    )
+    .await
+    .unwrap();
+    let mut log = Vec::new();
+    until_close(&mut channel, &mut log).await;
+    assert_eq!(
+        log.first(),
+        Some(&Seen::Response(StatusCode::OK)),
+        "{}",
+        summary(&log)
+    );
+    String::from_utf8(data_of(&log).to_vec()).unwrap()
+}
+
+fn field(name: &'static str, value: &'static str) -> HeaderList {
+    HeaderList::new().with(
+        http::HeaderName::from_static(name),
+        HeaderValue::from_static(value),
+    )
+}
+
+#[tokio::test]
+async fn header_update_sets_and_removes_defaults_and_a_refused_one_changes_nothing() {
+    let (gateway, _) = gateway().await;
+    let raw = connect(gateway.addr).await;
+    let open = HeaderOpen {
+        defaults: host_only()
+            .with(header::USER_AGENT, HeaderValue::from_static("old/1"))
+            .with(header::ACCEPT, HeaderValue::from_static("text/plain"))
+            .with(header::COOKIE, HeaderValue::from_static("a=1")),
+    };
+    let (mut header, confirmation) = raw
+        .channel_open_custom(HEADER_CHANNEL, open.to_bytes().freeze())
+        .await
+        .unwrap()
+        .unwrap();
+    let header_id = HeaderConfirm::decode(&mut &confirmation[..])
+        .unwrap()
+        .header_id;
+    assert_eq!(
+        fields_through(&raw, header_id).await,
+        "user-agent: old/1\naccept: text/plain\ncookie: a=1\n"
+    );
+
+    // `set` replaces every default of its names; `remove` drops names, one without a
+    // default included.
+    let update = HeaderUpdate {
+        set: field("cookie", "a=2").with(header::COOKIE, HeaderValue::from_static("b=3")),
+        remove: vec![header::USER_AGENT, header::REFERER],
+    };
+    assert!(
+        header_update(&mut header, &update).await,
+        "a valid update was refused"
+    );
+    let updated = "accept: text/plain\ncookie: a=2\ncookie: b=3\n";
+    assert_eq!(fields_through(&raw, header_id).await, updated);
+
+    // Each refused update, with a valid part beside the broken one, leaves the
+    // defaults exactly as they were: the update is atomic.
+    // Within the limit on its own, over it once applied to the four defaults.
+    let limit = sshttp_tests::protocol::limits::MAX_HEADER_COUNT;
+    let too_many = (1..limit).fold(field("x-new", "1"), |list, i| {
+        list.with(
+            http::HeaderName::from_bytes(format!("x-field-{i}").as_bytes()).unwrap(),
+            HeaderValue::from_static("v"),
+        )
+    });
+    let refused = [
+        (
+            "host in set",
+            field("x-new", "1").with(header::HOST, HeaderValue::from_static("other.example.com")),
+            vec![],
+        ),
+        ("host in remove", field("x-new", "1"), vec![header::HOST]),
+        (
+            "content-length in set",
+            field("x-new", "1").with(header::CONTENT_LENGTH, HeaderValue::from_static("5")),
+            vec![],
+        ),
+        (
+            "content-length in remove",
+            field("x-new", "1"),
+            vec![header::CONTENT_LENGTH],
+        ),
+        (
+            "a connection-specific field",
+            field("x-new", "1").with(header::CONNECTION, HeaderValue::from_static("close")),
+            vec![],
+        ),
+        (
+            "a name in set and remove",
+            field("x-new", "1"),
+            vec![http::HeaderName::from_static("x-new")],
+        ),
+        (
+            "a result over MAX_HEADER_COUNT",
+            too_many,
+            vec![header::COOKIE],
+        ),
+    ];
+    for (what, set, remove) in refused {
+        let update = HeaderUpdate { set, remove };
+        assert!(
+            !header_update(&mut header, &update).await,
+            "an update with {what} was applied (spec §5.6)"
+        );
+        assert_eq!(
+            fields_through(&raw, header_id).await,
+            updated,
+            "a refused update with {what} changed the defaults"
+        );
+    }
+    // A malformed payload is refused the same way, and the channel stays usable.
+    header
+        .request(HEADER_UPDATE, true, &b"\x00\x00"[..])
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut header, "the reply to a malformed header-update", &[]).await,
+        Some(Seen::Failure)
+    );
+    assert!(
+        header_update(
+            &mut header,
+            &HeaderUpdate {
+                set: field("x-new", "1"),
+                remove: vec![]
+            }
+        )
+        .await
+    );
+    assert_eq!(
+        fields_through(&raw, header_id).await,
+        format!("{updated}x-new: 1\n")
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // §5.7: data or extended data on a header channel closes it at once.
 
@@ -819,7 +1006,41 @@ async fn a_close_before_content_length_aborts_the_request_body() {
 }
 
 #[tokio::test]
-async fn a_close_before_content_length_never_reaches_an_http_upstream_complete() {
+async fn an_http_reset_from_the_client_aborts_the_request_body() {
+    let (gateway, mut recorded) = gateway().await;
+    let raw = connect(gateway.addr).await;
+    let mut channel = short_upload(&raw, HOST, "/record").await;
+    send_reset(&channel).await;
+    let seen = outcome(&mut recorded).await;
+    assert!(
+        seen.is_err(),
+        "the service got a reset body as complete: {seen:?}"
+    );
+    channel.close().await.unwrap();
+    let mut log = Vec::new();
+    until_close(&mut channel, &mut log).await;
+    assert!(
+        resets(&log).is_empty(),
+        "no http-reset in reply to one: {}",
+        summary(&log)
+    );
+}
+
+/// Sends `http-reset` `CANCEL` on `channel`, as a client that gives up; CHANNEL_CLOSE
+/// should follow (spec §9.2), but the reset alone aborts the request.
+async fn send_reset(channel: &RawChannel) {
+    let reset = Reset {
+        code: ResetCode::CANCEL,
+        description: "the test gave up".into(),
+    };
+    channel
+        .request(HTTP_RESET, false, reset.to_bytes().freeze())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_aborted_body_never_reaches_an_http_upstream_complete() {
     let (outcomes, mut recorded) = mpsc::unbounded_channel::<BodyOutcome>();
     let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
     let upstream = Upstream::start(move |request: Request<hyper::body::Incoming>| {
@@ -842,18 +1063,28 @@ async fn a_close_before_content_length_never_reaches_an_http_upstream_complete()
     );
     let gateway = Gateway::start(&config, &[]).await;
     let raw = connect(gateway.addr).await;
-    let mut channel = short_upload(&raw, "api.test", "/upload").await;
-    // The request is at the upstream, its body under way, before the client gives up.
-    tokio::time::timeout(WAIT, started.recv())
-        .await
-        .expect("the request never reached the upstream")
-        .unwrap();
-    channel.close().await.unwrap();
-    let seen = outcome(&mut recorded).await;
-    assert!(
-        seen.is_err(),
-        "the upstream got an aborted body as complete: {seen:?}"
-    );
-    let mut log = Vec::new();
-    until_close(&mut channel, &mut log).await;
+    for how in ["CHANNEL_CLOSE", "http-reset"] {
+        let mut channel = short_upload(&raw, "api.test", "/upload").await;
+        // The request is at the upstream, its body under way, before the client gives
+        // up.
+        tokio::time::timeout(WAIT, started.recv())
+            .await
+            .expect("the request never reached the upstream")
+            .unwrap();
+        if how == "http-reset" {
+            send_reset(&channel).await;
+        } else {
+            channel.close().await.unwrap();
+        }
+        let seen = outcome(&mut recorded).await;
+        assert!(
+            seen.is_err(),
+            "after {how}, the upstream got an aborted body as complete: {seen:?}"
+        );
+        if how == "http-reset" {
+            channel.close().await.unwrap();
+        }
+        let mut log = Vec::new();
+        until_close(&mut channel, &mut log).await;
+    }
 }

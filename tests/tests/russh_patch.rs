@@ -318,38 +318,94 @@ fn pattern(offset: usize, len: usize) -> Vec<u8> {
     (offset..offset + len).map(|i| (i % 251) as u8).collect()
 }
 
-/// Writes TOTAL bytes in CHUNK writes, counting what the channel accepted.
+/// How far a writer got, and whether its last write is waiting for the channel.
+#[derive(Default)]
+struct Progress {
+    written: std::sync::atomic::AtomicUsize,
+    blocked: std::sync::atomic::AtomicBool,
+}
+
+/// An `AsyncWrite` that records its progress in [`Progress`].
+struct Recording<W> {
+    inner: W,
+    progress: Arc<Progress>,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Recording<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        match &polled {
+            std::task::Poll::Pending => self.progress.blocked.store(true, SeqCst),
+            std::task::Poll::Ready(Ok(n)) => {
+                self.progress.written.fetch_add(*n, SeqCst);
+                self.progress.blocked.store(false, SeqCst);
+            }
+            std::task::Poll::Ready(Err(_)) => {}
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Writes TOTAL bytes in CHUNK writes, recording what the channel accepted.
 fn spawn_writer(
     writer: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
-) -> (
-    Arc<std::sync::atomic::AtomicUsize>,
-    tokio::task::JoinHandle<()>,
-) {
-    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = written.clone();
+) -> (Arc<Progress>, tokio::task::JoinHandle<()>) {
+    let progress = Arc::new(Progress::default());
+    let mut writer = Recording {
+        inner: writer,
+        progress: progress.clone(),
+    };
     let task = tokio::spawn(async move {
-        let mut writer = writer;
         let mut offset = 0;
         while offset < TOTAL {
             writer.write_all(&pattern(offset, CHUNK)).await.unwrap();
             offset += CHUNK;
-            counter.store(offset, std::sync::atomic::Ordering::SeqCst);
         }
         writer.shutdown().await.unwrap();
     });
-    (written, task)
+    (progress, task)
 }
 
-/// Waits until the writer has made no progress for a while: it is blocked on window.
-async fn stalled(written: &std::sync::atomic::AtomicUsize) -> usize {
-    let mut last = usize::MAX;
+/// Waits until the writer is stuck: its write is waiting, and it makes no progress
+/// across a full round trip of the session (a global request and its reply), which
+/// both session loops process after everything queued before it. Returns how many
+/// bytes it got written.
+async fn stalled(progress: &Progress, session: &client::Handle<TestClient>) -> usize {
+    use std::sync::atomic::Ordering::SeqCst;
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = written.load(std::sync::atomic::Ordering::SeqCst);
-        if now == last {
-            return now;
+        tokio::task::yield_now().await;
+        if !progress.blocked.load(SeqCst) {
+            continue;
         }
-        last = now;
+        let before = progress.written.load(SeqCst);
+        assert!(
+            session
+                .send_global_request("ping@test.sshttp", b"", true)
+                .await
+                .is_ok()
+        );
+        if progress.blocked.load(SeqCst) && progress.written.load(SeqCst) == before {
+            return before;
+        }
     }
 }
 
@@ -375,19 +431,21 @@ where
 /// Writes TOTAL bytes with `writer` while `reading` is not read: the writer must stall
 /// within the window; then `reading` is read and every byte must arrive.
 async fn sender_stops_at_the_window<S>(
+    session: &client::Handle<TestClient>,
     writer: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
     reading: &mut Channel<S>,
     who: &str,
 ) where
     S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
 {
-    let (written, task) = spawn_writer(writer);
-    let sent = tokio::time::timeout(Duration::from_secs(10), stalled(&written))
+    let (progress, task) = spawn_writer(writer);
+    let sent = tokio::time::timeout(Duration::from_secs(10), stalled(&progress, session))
         .await
         .unwrap();
-    assert!(
-        sent > 0 && sent <= WINDOW as usize,
-        "{who} sent {sent} bytes into a {WINDOW}-byte window"
+    // It fills the window, and stops there: the bound follows from the window alone.
+    assert_eq!(
+        sent, WINDOW as usize,
+        "{who} got {sent} bytes written into a {WINDOW}-byte window before it stalled"
     );
     let received = tokio::time::timeout(Duration::from_secs(30), read_all(reading))
         .await
@@ -406,7 +464,13 @@ async fn server_that_does_not_read_stops_the_client_at_the_window() {
         .unwrap()
         .unwrap();
     let mut server_side = pair.accepted.recv().await.unwrap();
-    sender_stops_at_the_window(channel.make_writer(), &mut server_side, "client").await;
+    sender_stops_at_the_window(
+        &pair.client,
+        channel.make_writer(),
+        &mut server_side,
+        "client",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -419,7 +483,13 @@ async fn client_that_does_not_read_stops_the_server_at_the_window() {
         .unwrap()
         .unwrap();
     let server_side = pair.accepted.recv().await.unwrap();
-    sender_stops_at_the_window(server_side.make_writer(), &mut channel, "server").await;
+    sender_stops_at_the_window(
+        &pair.client,
+        server_side.make_writer(),
+        &mut channel,
+        "server",
+    )
+    .await;
 }
 
 const TINY_PACKETS: usize = 1000;

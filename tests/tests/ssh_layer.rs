@@ -152,8 +152,10 @@ async fn unknown_vhost_is_refused_with_its_reason() {
     assert_eq!(error.refusal(), Some(OpenFailureReason::UNKNOWN_VHOST));
 }
 
+/// A header-id never given out is refused; protocol_rules.rs checks the ids of header
+/// channels that either side closed, with a raw client that can close one.
 #[tokio::test]
-async fn request_naming_a_closed_or_unknown_header_channel_is_refused() {
+async fn request_naming_an_unknown_header_channel_is_refused() {
     let gateway = TestGateway::start(None, service).await;
     let (connection, _) = gateway.connect().await;
     let request = Request::get("/whoami").body(Empty::<Bytes>::new()).unwrap();
@@ -376,4 +378,224 @@ async fn host_with_a_port_names_its_vhost() {
     let request = Request::get("/whoami").body(Empty::<Bytes>::new()).unwrap();
     let response = connection.send(Some(header_id), request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+// ---------------------------------------------------------------------------------
+// Spec §6.9, the one-round-trip property, observed on the wire.
+
+/// A TCP relay between a client and the gateway that counts the SSH packets the client
+/// sends and can hold everything the gateway sends back.
+///
+/// It needs a cipher that leaves the packet length in the clear (AES-GCM, RFC 5647):
+/// before the client's SSH_MSG_NEWKEYS a packet is `4 + length` bytes, after it
+/// `4 + length + 16` (the tag).
+struct Relay {
+    addr: std::net::SocketAddr,
+    /// Packets the client sent after its NEWKEYS.
+    packets: Arc<std::sync::atomic::AtomicUsize>,
+    /// While true, nothing from the gateway reaches the client.
+    hold: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn start(gateway: std::net::SocketAddr) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let packets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (hold, held) = tokio::sync::watch::channel(false);
+        let counted = packets.clone();
+        tokio::spawn(async move {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = tokio::net::TcpStream::connect(gateway).await.unwrap();
+            client.set_nodelay(true).unwrap();
+            server.set_nodelay(true).unwrap();
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            tokio::spawn(async move {
+                let mut held = held;
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    let Ok(n) = from_server.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 || held.wait_for(|held| !*held).await.is_err() {
+                        return;
+                    }
+                    if to_client.write_all(&buffer[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut stream = Vec::new();
+            let mut parsed = 0;
+            let mut version_seen = false;
+            let mut encrypted = false;
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                let Ok(n) = from_client.read(&mut buffer).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                stream.extend_from_slice(&buffer[..n]);
+                // Count every whole packet now in `stream` before forwarding the bytes,
+                // so that a count read after the gateway reacted includes them.
+                if !version_seen && let Some(end) = stream.windows(2).position(|w| w == b"\r\n") {
+                    version_seen = true;
+                    parsed = end + 2;
+                }
+                while version_seen && stream.len() >= parsed + 4 {
+                    let length =
+                        u32::from_be_bytes(stream[parsed..parsed + 4].try_into().unwrap()) as usize;
+                    let total = 4 + length + if encrypted { 16 } else { 0 };
+                    if stream.len() < parsed + total {
+                        break;
+                    }
+                    if encrypted {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    } else if stream[parsed + 5] == 21 {
+                        // SSH_MSG_NEWKEYS, in the clear: keys change after it.
+                        encrypted = true;
+                    }
+                    parsed += total;
+                }
+                if to_server.write_all(&buffer[..n]).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            addr,
+            packets,
+            hold,
+        }
+    }
+
+    fn packets(&self) -> usize {
+        self.packets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The next request complete at the service: its path and body.
+async fn wait(
+    arrived: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Bytes)>,
+) -> (String, Bytes) {
+    tokio::time::timeout(Duration::from_secs(10), arrived.recv())
+        .await
+        .expect(
+            "the request never completed at the service while the gateway's replies were \
+             held: the client waited for something from the gateway",
+        )
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_request_without_a_streamed_body_is_one_packet_from_the_client() {
+    use tokio::sync::mpsc;
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel::<(String, Bytes)>();
+    let gateway = TestGateway::start(None, move |request: Request<client::Body>| {
+        let arrived = arrived_tx.clone();
+        let path = request.uri().path().to_owned();
+        tokio::spawn(async move {
+            // The whole request, body to its end, is at the service.
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            let _ = arrived.send((path, body));
+        });
+        Response::new(boxed(Full::new(Bytes::from_static(b"ok"))))
+    })
+    .await;
+    let relay = Relay::start(gateway.addr).await;
+    let options = client::ConnectOptions {
+        user: "tester".into(),
+        identity: Some(client::Identity::generate_ed25519().unwrap()),
+        certificate: None,
+        host_key: client::HostKeyCheck::Fingerprint(gateway.fingerprint.clone()),
+        limits: sshttp_tests::protocol::Limits::default(),
+        transport: sshttp_tests::protocol::transport::Transport {
+            // The relay reads packet lengths, which AES-GCM leaves in the clear.
+            ciphers: &["aes256-gcm@openssh.com"],
+            ..Default::default()
+        },
+    };
+    let connection = Arc::new(
+        client::Connection::connect(relay.addr, options)
+            .await
+            .unwrap(),
+    );
+    // Warm up: the connection is established and idle.
+    let response = connection
+        .send(
+            None,
+            Request::get("/warm")
+                .header("host", "api.example.com")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    response.into_body().collect().await.unwrap();
+    wait(&mut arrived).await;
+
+    // From here the client hears nothing from the gateway: no confirmation, no
+    // window, no response.
+    relay.hold.send_replace(true);
+    let before = relay.packets();
+    let get = tokio::spawn({
+        let connection = connection.clone();
+        async move {
+            let request = Request::get("/get")
+                .header("host", "api.example.com")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            connection
+                .send(None, request)
+                .await
+                .unwrap()
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+        }
+    });
+    assert_eq!(wait(&mut arrived).await, ("/get".to_owned(), Bytes::new()));
+    // A second request, queued behind whatever the client sent for the first: when
+    // it is at the service, everything the client sent for the GET has been counted.
+    let post = tokio::spawn({
+        let connection = connection.clone();
+        async move {
+            let request = Request::post("/post")
+                .header("host", "api.example.com")
+                .body(Full::new(Bytes::from_static(b"inline body")))
+                .unwrap();
+            connection
+                .send(None, request)
+                .await
+                .unwrap()
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+        }
+    });
+    assert_eq!(
+        wait(&mut arrived).await,
+        ("/post".to_owned(), Bytes::from_static(b"inline body"))
+    );
+    assert_eq!(
+        relay.packets() - before,
+        2,
+        "a body-less GET and an inline POST are one CHANNEL_OPEN each, and nothing else \
+         until their responses (spec §6.9)"
+    );
+    // Released, both responses arrive complete.
+    relay.hold.send_replace(false);
+    for task in [get, post] {
+        let body = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(body.to_bytes(), "ok");
+    }
 }

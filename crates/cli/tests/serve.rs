@@ -22,7 +22,7 @@ use http::{Request, StatusCode};
 use sshttp_tests::{Upstream, client, get, request};
 use tokio::sync::Notify;
 
-use crate::common::{Serve, keygen, metric, run};
+use crate::common::{Serve, StockSsh, demo_with_ssh, keygen, metric, public_of, run};
 
 impl Serve {
     async fn connect(&self) -> (client::Connection, client::Identity) {
@@ -267,60 +267,6 @@ async fn sigterm_drains_requests_in_flight_then_exits() {
 
 /// The demo `sshttp serve` on a free port with its state in a temporary directory,
 /// and an OpenSSH client that trusts it.
-fn demo_with_ssh() -> (tempfile::TempDir, Serve, StockSsh) {
-    let (serve, state) = Serve::demo(&[]);
-    let ssh = StockSsh::new(state.path(), serve.addr.port());
-    (state, serve, ssh)
-}
-
-/// `ssh` from OpenSSH against a demo gateway, pinning its host key.
-struct StockSsh {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl StockSsh {
-    fn new(state: &Path, port: u16) -> Self {
-        let host_key = public_of(&state.join("ssh_host_ed25519_key"));
-        Self::with_known_hosts(port, &format!("[127.0.0.1]:{port} {host_key}"))
-    }
-
-    /// A client with a fresh key and `known` as its known_hosts.
-    fn with_known_hosts(port: u16, known: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        keygen(&dir.path().join("id"), "ed25519");
-        std::fs::write(dir.path().join("known_hosts"), known).unwrap();
-        Self { dir, port }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        self.command_with(&[], args)
-    }
-
-    /// `ssh` with extra `options` before the destination.
-    fn command_with(&self, options: &[&str], args: &[&str]) -> Command {
-        let mut command = Command::new("ssh");
-        command
-            .args(["-F", "/dev/null", "-T", "-p", &self.port.to_string()])
-            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                self.dir.path().join("known_hosts").display()
-            ))
-            .args(["-o", "IdentitiesOnly=yes", "-i"])
-            .arg(self.dir.path().join("id"))
-            .args(options)
-            .arg("alice@127.0.0.1")
-            .args(args);
-        command
-    }
-
-    fn output(&self, args: &[&str], stdin: &[u8]) -> std::process::Output {
-        run(&mut self.command(args), stdin)
-    }
-}
-
 #[tokio::test]
 async fn stock_openssh_client_uses_the_demo_with_the_commands_serve_prints() {
     let (state, _serve, ssh) = demo_with_ssh();
@@ -372,12 +318,6 @@ async fn stock_openssh_client_uses_the_demo_with_the_commands_serve_prints() {
     })
     .await
     .unwrap();
-}
-
-fn public_of(private: &Path) -> String {
-    sshttp_tests::run(Command::new("ssh-keygen").arg("-y").arg("-f").arg(private))
-        .trim()
-        .to_owned()
 }
 
 #[tokio::test]

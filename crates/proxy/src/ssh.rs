@@ -471,7 +471,21 @@ impl<S> ConnectionHandler<S> {
             tracing::info!(peer = %self.peer, max, "too many failed authentication attempts; closing");
             self.close.cancel();
         }
-        Auth::reject()
+        self.rejection()
+    }
+
+    /// A rejection that names the methods that can continue: `publickey`, and
+    /// `keyboard-interactive` only while some vhost admits anonymous callers (spec
+    /// §13.6). Never `password` or `none`.
+    fn rejection(&self) -> Auth {
+        let mut methods = vec![MethodKind::PublicKey];
+        if self.shared.gatekeeper.admits_anonymous() {
+            methods.push(MethodKind::KeyboardInteractive);
+        }
+        Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(&methods[..])),
+            partial_success: false,
+        }
     }
 
     /// A channel of this connection was confirmed.
@@ -615,8 +629,14 @@ where
 {
     type Error = russh::Error;
 
+    /// OpenSSH tries `none` first to learn the methods: not a failed attempt.
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
-        Ok(Auth::reject())
+        Ok(self.rejection())
+    }
+
+    /// Passwords are never accepted (spec §13.6); each one counts as a failed attempt.
+    async fn auth_password(&mut self, _user: &str, _password: &str) -> Result<Auth, Self::Error> {
+        Ok(self.refused())
     }
 
     async fn auth_keyboard_interactive<'a>(

@@ -13,7 +13,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -67,11 +67,12 @@ impl Browser {
         let log_path = dir.path().join("chromedriver.log");
 
         let driver_bin = find_chromedriver()?;
-        let port = free_port()?;
         let log =
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let child = Command::new(&driver_bin)
-            .arg(format!("--port={port}"))
+            // Port 0: chromedriver binds a free port itself and logs which one, so no
+            // other process can take it between our choice and its bind.
+            .arg("--port=0")
             // Chromium inherits these: its crash database and caches go to the temporary
             // directory instead of ~/.config/chromium and ~/.cache/chromium.
             .env("XDG_CONFIG_HOME", dir.path().join("config"))
@@ -89,7 +90,7 @@ impl Browser {
             log: log_path,
             marker: dir.path().to_owned(),
         };
-        driver.wait_until_listening(port).await?;
+        let port = driver.wait_until_listening().await?;
 
         let mut args = vec![
             "--headless=new".to_owned(),
@@ -315,27 +316,31 @@ struct Driver {
 }
 
 impl Driver {
-    async fn wait_until_listening(&mut self, port: u16) -> anyhow::Result<()> {
+    /// Waits until chromedriver logs that it listens; the port it chose.
+    async fn wait_until_listening(&mut self) -> anyhow::Result<u16> {
+        const STARTED: &str = "ChromeDriver was started successfully on port ";
         let start = Instant::now();
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait().context("polling chromedriver")?
             {
                 bail!(
-                    "chromedriver exited ({status}) before accepting connections on port \
-                     {port}{}",
+                    "chromedriver exited ({status}) before it was listening{}",
                     self.log_tail()
                 );
             }
-            if tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-                .await
-                .is_ok()
-            {
-                return Ok(());
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(port) = log.lines().find_map(|line| {
+                line.strip_prefix(STARTED)?
+                    .trim_end_matches('.')
+                    .parse::<u16>()
+                    .ok()
+            }) {
+                return Ok(port);
             }
             if start.elapsed() >= DRIVER_STARTUP_TIMEOUT {
                 bail!(
-                    "chromedriver did not accept connections on 127.0.0.1:{port} within \
+                    "chromedriver did not log {STARTED:?} within \
                      {DRIVER_STARTUP_TIMEOUT:?}{}",
                     self.log_tail()
                 );
@@ -466,13 +471,6 @@ fn stat(pid: u32) -> Option<(char, u32)> {
 /// Whether `pid` exists and is not a zombie.
 fn alive(pid: u32) -> bool {
     matches!(stat(pid), Some((state, _)) if state != 'Z' && state != 'X')
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .context("binding 127.0.0.1:0 to find a free port for chromedriver")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// `$CHROMEDRIVER`, else `chromedriver` on the `PATH`.

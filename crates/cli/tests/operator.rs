@@ -1,0 +1,256 @@
+//! What an operator relies on: `sshttp check-config` on a good file and on each kind of
+//! mistake, and the access log line of `sshttp serve`, both through the real binary,
+//! with requests from the real `ssh`.
+
+// Test code states expectations with unwrap, expect, panic, indexing and plain arithmetic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use crate::common::{Serve, StockSsh, keygen};
+
+/// `sshttp check-config FILE` in `dir`; its exit code, stdout and stderr.
+fn check_config(dir: &Path, name: &str, text: &str) -> (Option<i32>, String, String) {
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sshttp"))
+        .arg("check-config")
+        .arg(&file)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+const VHOST: &str = "[[vhost]]\nname = \"api.test\"\nupstream = \"http://127.0.0.1:8080\"\n";
+
+#[test]
+fn check_config_accepts_a_good_file_and_names_each_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(&dir.path().join("key"), "ed25519");
+    std::fs::copy(
+        dir.path().join("key.pub"),
+        dir.path().join("authorized_keys"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("garbled_keys"),
+        "ssh-ed25519 AAAA!!notbase64\n",
+    )
+    .unwrap();
+    let keys = "auth = \"authorized-keys\"\nauthorized_keys = \"authorized_keys\"\n";
+
+    let good = format!(
+        "state_dir = \"state\"\ndefault_vhost = \"api.test\"\n[metrics]\nlisten = \"127.0.0.1:9\"\n{VHOST}{keys}"
+    );
+    let (code, stdout, stderr) = check_config(dir.path(), "good.toml", &good);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("good.toml: OK"), "{stdout}");
+    let summary = format!(
+        "vhost api.test (default) -> http://127.0.0.1:8080/, for keys in {}",
+        dir.path().join("authorized_keys").display()
+    );
+    assert!(stdout.contains(&summary), "{stdout}");
+
+    // Each mistake: the file, and what the error must say about it.
+    let mistakes: [(&str, String, &[&str]); 8] = [
+        (
+            "syntax",
+            "[[vhost]\nname = \"api.test\"\n".to_owned(),
+            &["line 2", "unclosed array table"],
+        ),
+        (
+            "unknown field",
+            format!("{VHOST}auth = \"any-key\"\ncolour = 1\n"),
+            &["line 6", "unknown field `colour`"],
+        ),
+        (
+            "unknown auth",
+            format!("{VHOST}auth = \"password\"\n"),
+            &["unknown variant `password`", "`authorized-keys`"],
+        ),
+        (
+            "missing key file",
+            format!("{VHOST}auth = \"authorized-keys\"\nauthorized_keys = \"missing_keys\"\n"),
+            &[
+                "vhost \"api.test\"",
+                "cannot read ",
+                "missing_keys: No such file",
+            ],
+        ),
+        (
+            "garbled key file",
+            format!("{VHOST}auth = \"authorized-keys\"\nauthorized_keys = \"garbled_keys\"\n"),
+            &["garbled_keys line 1: cannot parse the ssh-ed25519 key"],
+        ),
+        (
+            "upstream scheme",
+            "[[vhost]]\nname = \"api.test\"\nupstream = \"ftp://x\"\nauth = \"any-key\"\n"
+                .to_owned(),
+            &["upstream \"ftp://x\" must start with http:// or https://"],
+        ),
+        (
+            "duplicate vhost",
+            format!("{VHOST}auth = \"any-key\"\n{VHOST}auth = \"any-key\"\n"),
+            &["vhost \"api.test\" is defined twice"],
+        ),
+        (
+            "unknown default",
+            format!("default_vhost = \"nope.test\"\n{VHOST}auth = \"any-key\"\n"),
+            &["default_vhost \"nope.test\" is not one of the [[vhost]] names"],
+        ),
+    ];
+    for (what, text, expected) in mistakes {
+        let text = format!("state_dir = \"state\"\n{text}");
+        let (code, stdout, stderr) = check_config(dir.path(), "bad.toml", &text);
+        assert_eq!(code, Some(1), "{what}: {stdout}{stderr}");
+        assert!(!stdout.contains("OK"), "{what}: {stdout}");
+        assert!(
+            stderr.contains("bad.toml"),
+            "{what}: the error names the file: {stderr}"
+        );
+        for needle in expected {
+            assert!(stderr.contains(needle), "{what}: no {needle:?} in {stderr}");
+        }
+    }
+    let (code, _, stderr) = check_config(dir.path(), "empty.toml", "");
+    assert_ne!(code, Some(0), "a file without vhosts: {stderr}");
+    let output = Command::new(env!("CARGO_BIN_EXE_sshttp"))
+        .args(["check-config", "/nonexistent/gateway.toml"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("cannot read /nonexistent/gateway.toml"),
+        "{stderr}"
+    );
+}
+
+/// The fields of the next access-log line on `lines`, skipping other log lines.
+fn next_access(lines: &Receiver<String>) -> HashMap<String, String> {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no access-log line within 10 s");
+        let Some((_, fields)) = line.split_once(" sshttp::access: ") else {
+            continue;
+        };
+        return fields
+            .split_whitespace()
+            .filter_map(|field| field.split_once('='))
+            .map(|(key, value)| (key.to_owned(), value.trim_matches('"').to_owned()))
+            .collect();
+    }
+}
+
+/// Asserts that `record` has `expected` fields, and a duration.
+fn assert_fields(record: &HashMap<String, String>, expected: &[(&str, &str)]) {
+    for (key, value) in expected {
+        assert_eq!(
+            record.get(*key).map(String::as_str),
+            Some(*value),
+            "field {key} of {record:?}"
+        );
+    }
+    let duration = record.get("duration_ms").expect("no duration_ms");
+    assert!(duration.parse::<u64>().is_ok(), "{record:?}");
+}
+
+#[tokio::test]
+async fn serve_writes_one_access_line_per_request_with_its_outcome() {
+    let (serve, state, lines) = Serve::demo_logging("warn,sshttp::access=info");
+    let ssh = StockSsh::new(state.path(), serve.addr.port());
+    let fingerprint = ssh.fingerprint();
+    tokio::task::spawn_blocking(move || {
+        let output = ssh.output(&["get", "/"], b"");
+        assert_eq!(output.status.code(), Some(0));
+        let record = next_access(&lines);
+        assert_fields(
+            &record,
+            &[
+                ("vhost", "localhost"),
+                ("user", "alice"),
+                ("fingerprint", &fingerprint),
+                ("method", "GET"),
+                ("path", "/"),
+                ("status", "200"),
+                ("request_bytes", "0"),
+                ("response_bytes", &output.stdout.len().to_string()),
+                ("outcome", "complete"),
+            ],
+        );
+
+        let output = ssh.output(&["get", "/no/such/file"], b"");
+        assert_eq!(output.status.code(), Some(4));
+        let record = next_access(&lines);
+        assert_fields(
+            &record,
+            &[
+                ("path", "/no/such/file"),
+                ("status", "404"),
+                ("outcome", "complete"),
+            ],
+        );
+
+        let output = ssh.output(&["post", "/echo/body"], &[7; 1000]);
+        assert_eq!(output.stdout.len(), 1000);
+        let record = next_access(&lines);
+        assert_fields(
+            &record,
+            &[
+                ("method", "POST"),
+                ("path", "/echo/body"),
+                ("request_bytes", "1000"),
+                ("response_bytes", "1000"),
+                ("outcome", "complete"),
+            ],
+        );
+
+        // A client that goes away in the middle: the echo is under way (its first bytes
+        // came back) when ssh is killed.
+        let mut child = ssh
+            .command(&["post", "/echo/body"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(&[1; 4096]).unwrap();
+        input.flush().unwrap();
+        let mut first = [0u8; 1];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let record = next_access(&lines);
+        assert_fields(
+            &record,
+            &[
+                ("path", "/echo/body"),
+                ("status", "200"),
+                ("outcome", "aborted"),
+            ],
+        );
+    })
+    .await
+    .unwrap();
+}
