@@ -25,6 +25,7 @@ use http_body::Frame;
 use http_body_util::combinators::BoxBody;
 pub use sshttp_client as client;
 pub use sshttp_protocol as protocol;
+pub use sshttp_local_proxy as local_proxy;
 pub use sshttp_proxy as proxy;
 use sshttp_proxy::ssh::{HostKey, ServerConfig};
 
@@ -295,7 +296,7 @@ impl Gateway {
             dir.path().join("state").display()
         );
         let parsed = sshttp_proxy::config::Config::parse(&text, dir.path()).unwrap();
-        let gateway = sshttp_proxy::gateway::Gateway::bind(parsed, None)
+        let gateway = sshttp_proxy::gateway::Gateway::bind_with_demo(parsed, None, Some(sshttp_demo::launch))
             .await
             .unwrap();
         let addr = gateway.local_addrs()[0];

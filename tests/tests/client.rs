@@ -1253,13 +1253,13 @@ async fn a_body_its_client_abandons_reaches_the_upstream_through_the_local_proxy
     let gateway = gateway_for(&upstream).await;
     let home = tempfile::tempdir().unwrap();
     let client = pinned_client(&gateway, home.path()).build().unwrap();
-    let mode = sshttp_tests::proxy::local::Mode::Reverse {
+    let mode = sshttp_tests::local_proxy::Mode::Reverse {
         gateway: url(&gateway, "").parse().unwrap(),
         vhost: "api.test".into(),
     };
-    let mut config = sshttp_tests::proxy::local::ProxyConfig::new(mode);
+    let mut config = sshttp_tests::local_proxy::ProxyConfig::new(mode);
     config.listen = "127.0.0.1:0".parse().unwrap();
-    let proxy = sshttp_tests::proxy::local::LocalProxy::bind(config, client)
+    let proxy = sshttp_tests::local_proxy::LocalProxy::bind(config, client)
         .await
         .unwrap();
     let addr = proxy.local_addr().unwrap();

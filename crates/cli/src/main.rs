@@ -234,7 +234,7 @@ async fn serve(
         config.listen = listen;
     }
     let vhosts = summary(&config);
-    let gateway = Gateway::bind(config, config_path.clone())
+    let gateway = Gateway::bind_with_demo(config, config_path.clone(), Some(sshttp_demo::launch))
         .await
         .context("the gateway cannot start")?;
     let addrs = gateway.local_addrs();
@@ -282,7 +282,7 @@ async fn check_config(file: PathBuf) -> anyhow::Result<()> {
         .metrics_listen
         .map(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     let lines = summary(&config);
-    Gateway::bind(config, None)
+    Gateway::bind_with_demo(config, None, Some(sshttp_demo::launch))
         .await
         .with_context(|| format!("{} is not usable", file.display()))?;
     println!("{}: OK", file.display());

@@ -1,12 +1,12 @@
 //! `sshttp proxy`: the options become a [`ProxyConfig`] and a client; the proxy itself
-//! is `sshttp_proxy::local`.
+//! is `sshttp_local_proxy`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use sshttp_proxy::local::{GatewayUrl, LocalProxy, Mode, ProxyConfig, Route};
+use sshttp_local_proxy::{GatewayUrl, LocalProxy, Mode, ProxyConfig, Route};
 
 use crate::fetch::{SshArgs, client_builder};
 

@@ -25,7 +25,7 @@ use crate::common::{Serve, keygen, run};
 /// The demo's own copy of the file it serves at `/images/header.png`.
 const HEADER_PNG: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../proxy/demo/images/header.png"
+    "/../demo/files/images/header.png"
 );
 
 /// A demo gateway in a temporary state directory.

@@ -143,7 +143,7 @@ fn curl_gets_and_heads_through_the_forward_proxy_on_one_kept_alive_connection() 
     assert!(png.status.success());
     let expected = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../proxy/demo/images/header.png"
+        "/../demo/files/images/header.png"
     ))
     .unwrap();
     assert_eq!(png.stdout, expected);

@@ -11,7 +11,7 @@ use sshttp_protocol::transport::Transport;
 use sshttp_ssh::{KeyPair, UserCertificate};
 use tokio::time::Instant;
 
-use crate::body::Body;
+use sshttp_ssh::Body;
 use crate::credentials::{AgentSetting, KeyCache, KeySource, PassphraseFn, PlanInputs};
 use crate::error::{Error, Kind};
 use crate::host_key::{HostKeyCheck, KnownHostsCheck, UnknownHosts};

@@ -36,7 +36,6 @@
 //! [`Connection`] is the layer below: one SSH connection, no pooling, no
 //! configuration files.
 
-mod body;
 mod client;
 mod credentials;
 mod error;
@@ -51,7 +50,6 @@ mod ssh_config;
 pub mod upgrade;
 mod url;
 
-pub use body::{Body, BodyError, BodySender, Delivery};
 pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CHANNELS_PER_SESSION,
     DEFAULT_POOL_IDLE_TIMEOUT,
@@ -63,6 +61,6 @@ pub use request::{Request, RequestBuilder};
 pub use response::{BytesStream, Response};
 pub use ssh::{ConnectOptions, Connection, Identity, InterimResponses, MAX_INTERIM_RESPONSES};
 pub use sshttp_protocol as protocol;
-pub use sshttp_ssh::{KeyPair, UserCertificate};
+pub use sshttp_ssh::{Body, BodyError, KeyPair, UserCertificate};
 pub use upgrade::Upgraded;
 pub use url::SCHEME;

@@ -6,7 +6,7 @@ use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Serialize;
 
-use crate::body::Body;
+use sshttp_ssh::Body;
 use crate::client::Client;
 use crate::error::Error;
 use crate::response::Response;

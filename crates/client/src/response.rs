@@ -10,7 +10,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
-use crate::body::{Body, BodyError};
+use sshttp_ssh::{Body, BodyError};
 use crate::error::{Error, Kind};
 
 /// A response whose head has arrived; read the body with [`bytes`](Self::bytes),

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::body::{Body, BoxError};
+use sshttp_ssh::{Body, BoxError};
 use crate::client::Client;
 use crate::error::Error;
 

@@ -26,7 +26,7 @@ use sshttp_ssh::{
     BoxError, KeyPair, SendOutcome, UserCertificate, event_of, fingerprint, preferred, reset,
 };
 
-use crate::body::{Body, BodySender, Delivery};
+use sshttp_ssh::{Body, BodySender, Delivery};
 use crate::credentials::{AuthPlan, OfferedKey};
 use crate::error::{Error, HostKeyProblem, Kind};
 use crate::host_key::HostKeyCheck;

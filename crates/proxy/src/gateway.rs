@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
-use sshttp_client::Body;
+use sshttp_ssh::Body;
 use sshttp_ssh::{BoxError, HostCertificate, KeyPair};
 use tokio::net::TcpListener;
 use tower_service::Service;
@@ -161,9 +161,19 @@ impl Site {
     }
 }
 
+/// Starts the demo upstream for `upstream = "demo"`: serves `dir` on loopback and
+/// returns its address; with `builtin`, first writes the demo's own files into `dir`.
+///
+/// The gateway crate does not carry the demo (it lives in `crates/demo`, with its
+/// HTML and WebSocket code): the binary passes `sshttp_demo::launch` to
+/// [`Gateway::bind_with_demo`].
+pub type DemoLauncher =
+    fn(dir: PathBuf, builtin: bool) -> Pin<Box<dyn Future<Output = io::Result<SocketAddr>> + Send>>;
+
 /// Demo upstreams started so far, by static directory: a reload reuses them.
 #[derive(Default)]
 struct DemoUpstreams {
+    launcher: Option<DemoLauncher>,
     started: HashMap<PathBuf, SocketAddr>,
 }
 
@@ -173,16 +183,14 @@ impl DemoUpstreams {
         static_dir: Option<&Path>,
         config: &Config,
     ) -> Result<SocketAddr, GatewayError> {
-        let dir = match (static_dir, &config.state_dir) {
-            (Some(dir), _) => dir.to_owned(),
-            (None, Some(state)) => {
-                let dir = state.join("demo-files");
-                crate::demo::write_demo_files(&dir).map_err(io_error(format!(
-                    "writing the demo files to {}",
-                    dir.display()
-                )))?;
-                dir
-            }
+        let Some(launch) = self.launcher else {
+            return Err(GatewayError::Config(ConfigError::Invalid(
+                "upstream \"demo\" is not built into this gateway".to_owned(),
+            )));
+        };
+        let (dir, builtin) = match (static_dir, &config.state_dir) {
+            (Some(dir), _) => (dir.to_owned(), false),
+            (None, Some(state)) => (state.join("demo-files"), true),
             (None, None) => {
                 return Err(GatewayError::Config(ConfigError::Invalid(
                     "the demo upstream needs static_dir or a state_dir".to_owned(),
@@ -192,9 +200,12 @@ impl DemoUpstreams {
         if let Some(addr) = self.started.get(&dir) {
             return Ok(*addr);
         }
-        let addr = crate::demo::start(dir.clone())
+        let addr = launch(dir.clone(), builtin)
             .await
-            .map_err(io_error("starting the demo upstream"))?;
+            .map_err(io_error(format!(
+                "starting the demo upstream on {}",
+                dir.display()
+            )))?;
         self.started.insert(dir, addr);
         Ok(addr)
     }
@@ -624,6 +635,16 @@ impl Gateway {
     /// directory if needed) and binds its listeners. `config_path` is re-read on
     /// reload.
     pub async fn bind(config: Config, config_path: Option<PathBuf>) -> Result<Self, GatewayError> {
+        Self::bind_with_demo(config, config_path, None).await
+    }
+
+    /// [`bind`](Gateway::bind), with the demo upstream available to vhosts whose
+    /// upstream is `"demo"`.
+    pub async fn bind_with_demo(
+        config: Config,
+        config_path: Option<PathBuf>,
+        demo: Option<DemoLauncher>,
+    ) -> Result<Self, GatewayError> {
         let mut generated_host_key = None;
         let mut host_keys = Vec::new();
         if config.host_keys.is_empty() {
@@ -651,7 +672,10 @@ impl Gateway {
             return Err(ConfigError::Invalid(message).into());
         };
         let issuer = first_key.fingerprint();
-        let mut demos = DemoUpstreams::default();
+        let mut demos = DemoUpstreams {
+            launcher: demo,
+            started: HashMap::new(),
+        };
         let site = Site::load(&config, &mut demos).await?;
         let state = Arc::new(State {
             site: RwLock::new(Arc::new(site)),

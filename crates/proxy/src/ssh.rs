@@ -21,7 +21,7 @@ use russh::{
     Channel, ChannelId, ChannelOpenFailure, ChannelReadHalf, ChannelWriteHalf, MethodKind,
     MethodSet, server,
 };
-use sshttp_client::{Body, BodySender, Delivery};
+use sshttp_ssh::{Body, BodySender, Delivery};
 use sshttp_protocol::transport::Transport;
 use sshttp_protocol::{
     BodyEvent, BodyLength, BodyReader, ChannelEvent, ChannelType, DecodeError, HEADER_UPDATE,

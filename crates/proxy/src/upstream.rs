@@ -199,7 +199,7 @@ impl UpstreamClient {
                 } else {
                     UpstreamFailure::Other
                 };
-                let cause = error_chain(&error);
+                let cause = sshttp_ssh::error_chain(&error);
                 tracing::warn!(%vhost, upstream = %self.authority, %cause, "upstream request failed");
                 let message = match failure {
                     UpstreamFailure::Connect => {
@@ -273,18 +273,6 @@ pub fn full_response(
     response
 }
 
-/// The error and its causes on one line: hyper's top-level messages alone ("client
-/// error (Connect)") don't say what went wrong.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());

@@ -20,9 +20,11 @@ use sshttp_protocol::{
     ChannelEvent, HTTP_RESET, HTTP_TRAILERS, HeaderList, Reset, ResetCode, Trailers, WireMessage,
 };
 
+pub mod body;
 mod tunnel;
 
 pub use russh;
+pub use body::{Body, BodyError, BodySender, Delivery};
 pub use tunnel::Tunnel;
 
 /// An SSH key pair: a gateway's host key, or the key a client authenticates with.
@@ -308,4 +310,17 @@ mod tests {
         );
         assert_eq!(preferred.cipher.first(), Some(&russh::cipher::AES_256_GCM));
     }
+}
+
+/// The error and its causes on one line: hyper's top-level messages alone ("client
+/// error (Connect)") don't say what went wrong.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

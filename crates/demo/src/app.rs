@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::html::escape;
-use crate::upstream::{GatewayBody, full_response};
+use crate::{DemoBody, full_response};
 
 /// The largest form body `/app/login` and `/app/notes` read; larger ones get 413.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -51,8 +51,8 @@ const MAX_NAME_LEN: usize = 40;
 /// The cookie that holds the user name.
 const COOKIE: &str = "demo_user";
 
-const STYLE: &str = include_str!("../../demo/app/style.css");
-const SCRIPT: &str = include_str!("../../demo/app/app.js");
+const STYLE: &str = include_str!("../files/app/style.css");
+const SCRIPT: &str = include_str!("../files/app/app.js");
 
 /// Whether `path` is the app's.
 pub(super) fn owns(path: &str) -> bool {
@@ -60,7 +60,7 @@ pub(super) fn owns(path: &str) -> bool {
 }
 
 /// Answers a request for one of the app's paths.
-pub(super) async fn handle(request: Request<Incoming>) -> Response<GatewayBody> {
+pub(super) async fn handle(request: Request<Incoming>) -> Response<DemoBody> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let get = method == Method::GET || method == Method::HEAD;
@@ -98,11 +98,11 @@ pub(super) async fn handle(request: Request<Incoming>) -> Response<GatewayBody> 
     }
 }
 
-fn plain(status: StatusCode, body: String) -> Response<GatewayBody> {
+fn plain(status: StatusCode, body: String) -> Response<DemoBody> {
     full_response(status, "text/plain; charset=utf-8", body)
 }
 
-fn html(status: StatusCode, body: String) -> Response<GatewayBody> {
+fn html(status: StatusCode, body: String) -> Response<DemoBody> {
     let mut response = full_response(status, "text/html; charset=utf-8", body);
     response
         .headers_mut()
@@ -110,7 +110,7 @@ fn html(status: StatusCode, body: String) -> Response<GatewayBody> {
     response
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response<GatewayBody> {
+fn asset(content_type: &'static str, body: &'static str) -> Response<DemoBody> {
     let mut response = full_response(StatusCode::OK, content_type, body);
     response
         .headers_mut()
@@ -118,7 +118,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response<GatewayBody
     response
 }
 
-fn redirect(to: &'static str) -> Response<GatewayBody> {
+fn redirect(to: &'static str) -> Response<DemoBody> {
     let mut response = full_response(StatusCode::SEE_OTHER, "text/plain", "");
     response
         .headers_mut()
@@ -149,7 +149,7 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-fn page<B>(request: &Request<B>) -> Response<GatewayBody> {
+fn page<B>(request: &Request<B>) -> Response<DemoBody> {
     let mut body = String::from(
         "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
          <title>sshttp demo app</title>\n<link rel=\"stylesheet\" href=\"/app/style.css\">\
@@ -206,7 +206,7 @@ fn page<B>(request: &Request<B>) -> Response<GatewayBody> {
 /// Reads a urlencoded form of at most [`MAX_FORM_BYTES`].
 async fn form<T: for<'de> Deserialize<'de>>(
     request: Request<Incoming>,
-) -> Result<T, Response<GatewayBody>> {
+) -> Result<T, Response<DemoBody>> {
     let body = Limited::new(request.into_body(), MAX_FORM_BYTES)
         .collect()
         .await
@@ -233,7 +233,7 @@ struct Login {
     name: String,
 }
 
-async fn login(request: Request<Incoming>) -> Response<GatewayBody> {
+async fn login(request: Request<Incoming>) -> Response<DemoBody> {
     let login: Login = match form(request).await {
         Ok(login) => login,
         Err(response) => return response,
@@ -250,12 +250,12 @@ async fn login(request: Request<Incoming>) -> Response<GatewayBody> {
     back_to_page_with_cookie(&login.name, "")
 }
 
-fn logout() -> Response<GatewayBody> {
+fn logout() -> Response<DemoBody> {
     back_to_page_with_cookie("", "; Max-Age=0")
 }
 
 /// A 303 to `/app/` that sets the cookie to `name`, with `extra` attributes.
-fn back_to_page_with_cookie(name: &str, extra: &str) -> Response<GatewayBody> {
+fn back_to_page_with_cookie(name: &str, extra: &str) -> Response<DemoBody> {
     let mut response = redirect("/app/");
     let cookie = format!("{COOKIE}={name}; Path=/app; HttpOnly; SameSite=Lax{extra}");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -269,7 +269,7 @@ struct Note {
     note: String,
 }
 
-async fn note(request: Request<Incoming>) -> Response<GatewayBody> {
+async fn note(request: Request<Incoming>) -> Response<DemoBody> {
     let Some(name) = user(&request) else {
         return html(
             StatusCode::FORBIDDEN,
@@ -294,7 +294,7 @@ async fn note(request: Request<Incoming>) -> Response<GatewayBody> {
     )
 }
 
-fn events<B>(request: &Request<B>) -> Response<GatewayBody> {
+fn events<B>(request: &Request<B>) -> Response<DemoBody> {
     let query = request.uri().query().unwrap_or_default();
     let params: Result<EventParams, _> = serde_urlencoded::from_str(query);
     let params = match params {
@@ -346,7 +346,7 @@ struct Events {
 
 impl http_body::Body for Events {
     type Data = Bytes;
-    type Error = sshttp_ssh::BoxError;
+    type Error = crate::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -375,7 +375,7 @@ impl http_body::Body for Events {
 
 /// Accepts a WebSocket handshake (RFC 6455 §4.2) and echoes messages on the upgraded
 /// connection.
-fn websocket(mut request: Request<Incoming>) -> Response<GatewayBody> {
+fn websocket(mut request: Request<Incoming>) -> Response<DemoBody> {
     let headers = request.headers();
     let upgrade = headers
         .get(header::UPGRADE)
@@ -451,7 +451,7 @@ mod tests {
 
     async fn demo() -> (SocketAddr, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let addr = crate::demo::start(dir.path().to_owned()).await.unwrap();
+        let addr = crate::start(dir.path().to_owned()).await.unwrap();
         (addr, dir)
     }
 

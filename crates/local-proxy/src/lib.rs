@@ -40,6 +40,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_service::Service as _;
 
+mod html;
+
 /// Where the proxy listens by default: loopback, the port most browsers' proxy settings
 /// suggest.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -743,7 +745,7 @@ impl Refusal {
         } else {
             StatusCode::BAD_GATEWAY
         };
-        let message = crate::upstream::error_chain(error);
+        let message = sshttp_ssh::error_chain(error);
         Self { status, message }
     }
 

@@ -14,10 +14,14 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -26,17 +30,21 @@ use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 use tower_service::Service;
 
-use crate::upstream::GatewayBody;
+/// The demo's response body: any body, boxed.
+pub type DemoBody = UnsyncBoxBody<Bytes, BoxError>;
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub mod app;
+mod html;
 
 /// The files the demo serves when no static directory is configured: written into the
 /// state directory at start.
 const DEMO_FILES: &[(&str, &[u8])] = &[
-    ("index.html", include_bytes!("../demo/index.html")),
+    ("index.html", include_bytes!("../files/index.html")),
     (
         "images/header.png",
-        include_bytes!("../demo/images/header.png"),
+        include_bytes!("../files/images/header.png"),
     ),
 ];
 
@@ -50,6 +58,20 @@ pub fn write_demo_files(dir: &Path) -> io::Result<()> {
         std::fs::write(&path, content)?;
     }
     Ok(())
+}
+
+/// Starts the demo on `dir`, first writing the built-in files into it when `builtin`:
+/// the launcher the gateway takes (`sshttp_proxy::gateway::DemoLauncher`).
+pub fn launch(
+    dir: PathBuf,
+    builtin: bool,
+) -> Pin<Box<dyn Future<Output = io::Result<SocketAddr>> + Send>> {
+    Box::pin(async move {
+        if builtin {
+            write_demo_files(&dir)?;
+        }
+        start(dir).await
+    })
 }
 
 /// Starts the demo service on 127.0.0.1 (a port chosen by the OS), serving files from
@@ -81,7 +103,7 @@ pub async fn start(static_dir: PathBuf) -> io::Result<SocketAddr> {
     Ok(addr)
 }
 
-async fn handle(request: Request<Incoming>, mut files: ServeDir) -> Response<GatewayBody> {
+async fn handle(request: Request<Incoming>, mut files: ServeDir) -> Response<DemoBody> {
     if app::owns(request.uri().path()) {
         return app::handle(request).await;
     }
@@ -106,11 +128,11 @@ async fn handle(request: Request<Incoming>, mut files: ServeDir) -> Response<Gat
     }
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<GatewayBody> {
-    crate::upstream::full_response(status, content_type, body)
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<DemoBody> {
+    full_response(status, content_type, body)
 }
 
-fn multiply(request: &Request<Incoming>) -> Response<GatewayBody> {
+fn multiply(request: &Request<Incoming>) -> Response<DemoBody> {
     let wants_json = request
         .headers()
         .get_all(header::ACCEPT)
@@ -154,7 +176,7 @@ fn multiply(request: &Request<Incoming>) -> Response<GatewayBody> {
     }
 }
 
-async fn echo(request: Request<Incoming>) -> Response<GatewayBody> {
+async fn echo(request: Request<Incoming>) -> Response<DemoBody> {
     let (parts, mut body) = request.into_parts();
     let mut report = format!("{} {} {:?}\n", parts.method, parts.uri, parts.version);
     for (name, value) in &parts.headers {
@@ -200,4 +222,23 @@ async fn echo(request: Request<Incoming>) -> Response<GatewayBody> {
         report.clear();
     }
     text(StatusCode::OK, "text/plain; charset=utf-8", report)
+}
+
+/// A response whose body is all here.
+pub(crate) fn full_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<DemoBody> {
+    let mut response = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    response
 }

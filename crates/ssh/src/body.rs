@@ -1,4 +1,5 @@
-//! Bodies received over an sshttp channel, streamed as they arrive.
+//! The body type of both sides: bodies received over an sshttp channel, streamed as
+//! they arrive, and bodies an application sends.
 //!
 //! The channel side feeds a small bounded queue; while the application does not read,
 //! the queue stays full, the SSH window is not returned, and the peer stops sending.
@@ -17,7 +18,7 @@ use sshttp_protocol::{Aborted, BodyEvent, ResetCode};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// Frames queued between a channel and the application: enough to keep one SSH packet
 /// in hand while the next is read, few enough that back-pressure reaches the peer.
@@ -97,7 +98,7 @@ impl Body {
 
     /// The body fails with a timeout error at `deadline`, or when no frame arrives for
     /// `read`.
-    pub(crate) fn with_timeouts(
+    pub fn with_timeouts(
         mut self,
         deadline: Option<Instant>,
         read: Option<Duration>,
@@ -114,7 +115,7 @@ impl Body {
     }
 
     /// The content, when all of it is already here (an inline body).
-    pub(crate) fn as_full(&self) -> Option<Bytes> {
+    pub fn as_full(&self) -> Option<Bytes> {
         match &self.inner {
             Inner::Full(bytes) => Some(bytes.clone().unwrap_or_default()),
             _ => None,
@@ -122,7 +123,6 @@ impl Body {
     }
 
     /// A body fed from a channel through the returned sender.
-    #[doc(hidden)]
     pub fn channel() -> (BodySender, Self) {
         let (tx, rx) = mpsc::channel(BODY_QUEUE);
         (BodySender { tx }, Self::from_inner(Inner::Channel(rx)))
@@ -257,14 +257,12 @@ where
 }
 
 /// Feeds a [`Body`] from what arrives on its channel.
-#[doc(hidden)]
 #[derive(Debug)]
 pub struct BodySender {
     tx: mpsc::Sender<Result<Frame<Bytes>, BodyError>>,
 }
 
 /// What the channel side should do after delivering an event.
-#[doc(hidden)]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Delivery {
     /// Keep reading the channel.
