@@ -15,12 +15,15 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
+use ring::signature::{ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey, VerificationAlgorithm};
 use sshttp_tests::protocol::OpenFailureReason;
 use sshttp_tests::{
     Gateway, PatternBody, Upstream, client, get, pattern, request, run, ssh_keygen, text,
@@ -314,21 +317,85 @@ async fn identity_assertion_verifies_with_the_served_jwks() {
     .unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/jwk-set+json");
-    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&jwks).unwrap();
-    let header = jsonwebtoken::decode_header(token[0]).unwrap();
-    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
-    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
-    let mut validation = jsonwebtoken::Validation::new(header.alg);
-    validation.set_audience(&["api.test"]);
-    let claims = jsonwebtoken::decode::<serde_json::Value>(token[0], &key, &validation)
-        .unwrap()
-        .claims;
+    let claims = verify_assertion(token[0], &jwks, "api.test").unwrap();
     assert_eq!(claims["sub"], identity.fingerprint());
     assert_eq!(claims["sshttp_user"], "tester");
 
-    let mut wrong = jsonwebtoken::Validation::new(header.alg);
-    wrong.set_audience(&["other.test"]);
-    assert!(jsonwebtoken::decode::<serde_json::Value>(token[0], &key, &wrong).is_err());
+    assert_eq!(
+        verify_assertion(token[0], &jwks, "other.test").unwrap_err(),
+        "aud is not the vhost"
+    );
+    let (signed, _) = token[0].rsplit_once('.').unwrap();
+    let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode([0u8; 64]));
+    assert_eq!(
+        verify_assertion(&forged, &jwks, "api.test").unwrap_err(),
+        "bad signature"
+    );
+}
+
+/// An upstream's checks of spec/identity-assertion.md §6, with ring alone: the key
+/// with the header's `kid` and `alg` from the served JWKS, the signature, then `exp`,
+/// `nbf` (60 s of clock skew) and `aud`. Returns the claims, or why it refused.
+fn verify_assertion(
+    token: &str,
+    jwks: &str,
+    audience: &str,
+) -> Result<serde_json::Value, &'static str> {
+    let decode = |part: &str| -> serde_json::Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    };
+    let [header, payload, signature] = token.split('.').collect::<Vec<_>>()[..] else {
+        panic!("not a JWS compact serialization: {token}");
+    };
+    let (header, claims) = (decode(header), decode(payload));
+    assert_eq!(header["typ"], "JWT");
+    let jwks: serde_json::Value = serde_json::from_str(jwks).unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["kid"] == header["kid"])
+        .ok_or("no key with the header's kid")?;
+    if jwk["alg"] != header["alg"] {
+        return Err("the key's alg is not the header's");
+    }
+    let coordinate = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
+    let (algorithm, public): (&'static dyn VerificationAlgorithm, Vec<u8>) = match header["alg"]
+        .as_str()
+        .unwrap()
+    {
+        "EdDSA" if jwk["kty"] == "OKP" && jwk["crv"] == "Ed25519" => (&ED25519, coordinate("x")),
+        "ES256" if jwk["kty"] == "EC" && jwk["crv"] == "P-256" => {
+            let mut point = vec![4];
+            point.extend(coordinate("x"));
+            point.extend(coordinate("y"));
+            (&ECDSA_P256_SHA256_FIXED, point)
+        }
+        _ => return Err("unexpected algorithm or key type"),
+    };
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    UnparsedPublicKey::new(algorithm, public)
+        .verify(
+            signed.as_bytes(),
+            &URL_SAFE_NO_PAD.decode(signature).unwrap(),
+        )
+        .map_err(|_| "bad signature")?;
+
+    const LEEWAY_SECS: u64 = 60;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if claims["exp"].as_u64().ok_or("no exp")? + LEEWAY_SECS <= now {
+        return Err("expired");
+    }
+    if claims["nbf"].as_u64().ok_or("no nbf")? > now + LEEWAY_SECS {
+        return Err("not yet valid");
+    }
+    if claims["aud"] != audience {
+        return Err("aud is not the vhost");
+    }
+    Ok(claims)
 }
 
 #[tokio::test]

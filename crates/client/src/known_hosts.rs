@@ -18,16 +18,13 @@ use ssh_key::encoding::base64::{Base64, Encoding};
 use ssh_key::known_hosts::{Entry, HostPatterns, Marker};
 use ssh_key::public::KeyData;
 use ssh_key::{Algorithm, Certificate, HashAlg, PublicKey};
+use sshttp_ssh::pattern;
 
 /// The port OpenSSH leaves out of the host field.
 const DEFAULT_PORT: u16 = 22;
 
 /// Salt and HMAC-SHA1 length of a hashed host name; OpenSSH rejects other salt sizes.
 const HASH_LEN: usize = 20;
-
-/// Longest subpattern OpenSSH's `match_pattern_list` handles (its buffer is 1024 bytes);
-/// a longer one makes the whole list not match.
-const MAX_SUBPATTERN_LEN: usize = 1022;
 
 /// Characters OpenSSH refuses to record in a host name (`check_host_key`), plus those
 /// that would turn a plain host field into a negation or split it.
@@ -103,7 +100,10 @@ impl Hosts {
     /// Whether the line applies to `name` (lowercase `host` or `[host]:port`).
     fn matches(&self, name: &str) -> bool {
         match self {
-            Self::Patterns(patterns) => match_pattern_list(name, patterns),
+            // Lowercased when parsed, as OpenSSH's match_hostname lowercases them.
+            Self::Patterns(patterns) => {
+                pattern::match_items(name, patterns.iter().map(String::as_str), false).is_positive()
+            }
             Self::Hashed { salt, hash } => hmac_sha1(salt, name)
                 .map(|mac| mac.verify_slice(hash).is_ok())
                 .unwrap_or(false),
@@ -523,59 +523,6 @@ fn parse_line(line: &str) -> Result<Option<(Option<Marker>, Hosts, KeyData)>, St
     )))
 }
 
-/// OpenSSH's `match_pattern_list` on a lowercase name: true if some pattern matches and
-/// no negated one does.
-fn match_pattern_list(name: &str, patterns: &[String]) -> bool {
-    let mut positive = false;
-    for pattern in patterns {
-        let (negated, pattern) = match pattern.strip_prefix('!') {
-            Some(rest) => (true, rest),
-            None => (false, pattern.as_str()),
-        };
-        if pattern.len() > MAX_SUBPATTERN_LEN {
-            return false;
-        }
-        if match_pattern(name.as_bytes(), pattern.as_bytes()) {
-            if negated {
-                return false;
-            }
-            positive = true;
-        }
-    }
-    positive
-}
-
-/// OpenSSH's `match_pattern`: `*` matches any run of bytes, `?` any one byte, the rest
-/// literally (so `[` and `]` in `[host]:port` are plain characters).
-fn match_pattern(mut text: &[u8], mut pattern: &[u8]) -> bool {
-    // Where to resume after the last '*': the pattern after it, and the text it has not yet eaten.
-    let mut resume: Option<(&[u8], &[u8])> = None;
-    loop {
-        match (pattern.split_first(), text.split_first()) {
-            (Some((b'*', rest)), _) => {
-                resume = Some((rest, text));
-                pattern = rest;
-            }
-            (Some((&p, pattern_rest)), Some((&t, text_rest))) if p == b'?' || p == t => {
-                pattern = pattern_rest;
-                text = text_rest;
-            }
-            (None, None) => return true,
-            _ => match resume.and_then(|(after_star, eaten)| {
-                eaten.split_first().map(|(_, rest)| (after_star, rest))
-            }) {
-                // Let the last '*' swallow one more byte and try again.
-                Some((after_star, rest)) => {
-                    resume = Some((after_star, rest));
-                    pattern = after_star;
-                    text = rest;
-                }
-                None => return false,
-            },
-        }
-    }
-}
-
 /// OpenSSH's `sshkey_cert_check_host` (with the signature check its parser does): why a
 /// certificate signed by a trusted CA still does not vouch for `host`.
 fn check_host_certificate(cert: &Certificate, host: &str, now: u64) -> Result<(), &'static str> {
@@ -596,7 +543,7 @@ fn check_host_certificate(cert: &Certificate, host: &str, now: u64) -> Result<()
     if !cert
         .valid_principals()
         .iter()
-        .any(|p| match_pattern(host.as_bytes(), p.as_bytes()))
+        .any(|p| pattern::matches(host, p))
     {
         return Err("name is not a listed principal");
     }
@@ -811,40 +758,6 @@ mod tests {
         ));
         assert_trusted(check(&kh, "gw.EXAMPLE.com", 22, &k), 1);
         assert_trusted(check(&kh, "Host.example.ORG", 2222, &k), 1);
-    }
-
-    #[test]
-    fn overlong_subpattern_never_matches() {
-        let long = "a".repeat(MAX_SUBPATTERN_LEN + 1);
-        assert!(!match_pattern_list(
-            &long,
-            &[String::from("*"), long.clone()]
-        ));
-        let fits = "a".repeat(MAX_SUBPATTERN_LEN);
-        assert!(match_pattern_list(&fits, std::slice::from_ref(&fits)));
-    }
-
-    #[test]
-    fn match_pattern_follows_openssh() {
-        for (text, pattern, want) in [
-            ("", "", true),
-            ("", "*", true),
-            ("a", "", false),
-            ("abc", "a*c", true),
-            ("abc", "a*b", false),
-            ("abcbc", "*bc", true),
-            ("abc", "???", true),
-            ("ab", "???", false),
-            ("[h]:22", "[h]:2?", true),
-            ("aXbXc", "a*b*c", true),
-            ("ab", "a**b", true),
-        ] {
-            assert_eq!(
-                match_pattern(text.as_bytes(), pattern.as_bytes()),
-                want,
-                "{text:?} vs {pattern:?}"
-            );
-        }
     }
 
     #[test]

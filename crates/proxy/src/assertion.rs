@@ -5,10 +5,10 @@
 //! as a JWKS so an upstream can check the claims without trusting the network between
 //! them.
 //!
-//! jsonwebtoken does the JWS encoding and signing. It cannot generate keys or derive
-//! an Ed25519 public JWK (`Jwk::from_encoding_key` is unimplemented for EdDSA), so keys
-//! are generated, parsed and written as PKCS#8 with ed25519-dalek and p256, the same
-//! crates jsonwebtoken's rust_crypto backend signs with.
+//! ring generates, parses and signs with the keys (the crypto provider rustls and
+//! russh already build on). The JWS compact form and the JWK are a few lines of JSON
+//! and base64url here: a JWT library would bring a second set of crypto crates for
+//! two algorithms and one header.
 
 use std::fmt;
 use std::io::Write as _;
@@ -17,27 +17,26 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
-    EllipticCurveKeyType, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
-    PublicKeyUse, ThumbprintHash,
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _,
 };
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use p256::elliptic_curve::zeroize::Zeroizing;
-use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
-use rand::TryRng as _;
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 /// How long an assertion is valid unless configured otherwise.
 pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
 
-/// Attempts at drawing a P-256 scalar before giving up. A random 256-bit string is
-/// out of range with probability about 2^-32, so a second attempt is already rare.
-const P256_KEYGEN_ATTEMPTS: usize = 8;
-
 /// Bytes of randomness in a `jti`.
 const JTI_BYTES: usize = 16;
+
+/// The PEM label of an unencrypted PKCS#8 private key (RFC 7468 §10).
+const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
+const PEM_END: &str = "-----END PRIVATE KEY-----";
+
+/// Base64 characters per PEM line (RFC 7468 §2).
+const PEM_LINE: usize = 64;
 
 /// The signature algorithm of the assertion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -50,10 +49,11 @@ pub enum AssertionAlgorithm {
 }
 
 impl AssertionAlgorithm {
-    fn jose(self) -> Algorithm {
+    /// The JOSE name, in the header's and the JWK's `alg`.
+    fn jose(self) -> &'static str {
         match self {
-            AssertionAlgorithm::EdDSA => Algorithm::EdDSA,
-            AssertionAlgorithm::ES256 => Algorithm::ES256,
+            AssertionAlgorithm::EdDSA => "EdDSA",
+            AssertionAlgorithm::ES256 => "ES256",
         }
     }
 
@@ -108,7 +108,7 @@ enum ErrorKind {
     #[error("the clock is before 1970")]
     Clock,
     #[error("cannot sign the identity assertion: {0}")]
-    Sign(#[source] jsonwebtoken::errors::Error),
+    Sign(String),
 }
 
 impl fmt::Display for AssertionError {
@@ -121,8 +121,8 @@ impl std::error::Error for AssertionError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
             ErrorKind::Read { source, .. } | ErrorKind::Write { source, .. } => Some(source),
-            ErrorKind::Sign(source) => Some(source),
             ErrorKind::BadKey { .. }
+            | ErrorKind::Sign(_)
             | ErrorKind::Encode(_)
             | ErrorKind::Random(_)
             | ErrorKind::Clock => None,
@@ -196,10 +196,62 @@ pub struct AssertionSigner {
 
 struct Inner {
     algorithm: AssertionAlgorithm,
-    /// PKCS#8 DER; jsonwebtoken zeroizes it on drop.
-    key: EncodingKey,
+    key: SigningKey,
+    /// ECDSA draws a nonce per signature.
+    rng: SystemRandom,
     kid: String,
+    /// The base64url JOSE header: it is the same for every token.
+    header: String,
     jwks: serde_json::Value,
+}
+
+/// The JOSE header, members in the order jsonwebtoken wrote them (order is not
+/// significant in JSON; keeping it keeps tokens comparable across versions).
+#[derive(Serialize)]
+struct JoseHeader<'a> {
+    typ: &'static str,
+    alg: &'static str,
+    kid: &'a str,
+}
+
+/// A JWK Set (RFC 7517 §5).
+#[derive(Serialize)]
+struct JwkSet {
+    keys: [Jwk; 1],
+}
+
+/// A public key as a JWK: RFC 8037 §2 for Ed25519, RFC 7518 §6.2 for P-256.
+#[derive(Serialize)]
+struct Jwk {
+    #[serde(rename = "use")]
+    key_use: &'static str,
+    alg: &'static str,
+    kid: String,
+    #[serde(flatten)]
+    public: PublicJwk,
+}
+
+/// The members that name the public key, in the lexicographic order RFC 7638 §3.2
+/// hashes them.
+#[derive(Serialize)]
+struct PublicJwk {
+    crv: &'static str,
+    kty: &'static str,
+    x: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    y: Option<String>,
+}
+
+impl PublicJwk {
+    /// The RFC 7638 SHA-256 thumbprint, base64url: the hash of the required members,
+    /// sorted, without whitespace. The base64url values need no JSON escaping, so
+    /// serde_json's output is that canonical form.
+    fn thumbprint(&self) -> Result<String, AssertionError> {
+        let json =
+            serde_json::to_vec(self).map_err(|error| ErrorKind::Encode(error.to_string()))?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &json);
+        Ok(URL_SAFE_NO_PAD.encode(digest))
+    }
 }
 
 impl fmt::Debug for AssertionSigner {
@@ -215,7 +267,9 @@ impl AssertionSigner {
     /// A signer with a fresh random key, which lives only in memory. Its `kid` is the
     /// RFC 7638 SHA-256 thumbprint of the public key.
     pub fn generate(alg: AssertionAlgorithm) -> Result<Self, AssertionError> {
-        Self::from_key(&PrivateKey::generate(alg)?)
+        let rng = SystemRandom::new();
+        let der = generate_pkcs8(alg, &rng)?;
+        Self::from_key(own_key(&der, alg, &rng)?, rng)
     }
 
     /// A signer with the PKCS#8 PEM private key in `path`, as
@@ -223,24 +277,26 @@ impl AssertionSigner {
     /// `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256` write it.
     pub fn from_pem_file(path: &Path, alg: AssertionAlgorithm) -> Result<Self, AssertionError> {
         let pem = read_key_file(path).map_err(|source| read_error(path, source))?;
-        Self::from_key(&PrivateKey::from_pem(&pem, path, alg)?)
+        let rng = SystemRandom::new();
+        Self::from_key(SigningKey::from_pem(&pem, path, alg, &rng)?, rng)
     }
 
     /// A signer with the key in `path`; if there is no such file, generates a key and
     /// writes it there (PKCS#8 PEM, mode 0600, creating the directory with mode 0700),
     /// so the key, and the JWKS upstreams may cache, survive restarts.
     pub fn load_or_generate(path: &Path, alg: AssertionAlgorithm) -> Result<Self, AssertionError> {
+        let rng = SystemRandom::new();
         match read_key_file(path) {
-            Ok(pem) => return Self::from_key(&PrivateKey::from_pem(&pem, path, alg)?),
+            Ok(pem) => return Self::from_key(SigningKey::from_pem(&pem, path, alg, &rng)?, rng),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(read_error(path, source)),
         }
-        let key = PrivateKey::generate(alg)?;
-        let pem = key.to_pem()?;
+        let der = generate_pkcs8(alg, &rng)?;
+        let pem = pkcs8_pem(&der)?;
         match write_new_key_file(path, pem.as_bytes()) {
             Ok(()) => {
                 tracing::info!(path = %path.display(), "generated identity assertion key");
-                Self::from_key(&key)
+                Self::from_key(own_key(&der, alg, &rng)?, rng)
             }
             // Another gateway sharing the state directory won the race: use its key.
             Err(source) if source.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -254,30 +310,32 @@ impl AssertionSigner {
         }
     }
 
-    fn from_key(key: &PrivateKey) -> Result<Self, AssertionError> {
-        let der = key.to_pkcs8_der()?;
-        let (algorithm, encoding_key) = match key {
-            PrivateKey::Ed25519(_) => (AssertionAlgorithm::EdDSA, EncodingKey::from_ed_der(&der)),
-            PrivateKey::P256(_) => (AssertionAlgorithm::ES256, EncodingKey::from_ec_der(&der)),
-        };
-        let mut jwk = key.public_jwk()?;
-        let kid = jwk.thumbprint(ThumbprintHash::SHA256);
-        jwk.common = CommonParameters {
-            public_key_use: Some(PublicKeyUse::Signature),
-            key_algorithm: Some(match algorithm {
-                AssertionAlgorithm::EdDSA => KeyAlgorithm::EdDSA,
-                AssertionAlgorithm::ES256 => KeyAlgorithm::ES256,
-            }),
-            key_id: Some(kid.clone()),
-            ..CommonParameters::default()
-        };
-        let jwks = serde_json::to_value(JwkSet { keys: vec![jwk] })
-            .map_err(|error| ErrorKind::Encode(error.to_string()))?;
+    fn from_key(key: SigningKey, rng: SystemRandom) -> Result<Self, AssertionError> {
+        let algorithm = key.algorithm();
+        let public = key.public_jwk()?;
+        let kid = public.thumbprint()?;
+        let header = serde_json::to_vec(&JoseHeader {
+            typ: "JWT",
+            alg: algorithm.jose(),
+            kid: &kid,
+        })
+        .map_err(|error| ErrorKind::Encode(error.to_string()))?;
+        let jwks = serde_json::to_value(JwkSet {
+            keys: [Jwk {
+                key_use: "sig",
+                alg: algorithm.jose(),
+                kid: kid.clone(),
+                public,
+            }],
+        })
+        .map_err(|error| ErrorKind::Encode(error.to_string()))?;
         Ok(AssertionSigner {
             inner: Arc::new(Inner {
                 algorithm,
-                key: encoding_key,
+                key,
+                rng,
                 kid,
+                header: URL_SAFE_NO_PAD.encode(header),
                 jwks,
             }),
         })
@@ -312,12 +370,17 @@ impl AssertionSigner {
             sshttp_cert_key_id: non_empty(claims.cert_key_id),
             sshttp_cert_principals: claims.cert_principals,
         };
-        let mut header = Header::new(self.inner.algorithm.jose());
-        header.kid = Some(self.inner.kid.clone());
-        // jsonwebtoken parses the PKCS#8 key on every call (tens of microseconds);
-        // cheap next to an upstream round trip, and it keeps the signing in one crate.
-        jsonwebtoken::encode(&header, &claim_set, &self.inner.key)
-            .map_err(|error| ErrorKind::Sign(error).into())
+        let payload =
+            serde_json::to_vec(&claim_set).map_err(|error| ErrorKind::Sign(error.to_string()))?;
+        // JWS Compact Serialization (RFC 7515 §7.1): the signature covers the two
+        // encoded parts joined by the dot.
+        let mut token = self.inner.header.clone();
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let signature = self.inner.key.sign(token.as_bytes(), &self.inner.rng)?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        Ok(token)
     }
 
     /// The JWK Set that verifies this signer's assertions:
@@ -337,47 +400,38 @@ impl AssertionSigner {
     }
 }
 
-/// A private key while it is being loaded or generated; the signer keeps only the
-/// PKCS#8 DER. Both types zeroize themselves on drop.
-enum PrivateKey {
-    Ed25519(ed25519_dalek::SigningKey),
-    P256(p256::ecdsa::SigningKey),
+/// A parsed private key, ready to sign.
+enum SigningKey {
+    Ed25519(Ed25519KeyPair),
+    /// Signing `ES256`: JOSE wants the fixed-width `r || s`, not DER (RFC 7518 §3.4).
+    P256(EcdsaKeyPair),
 }
 
-impl PrivateKey {
-    fn generate(alg: AssertionAlgorithm) -> Result<Self, AssertionError> {
-        // The OS generator directly, not a userspace one: this key signs for a long
-        // time. (Raw bytes, because rand 0.10 and these crates' rand_core 0.6 differ.)
-        let mut seed = Zeroizing::new([0u8; 32]);
+impl SigningKey {
+    fn from_pkcs8(
+        der: &[u8],
+        alg: AssertionAlgorithm,
+        rng: &SystemRandom,
+    ) -> Result<Self, ring::error::KeyRejected> {
         match alg {
+            // `openssl genpkey` writes PKCS#8 v1, without the public key.
             AssertionAlgorithm::EdDSA => {
-                os_random(seed.as_mut_slice())?;
-                Ok(PrivateKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(
-                    &seed,
-                )))
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map(SigningKey::Ed25519)
             }
             AssertionAlgorithm::ES256 => {
-                // Rejection sampling: retry the rare seed that is 0 or >= the order.
-                for _ in 0..P256_KEYGEN_ATTEMPTS {
-                    os_random(seed.as_mut_slice())?;
-                    if let Ok(key) = p256::ecdsa::SigningKey::from_slice(seed.as_slice()) {
-                        return Ok(PrivateKey::P256(key));
-                    }
-                }
-                Err(ErrorKind::Random("no valid P-256 scalar drawn".to_owned()).into())
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, rng)
+                    .map(SigningKey::P256)
             }
         }
     }
 
-    fn from_pem(pem: &str, path: &Path, alg: AssertionAlgorithm) -> Result<Self, AssertionError> {
-        let key = match alg {
-            AssertionAlgorithm::EdDSA => ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
-                .map(PrivateKey::Ed25519)
-                .ok(),
-            AssertionAlgorithm::ES256 => p256::ecdsa::SigningKey::from_pkcs8_pem(pem)
-                .map(PrivateKey::P256)
-                .ok(),
-        };
+    fn from_pem(
+        pem: &str,
+        path: &Path,
+        alg: AssertionAlgorithm,
+        rng: &SystemRandom,
+    ) -> Result<Self, AssertionError> {
+        let key = pem_pkcs8(pem).and_then(|der| Self::from_pkcs8(&der, alg, rng).ok());
         key.ok_or_else(|| {
             let hint = if pem.contains("-----BEGIN EC PRIVATE KEY-----") {
                 "; convert it with `openssl pkcs8 -topk8 -nocrypt`"
@@ -395,62 +449,116 @@ impl PrivateKey {
         })
     }
 
-    fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, AssertionError> {
-        let document = match self {
-            PrivateKey::Ed25519(key) => key.to_pkcs8_der(),
-            PrivateKey::P256(key) => key.to_pkcs8_der(),
-        }
-        .map_err(|error| ErrorKind::Encode(error.to_string()))?;
-        Ok(Zeroizing::new(document.as_bytes().to_vec()))
-    }
-
-    fn to_pem(&self) -> Result<Zeroizing<String>, AssertionError> {
+    fn algorithm(&self) -> AssertionAlgorithm {
         match self {
-            PrivateKey::Ed25519(key) => key.to_pkcs8_pem(LineEnding::LF),
-            PrivateKey::P256(key) => key.to_pkcs8_pem(LineEnding::LF),
+            SigningKey::Ed25519(_) => AssertionAlgorithm::EdDSA,
+            SigningKey::P256(_) => AssertionAlgorithm::ES256,
         }
-        .map_err(|error| ErrorKind::Encode(error.to_string()).into())
     }
 
-    /// The public key as a JWK without the common parameters (RFC 8037 for Ed25519,
-    /// RFC 7518 §6.2 for P-256).
-    fn public_jwk(&self) -> Result<Jwk, AssertionError> {
-        let algorithm = match self {
-            PrivateKey::Ed25519(key) => AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
-                key_type: OctetKeyPairType::OctetKeyPair,
-                curve: EllipticCurve::Ed25519,
-                x: URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes()),
+    fn sign(&self, message: &[u8], rng: &SystemRandom) -> Result<Vec<u8>, AssertionError> {
+        let signature = match self {
+            SigningKey::Ed25519(key) => key.sign(message),
+            SigningKey::P256(key) => key
+                .sign(rng, message)
+                .map_err(|_| ErrorKind::Sign("ECDSA signing failed".to_owned()))?,
+        };
+        Ok(signature.as_ref().to_vec())
+    }
+
+    /// The public key's JWK members (RFC 8037 §2 for Ed25519, RFC 7518 §6.2 for P-256).
+    fn public_jwk(&self) -> Result<PublicJwk, AssertionError> {
+        match self {
+            SigningKey::Ed25519(key) => Ok(PublicJwk {
+                crv: "Ed25519",
+                kty: "OKP",
+                x: URL_SAFE_NO_PAD.encode(key.public_key()),
+                y: None,
             }),
-            PrivateKey::P256(key) => {
-                let point = key.verifying_key().to_encoded_point(false);
-                let (Some(x), Some(y)) = (point.x(), point.y()) else {
-                    return Err(
-                        ErrorKind::Encode("P-256 public key is the identity".to_owned()).into(),
-                    );
+            SigningKey::P256(key) => {
+                // The uncompressed point: 0x04 || x || y, 32 bytes each.
+                let point = key.public_key().as_ref();
+                let coordinates = match point.split_first() {
+                    Some((0x04, coordinates)) if coordinates.len() == 64 => Some(coordinates),
+                    _ => None,
                 };
-                AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
-                    key_type: EllipticCurveKeyType::EC,
-                    curve: EllipticCurve::P256,
+                let Some((x, y)) = coordinates.map(|coordinates| coordinates.split_at(32)) else {
+                    return Err(ErrorKind::Encode(
+                        "P-256 public key is not an uncompressed point".to_owned(),
+                    )
+                    .into());
+                };
+                Ok(PublicJwk {
+                    crv: "P-256",
+                    kty: "EC",
                     x: URL_SAFE_NO_PAD.encode(x),
-                    y: URL_SAFE_NO_PAD.encode(y),
+                    y: Some(URL_SAFE_NO_PAD.encode(y)),
                 })
             }
-        };
-        Ok(Jwk {
-            common: CommonParameters::default(),
-            algorithm,
-        })
+        }
     }
+}
+
+/// A new private key from the operating system's generator (ring's `SystemRandom`),
+/// as PKCS#8 DER.
+fn generate_pkcs8(
+    alg: AssertionAlgorithm,
+    rng: &SystemRandom,
+) -> Result<Zeroizing<Vec<u8>>, AssertionError> {
+    let document = match alg {
+        AssertionAlgorithm::EdDSA => Ed25519KeyPair::generate_pkcs8(rng),
+        AssertionAlgorithm::ES256 => {
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, rng)
+        }
+    }
+    .map_err(|_| ErrorKind::Random(format!("cannot generate a {} key", alg.key_name())))?;
+    Ok(Zeroizing::new(document.as_ref().to_vec()))
+}
+
+/// Parses a key this module generated: failing is a bug, not a bad file.
+fn own_key(
+    der: &[u8],
+    alg: AssertionAlgorithm,
+    rng: &SystemRandom,
+) -> Result<SigningKey, AssertionError> {
+    SigningKey::from_pkcs8(der, alg, rng)
+        .map_err(|error| ErrorKind::Encode(format!("generated key rejected: {error}")).into())
+}
+
+/// PKCS#8 DER as PEM (RFC 7468 §10), the form `openssl genpkey` writes.
+fn pkcs8_pem(der: &[u8]) -> Result<Zeroizing<String>, AssertionError> {
+    let base64 = Zeroizing::new(STANDARD.encode(der));
+    let mut pem = Zeroizing::new(String::with_capacity(
+        base64
+            .len()
+            .saturating_add(base64.len() / PEM_LINE)
+            .saturating_add(64),
+    ));
+    pem.push_str(PEM_BEGIN);
+    pem.push('\n');
+    for line in base64.as_bytes().chunks(PEM_LINE) {
+        let line =
+            std::str::from_utf8(line).map_err(|error| ErrorKind::Encode(error.to_string()))?;
+        pem.push_str(line);
+        pem.push('\n');
+    }
+    pem.push_str(PEM_END);
+    pem.push('\n');
+    Ok(pem)
+}
+
+/// The DER inside the first `PRIVATE KEY` block of `pem`; `None` if there is none or
+/// its base64 is bad. Text around the block is ignored, as RFC 7468 §2 allows.
+fn pem_pkcs8(pem: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let (_, rest) = pem.split_once(PEM_BEGIN)?;
+    let (body, _) = rest.split_once(PEM_END)?;
+    let base64: Zeroizing<String> =
+        Zeroizing::new(body.chars().filter(|c| !c.is_ascii_whitespace()).collect());
+    STANDARD.decode(base64.as_bytes()).ok().map(Zeroizing::new)
 }
 
 fn non_empty(value: Option<&str>) -> Option<&str> {
     value.filter(|value| !value.is_empty())
-}
-
-fn os_random(buf: &mut [u8]) -> Result<(), AssertionError> {
-    rand::rngs::SysRng
-        .try_fill_bytes(buf)
-        .map_err(|error| ErrorKind::Random(error.to_string()).into())
 }
 
 /// A unique token id. Uniqueness, not secrecy, is what matters, so the thread-local
@@ -540,13 +648,14 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 )]
 mod tests {
     use super::*;
-    use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
-    use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
+    use ring::signature::{ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey};
     use std::process::Command;
 
     const ISSUER: &str = "SHA256:gatewayhostkeyfingerprint";
     const VHOST: &str = "api.example.com";
     const FINGERPRINT: &str = "SHA256:mIG60e1OfaOdFYG8lVzz/8ABmTy9i7XMSNiLrg9lzZc";
+    /// The clock skew spec/identity-assertion.md §6 allows a verifier.
+    const LEEWAY_SECS: u64 = 60;
 
     fn principals() -> Vec<String> {
         vec!["alice".to_owned(), "ops,oncall".to_owned()]
@@ -566,25 +675,81 @@ mod tests {
         }
     }
 
-    /// What an upstream does: take the JWKS as text, pick the key by `kid`, verify.
-    fn verify(
-        token: &str,
-        jwks_text: &str,
-        audience: &str,
-    ) -> jsonwebtoken::errors::Result<serde_json::Value> {
-        let set: JwkSet = serde_json::from_str(jwks_text).unwrap();
-        let header = decode_header(token)?;
-        assert_eq!(header.typ.as_deref(), Some("JWT"));
-        let jwk = set
-            .find(header.kid.as_deref().unwrap())
+    /// Why [`verify`] refused a token.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Rejected {
+        InvalidSignature,
+        InvalidAudience,
+        InvalidIssuer,
+        ExpiredSignature,
+        ImmatureSignature,
+    }
+
+    fn decode_part(part: &str) -> serde_json::Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    }
+
+    /// The token's JOSE header.
+    fn decode_header(token: &str) -> serde_json::Value {
+        decode_part(token.split('.').next().unwrap())
+    }
+
+    /// What an upstream does (spec/identity-assertion.md §6): take the JWKS as text,
+    /// pick the key by `kid`, check its `alg`, verify the signature, then the claims.
+    fn verify(token: &str, jwks_text: &str, audience: &str) -> Result<serde_json::Value, Rejected> {
+        let set: serde_json::Value = serde_json::from_str(jwks_text).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3, "JWS compact serialization: {token}");
+        let header = decode_header(token);
+        assert_eq!(header["typ"], "JWT");
+        let jwk = set["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|key| key["kid"] == header["kid"])
             .expect("kid in the JWKS");
-        let key = DecodingKey::from_jwk(jwk)?;
-        let mut validation = Validation::new(header.alg);
-        validation.set_audience(&[audience]);
-        validation.set_issuer(&[ISSUER]);
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "nbf", "iat", "aud", "iss"]);
-        decode::<serde_json::Value>(token, &key, &validation).map(|data| data.claims)
+        assert_eq!(jwk["alg"], header["alg"], "the key's alg is the header's");
+        let coordinate = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
+        let (algorithm, public): (&'static dyn ring::signature::VerificationAlgorithm, _) =
+            match (header["alg"].as_str().unwrap(), &jwk["kty"], &jwk["crv"]) {
+                ("EdDSA", kty, crv) if kty == "OKP" && crv == "Ed25519" => {
+                    (&ED25519, coordinate("x"))
+                }
+                ("ES256", kty, crv) if kty == "EC" && crv == "P-256" => {
+                    let mut point = vec![4];
+                    point.extend(coordinate("x"));
+                    point.extend(coordinate("y"));
+                    (&ECDSA_P256_SHA256_FIXED, point)
+                }
+                other => panic!("unexpected algorithm and key {other:?}"),
+            };
+        let signed = format!("{}.{}", parts[0], parts[1]);
+        let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        UnparsedPublicKey::new(algorithm, public)
+            .verify(signed.as_bytes(), &signature)
+            .map_err(|_| Rejected::InvalidSignature)?;
+
+        let claims = decode_part(parts[1]);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        for required in ["exp", "nbf", "iat", "aud", "iss"] {
+            assert!(claims.get(required).is_some(), "{required} missing");
+        }
+        if claims["exp"].as_u64().unwrap() + LEEWAY_SECS <= now {
+            return Err(Rejected::ExpiredSignature);
+        }
+        if claims["nbf"].as_u64().unwrap() > now + LEEWAY_SECS {
+            return Err(Rejected::ImmatureSignature);
+        }
+        if claims["iss"] != ISSUER {
+            return Err(Rejected::InvalidIssuer);
+        }
+        if claims["aud"] != audience {
+            return Err(Rejected::InvalidAudience);
+        }
+        Ok(claims)
     }
 
     fn jwks_text(signer: &AssertionSigner) -> String {
@@ -615,9 +780,9 @@ mod tests {
             })
         );
         assert_eq!(claims["jti"].as_str().unwrap().len(), 22, "16 random bytes");
-        let header = decode_header(&token).unwrap();
-        assert_eq!(header.alg, signer.algorithm().jose());
-        assert_eq!(header.kid.as_deref(), Some(signer.kid()));
+        let header = decode_header(&token);
+        assert_eq!(header["alg"], signer.algorithm().jose());
+        assert_eq!(header["kid"], signer.kid());
     }
 
     #[test]
@@ -680,7 +845,7 @@ mod tests {
                 .sign(&claims(&principals), SystemTime::now())
                 .unwrap();
             let error = verify(&token, &jwks_text(&signer), "admin.example.com").unwrap_err();
-            assert_eq!(error.kind(), &JwtErrorKind::InvalidAudience);
+            assert_eq!(error, Rejected::InvalidAudience);
         }
     }
 
@@ -692,7 +857,7 @@ mod tests {
         let issued = SystemTime::now() - Duration::from_secs(600);
         let token = signer.sign(&claims(&principals), issued).unwrap();
         let error = verify(&token, &jwks_text(&signer), VHOST).unwrap_err();
-        assert_eq!(error.kind(), &JwtErrorKind::ExpiredSignature);
+        assert_eq!(error, Rejected::ExpiredSignature);
     }
 
     #[test]
@@ -707,7 +872,7 @@ mod tests {
         let mut jwks = other.jwks();
         jwks["keys"][0]["kid"] = signer.kid().into();
         let error = verify(&token, &jwks.to_string(), VHOST).unwrap_err();
-        assert_eq!(error.kind(), &JwtErrorKind::InvalidSignature);
+        assert_eq!(error, Rejected::InvalidSignature);
     }
 
     #[test]
@@ -751,8 +916,9 @@ mod tests {
         let d = URL_SAFE_NO_PAD
             .decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
             .unwrap();
-        let key = ed25519_dalek::SigningKey::from_bytes(&d.try_into().unwrap());
-        let signer = AssertionSigner::from_key(&PrivateKey::Ed25519(key)).unwrap();
+        let key = Ed25519KeyPair::from_seed_unchecked(&d).unwrap();
+        let signer =
+            AssertionSigner::from_key(SigningKey::Ed25519(key), SystemRandom::new()).unwrap();
         assert_eq!(
             signer.jwks()["keys"][0]["x"],
             "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
@@ -767,12 +933,75 @@ mod tests {
         let d = URL_SAFE_NO_PAD
             .decode("870MB6gfuTJ4HtUnUvYMyJpr5eUZNP4Bk43bVdj3eAE")
             .unwrap();
-        let key = p256::ecdsa::SigningKey::from_slice(&d).unwrap();
-        let signer = AssertionSigner::from_key(&PrivateKey::P256(key)).unwrap();
+        // ring takes the private scalar only with its public point, which it checks
+        // against the scalar: the RFC's x and y.
+        let mut point = vec![4];
+        for coordinate in [
+            "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+            "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM",
+        ] {
+            point.extend(URL_SAFE_NO_PAD.decode(coordinate).unwrap());
+        }
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_private_key_and_public_key(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &d,
+            &point,
+            &rng,
+        )
+        .unwrap();
+        let signer = AssertionSigner::from_key(SigningKey::P256(key), rng).unwrap();
         let jwk = &signer.jwks()["keys"][0];
         assert_eq!(jwk["x"], "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4");
         assert_eq!(jwk["y"], "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM");
         assert_eq!(signer.kid(), "cn-I_WNMClehiVp51i_0VpOENW1upEerA8sEam5hn-s");
+    }
+
+    /// spec/identity-assertion.md §8: the header of a token signed with RFC 8037's key.
+    #[test]
+    fn header_is_the_spec_example() {
+        let d = URL_SAFE_NO_PAD
+            .decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
+            .unwrap();
+        let key = Ed25519KeyPair::from_seed_unchecked(&d).unwrap();
+        let signer =
+            AssertionSigner::from_key(SigningKey::Ed25519(key), SystemRandom::new()).unwrap();
+        let principals = principals();
+        let token = signer
+            .sign(&claims(&principals), SystemTime::now())
+            .unwrap();
+        let header = token.split('.').next().unwrap();
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(header).unwrap(),
+            br#"{"typ":"JWT","alg":"EdDSA","kid":"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"}"#
+        );
+    }
+
+    /// Earlier releases wrote Ed25519 keys as PKCS#8 v2 (RFC 5958, with the public key
+    /// under an implicit `[1]` tag); such a key file still loads.
+    #[test]
+    fn reads_pkcs8_v2_ed25519_key() {
+        let dir = TempDir::new("pkcs8-v2");
+        let path = dir.0.join("key.pem");
+        let mut der = vec![
+            0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend(
+            URL_SAFE_NO_PAD
+                .decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
+                .unwrap(),
+        );
+        der.extend([0x81, 0x21, 0x00]);
+        der.extend(
+            URL_SAFE_NO_PAD
+                .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+                .unwrap(),
+        );
+        std::fs::write(&path, pkcs8_pem(&der).unwrap().as_bytes()).unwrap();
+        let signer = AssertionSigner::from_pem_file(&path, AssertionAlgorithm::EdDSA).unwrap();
+        assert_eq!(signer.kid(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        assert_round_trip(&signer);
     }
 
     /// A directory removed on drop.
@@ -858,9 +1087,7 @@ mod tests {
         let path = dir.0.join("key.pem");
         std::fs::write(
             &path,
-            PrivateKey::generate(AssertionAlgorithm::ES256)
-                .unwrap()
-                .to_pem()
+            pkcs8_pem(&generate_pkcs8(AssertionAlgorithm::ES256, &SystemRandom::new()).unwrap())
                 .unwrap()
                 .as_bytes(),
         )

@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ipnet::IpNet;
 use ssh_key::public::KeyData;
 use ssh_key::{Algorithm, Certificate, HashAlg, PublicKey};
+use sshttp_ssh::pattern::{self, ListMatch};
 
 /// One vhost's rule for who may use it.
 #[derive(Debug, Clone)]
@@ -434,8 +436,8 @@ fn check_certificate(
 fn source_address_admits(list: &str, peer: IpAddr) -> Option<bool> {
     let mut admitted = false;
     for item in list.split(',') {
-        let network = Network::parse(item).ok().flatten()?;
-        admitted |= network.contains(peer);
+        let network = parse_network(item).ok().flatten()?;
+        admitted |= network_contains(&network, peer);
     }
     Some(admitted)
 }
@@ -964,7 +966,7 @@ struct HostPattern {
 
 #[derive(Debug, Clone)]
 enum PatternKind {
-    Network(Network),
+    Network(IpNet),
     /// Lowercased.
     Wildcard(String),
 }
@@ -980,7 +982,7 @@ impl HostPatterns {
             if pattern.is_empty() {
                 return Err(format!("from=\"{text}\" has an empty pattern"));
             }
-            let kind = match Network::parse(pattern) {
+            let kind = match parse_network(pattern) {
                 Ok(Some(network)) => PatternKind::Network(network),
                 Ok(None) => PatternKind::Wildcard(pattern.to_ascii_lowercase()),
                 Err(error) => return Err(format!("from=\"{text}\": {error}")),
@@ -995,93 +997,54 @@ impl HostPatterns {
 
     fn admits(&self, peer: IpAddr) -> bool {
         let peer = normalise(peer);
+        // Lowercase, as the patterns are: Rust writes IPv6 hex digits in lowercase.
         let peer_text = peer.to_string();
-        let mut admitted = false;
-        for pattern in &self.patterns {
+        ListMatch::from_items(self.patterns.iter().map(|pattern| {
             let hit = match &pattern.kind {
-                PatternKind::Network(network) => network.contains(peer),
-                PatternKind::Wildcard(wildcard) => {
-                    wildcard_match(wildcard.as_bytes(), peer_text.as_bytes())
-                }
+                PatternKind::Network(network) => network_contains(network, peer),
+                PatternKind::Wildcard(wildcard) => pattern::matches(&peer_text, wildcard),
             };
-            if hit {
-                if pattern.negated {
-                    return false;
-                }
-                admitted = true;
-            }
-        }
-        admitted
+            (pattern.negated, hit)
+        }))
+        .is_positive()
     }
 }
 
-/// An address block: `addr` or `addr/prefix`, host bits zero.
-#[derive(Debug, Clone, Copy)]
-struct Network {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Network {
-    /// `Ok(None)` if `text` is not an address at all (so a wildcard pattern); an error
-    /// if it is one with a bad prefix, which sshd also refuses.
-    fn parse(text: &str) -> Result<Option<Self>, String> {
-        let (addr_text, prefix_text) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let Ok(addr) = IpAddr::from_str(addr_text) else {
-            return Ok(None);
-        };
-        let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix_text {
-            None => max,
-            Some(prefix) if !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit()) => {
-                match prefix.parse::<u8>() {
-                    Ok(prefix) if prefix <= max => prefix,
-                    _ => return Err(format!("{text}: prefix length above {max}")),
-                }
-            }
-            Some(_) => return Ok(None),
-        };
-        let network = Self { addr, prefix };
-        let host_bits = match addr {
-            IpAddr::V4(v4) => u32::from(v4) & !mask_v4(prefix) != 0,
-            IpAddr::V6(v6) => u128::from(v6) & !mask_v6(prefix) != 0,
-        };
-        if host_bits {
-            return Err(format!(
-                "{text}: address has bits set past the /{prefix} prefix"
-            ));
+/// An address block as `from=` and `source-address` write it: `addr` (a /32 or /128)
+/// or `addr/prefix`, host bits zero. `Ok(None)` if `text` is not an address at all (so
+/// a wildcard pattern); an error if it is one with a bad prefix, which sshd also
+/// refuses.
+fn parse_network(text: &str) -> Result<Option<IpNet>, String> {
+    let (addr_text, prefix_text) = match text.split_once('/') {
+        Some((addr, prefix)) => (addr, Some(prefix)),
+        None => (text, None),
+    };
+    let Ok(addr) = IpAddr::from_str(addr_text) else {
+        return Ok(None);
+    };
+    let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
+    // Digits only: `u8::from_str` would also take `+8`.
+    let prefix = match prefix_text {
+        None => max,
+        Some(prefix) if !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit()) => {
+            // Past 255 is as much too long as 255: IpNet::new refuses both.
+            prefix.parse::<u8>().unwrap_or(u8::MAX)
         }
-        Ok(Some(network))
+        Some(_) => return Ok(None),
+    };
+    let network =
+        IpNet::new(addr, prefix).map_err(|_| format!("{text}: prefix length above {max}"))?;
+    if network.trunc() != network {
+        return Err(format!(
+            "{text}: address has bits set past the /{prefix} prefix"
+        ));
     }
-
-    fn contains(&self, peer: IpAddr) -> bool {
-        match (self.addr, normalise(peer)) {
-            (IpAddr::V4(network), IpAddr::V4(peer)) => {
-                let mask = mask_v4(self.prefix);
-                u32::from(peer) & mask == u32::from(network)
-            }
-            (IpAddr::V6(network), IpAddr::V6(peer)) => {
-                let mask = mask_v6(self.prefix);
-                u128::from(peer) & mask == u128::from(network)
-            }
-            _ => false,
-        }
-    }
+    Ok(Some(network))
 }
 
-fn mask_v4(prefix: u8) -> u32 {
-    u32::MAX
-        .checked_shl(32u32.saturating_sub(u32::from(prefix)))
-        .unwrap_or(0)
-}
-
-fn mask_v6(prefix: u8) -> u128 {
-    u128::MAX
-        .checked_shl(128u32.saturating_sub(u32::from(prefix)))
-        .unwrap_or(0)
+/// Whether `peer`, as sshd sees it (see [`normalise`]), is in `network`.
+fn network_contains(network: &IpNet, peer: IpAddr) -> bool {
+    network.contains(&normalise(peer))
 }
 
 /// An IPv4 client on a dual-stack socket shows as `::ffff:a.b.c.d`; sshd matches it
@@ -1090,36 +1053,6 @@ fn normalise(peer: IpAddr) -> IpAddr {
     match peer {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
         IpAddr::V4(_) => peer,
-    }
-}
-
-/// `*` (any run) and `?` (any one byte) wildcards, ASCII case-insensitive. Greedy
-/// with one backtrack point: linear-ish, never exponential.
-fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    loop {
-        match (pattern.get(p), text.get(t)) {
-            (Some(b'*'), _) => {
-                star = Some((p, t));
-                p = p.saturating_add(1);
-            }
-            (Some(&pc), Some(&tc)) if pc == b'?' || pc.eq_ignore_ascii_case(&tc) => {
-                p = p.saturating_add(1);
-                t = t.saturating_add(1);
-            }
-            (None, None) => return true,
-            _ => match star {
-                // Let the last `*` swallow one more byte and retry.
-                Some((star_p, star_t)) if star_t < text.len() => {
-                    let star_t = star_t.saturating_add(1);
-                    star = Some((star_p, star_t));
-                    p = star_p.saturating_add(1);
-                    t = star_t;
-                }
-                _ => return false,
-            },
-        }
     }
 }
 
@@ -1388,6 +1321,36 @@ mod tests {
                 .check(&attempt("alice", Credential::Key(key.public_key())))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn networks_parse_like_sshd_cidr_lists() {
+        let net = |text: &str| parse_network(text).unwrap().unwrap().to_string();
+        assert_eq!(net("192.0.2.10"), "192.0.2.10/32");
+        assert_eq!(net("2001:db8::1"), "2001:db8::1/128");
+        assert_eq!(net("10.0.0.0/8"), "10.0.0.0/8");
+        assert_eq!(net("0.0.0.0/0"), "0.0.0.0/0");
+        for not_an_address in ["10.*", "*.example.com", "10.0.0.0/+8", "10.0.0.0/", "::1/x"] {
+            assert_eq!(parse_network(not_an_address), Ok(None), "{not_an_address}");
+        }
+        assert_eq!(
+            parse_network("10.0.0.1/8").unwrap_err(),
+            "10.0.0.1/8: address has bits set past the /8 prefix"
+        );
+        assert_eq!(
+            parse_network("10.0.0.0/33").unwrap_err(),
+            "10.0.0.0/33: prefix length above 32"
+        );
+        assert_eq!(
+            parse_network("::/300").unwrap_err(),
+            "::/300: prefix length above 128"
+        );
+        let v4 = parse_network("198.51.100.0/24").unwrap().unwrap();
+        assert!(network_contains(
+            &v4,
+            "::ffff:198.51.100.7".parse().unwrap()
+        ));
+        assert!(!network_contains(&v4, "2001:db8::1".parse().unwrap()));
     }
 
     #[test]
@@ -1927,18 +1890,5 @@ mod tests {
             Err(AuthConfigError::EmptyPrincipals)
         ));
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    // --- helpers ---------------------------------------------------------------------
-
-    #[test]
-    fn wildcards_match_like_sshd_patterns() {
-        assert!(wildcard_match(b"10.*", b"10.1.2.3"));
-        assert!(wildcard_match(b"*", b""));
-        assert!(wildcard_match(b"1?.0.0.*1", b"10.0.0.21"));
-        assert!(!wildcard_match(b"1?.0.0.*1", b"10.0.0.12"));
-        assert!(!wildcard_match(b"10.*", b"110.1.2.3"));
-        assert!(wildcard_match(b"*a*a*a*a*b", b"aaaaaaaaaaaaaaaaaaaab"));
-        assert!(!wildcard_match(b"*a*a*a*a*b", b"aaaaaaaaaaaaaaaaaaaaa"));
     }
 }

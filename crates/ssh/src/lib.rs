@@ -5,6 +5,8 @@
 //! with `http-reset`, streaming an HTTP body onto a channel, and russh's algorithm
 //! preferences from [`Transport`]. The gateway (`crates/proxy/src/ssh.rs`) and the
 //! client (`crates/client/src/ssh.rs`) build on it.
+//!
+//! [`pattern`] is OpenSSH's `*`/`?` pattern matching, which both sides need.
 
 use std::path::Path;
 use std::pin::pin;
@@ -21,6 +23,7 @@ use sshttp_protocol::{
 };
 
 pub mod body;
+pub mod pattern;
 mod tunnel;
 
 pub use russh;
