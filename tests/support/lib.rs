@@ -24,8 +24,8 @@ use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::combinators::BoxBody;
 pub use sshttp_client as client;
-pub use sshttp_protocol as protocol;
 pub use sshttp_local_proxy as local_proxy;
+pub use sshttp_protocol as protocol;
 pub use sshttp_proxy as proxy;
 use sshttp_proxy::ssh::{HostKey, ServerConfig};
 
@@ -296,9 +296,10 @@ impl Gateway {
             dir.path().join("state").display()
         );
         let parsed = sshttp_proxy::config::Config::parse(&text, dir.path()).unwrap();
-        let gateway = sshttp_proxy::gateway::Gateway::bind_with_demo(parsed, None, Some(sshttp_demo::launch))
-            .await
-            .unwrap();
+        let gateway =
+            sshttp_proxy::gateway::Gateway::bind_with_demo(parsed, None, Some(sshttp_demo::launch))
+                .await
+                .unwrap();
         let addr = gateway.local_addrs()[0];
         let fingerprint = gateway.host_keys()[0].fingerprint();
         let host_public_key = gateway.host_keys()[0].public_openssh();

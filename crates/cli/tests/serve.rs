@@ -22,7 +22,7 @@ use http::{Request, StatusCode};
 use sshttp_tests::{Upstream, client, get, request};
 use tokio::sync::Notify;
 
-use crate::common::{Serve, StockSsh, demo_with_ssh, keygen, metric, public_of, run};
+use crate::common::{Serve, StockSsh, demo_with_ssh, http_get, keygen, metric, public_of, run};
 
 impl Serve {
     async fn connect(&self) -> (client::Connection, client::Identity) {
@@ -210,6 +210,41 @@ async fn sighup_reloads_the_configuration_and_keeps_sessions() {
     wait_until("the failed reload", || reloads("failed") == 1).await;
     assert_eq!(reloads("ok"), 1);
     assert_eq!(get(&connection, Some("b.test"), "/").await.unwrap().2, "b");
+}
+
+#[tokio::test]
+async fn the_metrics_listener_serves_the_jwks_of_the_configuration_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = hello("a").await;
+    let head = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let path = write_config(dir.path(), &format!("{head}{}", vhost("a.test", &a)));
+    let (serve, metrics) = Serve::start_with_metrics(&["--config", path.to_str().unwrap()]);
+    assert_eq!(
+        http_get(metrics, "/jwks.json").0,
+        404,
+        "no identity assertion configured yet"
+    );
+
+    let reloads = || metric(metrics, "sshttp_config_reloads_total{result=\"ok\"}");
+    let mut kids = Vec::new();
+    for (round, key) in ["one.pem", "two.pem"].into_iter().enumerate() {
+        let assertion = format!("[identity_assertion]\nalgorithm = \"eddsa\"\nkey = \"{key}\"\n");
+        write_config(
+            dir.path(),
+            &format!("{head}{assertion}{}", vhost("a.test", &a)),
+        );
+        serve.signal("HUP");
+        wait_until("the reload", || reloads() == round as u64 + 1).await;
+        let (status, body) = http_get(metrics, "/jwks.json");
+        assert_eq!(status, 200, "{body}");
+        let jwks: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let kid = jwks["keys"][0]["kid"].as_str().unwrap().to_owned();
+        assert!(
+            !kids.contains(&kid),
+            "{key}: the JWKS still lists an older key"
+        );
+        kids.push(kid);
+    }
 }
 
 /// Polls `condition` (a blocking check) until it holds, for at most 20 s.

@@ -11,7 +11,6 @@ use sshttp_protocol::transport::Transport;
 use sshttp_ssh::{KeyPair, UserCertificate};
 use tokio::time::Instant;
 
-use sshttp_ssh::Body;
 use crate::credentials::{AgentSetting, KeyCache, KeySource, PassphraseFn, PlanInputs};
 use crate::error::{Error, Kind};
 use crate::host_key::{HostKeyCheck, KnownHostsCheck, UnknownHosts};
@@ -21,6 +20,7 @@ use crate::response::Response;
 use crate::ssh::{Dial, prepare_body};
 use crate::ssh_config::{self, HostConfig, IdentityAgent, SshConfig, StrictHostKeyChecking};
 use crate::url::Target;
+use sshttp_ssh::Body;
 
 /// How long connecting (TCP, SSH handshake, authentication) may take by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -35,6 +35,9 @@
 //!
 //! [`Connection`] is the layer below: one SSH connection, no pooling, no
 //! configuration files.
+//!
+//! Depends on `sshttp-protocol` and `sshttp-ssh` only; the local proxy
+//! (`sshttp-local-proxy`) is built on it, the gateway never is.
 
 mod client;
 mod credentials;

@@ -6,10 +6,10 @@ use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Serialize;
 
-use sshttp_ssh::Body;
 use crate::client::Client;
 use crate::error::Error;
 use crate::response::Response;
+use sshttp_ssh::Body;
 
 /// A request ready to send with [`Client::execute`].
 #[derive(Debug)]

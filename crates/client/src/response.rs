@@ -10,8 +10,8 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
-use sshttp_ssh::{Body, BodyError};
 use crate::error::{Error, Kind};
+use sshttp_ssh::{Body, BodyError};
 
 /// A response whose head has arrived; read the body with [`bytes`](Self::bytes),
 /// [`text`](Self::text), [`json`](Self::json), [`chunk`](Self::chunk) or

@@ -5,9 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use sshttp_ssh::{Body, BoxError};
 use crate::client::Client;
 use crate::error::Error;
+use sshttp_ssh::{Body, BoxError};
 
 impl<B> tower_service::Service<http::Request<B>> for Client
 where

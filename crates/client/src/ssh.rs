@@ -26,12 +26,12 @@ use sshttp_ssh::{
     BoxError, KeyPair, SendOutcome, UserCertificate, event_of, fingerprint, preferred, reset,
 };
 
-use sshttp_ssh::{Body, BodySender, Delivery};
 use crate::credentials::{AuthPlan, OfferedKey};
 use crate::error::{Error, HostKeyProblem, Kind};
 use crate::host_key::HostKeyCheck;
 use crate::known_hosts::HostKey;
 use crate::upgrade::{PendingUpgrade, Upgraded};
+use sshttp_ssh::{Body, BodySender, Delivery};
 
 /// A key pair the client authenticates with; with a fresh one, the key is the identity.
 pub type Identity = KeyPair;

@@ -30,8 +30,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use crate::html::escape;
+// Element content and quoted attribute values alike.
 use crate::{DemoBody, full_response};
+use html_escape::encode_quoted_attribute as escape;
 
 /// The largest form body `/app/login` and `/app/notes` read; larger ones get 413.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;

@@ -9,17 +9,21 @@
 //! - `/app/`: a small web application for browsers (module [`app`]);
 //! - anything else: files from the static directory (tower-http's `ServeDir`: ETag,
 //!   If-None-Match, Last-Modified, Range).
+//!
+//! A plain HTTP service that knows nothing of SSH: no sshttp crate is a dependency, and
+//! the gateway does not depend on it either; the binary passes [`launch`] to the
+//! gateway, so a gateway built without the binary carries none of this code.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
-use http::{Method, Request, Response, StatusCode, header};
 use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -36,7 +40,6 @@ pub type DemoBody = UnsyncBoxBody<Bytes, BoxError>;
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub mod app;
-mod html;
 
 /// The files the demo serves when no static directory is configured: written into the
 /// state directory at start.

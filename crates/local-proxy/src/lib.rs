@@ -20,6 +20,9 @@
 //!
 //! The proxy acts with the user's SSH keys, so it listens on loopback only unless
 //! [`ProxyConfig::public`] says otherwise.
+//!
+//! Built on `sshttp-client` (every local request becomes a client request); the only
+//! crate with hyper's HTTP/2 server.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -39,8 +42,6 @@ use sshttp_client::{Body, Client};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_service::Service as _;
-
-mod html;
 
 /// Where the proxy listens by default: loopback, the port most browsers' proxy settings
 /// suggest.
@@ -758,7 +759,7 @@ impl Refusal {
                     "<!doctype html>\n<meta charset=\"utf-8\">\n<title>{status} {reason}</title>\n\
                      <h1>{status} {reason}</h1>\n<p>sshttp proxy: {message}</p>\n",
                     status = self.status.as_u16(),
-                    message = crate::html::escape(&self.message),
+                    message = html_escape::encode_quoted_attribute(&self.message),
                 ),
             )
         } else {

@@ -783,12 +783,14 @@ impl Gateway {
         }
         if let Some(listener) = self.metrics_listener.take() {
             let metrics = self.state.metrics.clone();
-            let jwks = self
-                .state
-                .site()
-                .assertion
-                .as_ref()
-                .map(|(signer, _)| signer.jwks());
+            let state = self.state.clone();
+            let jwks: crate::metrics::JwksSource = Arc::new(move || {
+                state
+                    .site()
+                    .assertion
+                    .as_ref()
+                    .map(|(signer, _)| signer.jwks())
+            });
             let stop = drain.clone();
             tokio::spawn(async move {
                 let shutdown = async move { stop.started().await };

@@ -472,7 +472,11 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
-/// Serves `GET /metrics` (`text/plain; version=0.0.4`) and, if `jwks` is given,
+/// Where the metrics listener reads the JWKS it serves: the current configuration's,
+/// or none while no identity assertion is configured.
+pub type JwksSource = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
+
+/// Serves `GET /metrics` (`text/plain; version=0.0.4`) and, while `jwks` returns one,
 /// `GET /jwks.json` (`application/jwk-set+json`) on `listener` until `shutdown`
 /// resolves; `HEAD` too. Other paths get 404, other methods 405. After `shutdown` it
 /// stops accepting, lets responses in progress finish (for a few seconds at most) and
@@ -483,10 +487,9 @@ impl fmt::Display for Escaped<'_> {
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
-    jwks: Option<serde_json::Value>,
+    jwks: JwksSource,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let jwks = jwks.map(|jwks| Bytes::from(jwks.to_string()));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -504,7 +507,9 @@ pub async fn serve_metrics(
         let metrics = metrics.clone();
         let jwks = jwks.clone();
         let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-            let response = respond(&request, &metrics, jwks.as_ref());
+            // Read per request: a reload may have changed or added the signing key.
+            let current = jwks().map(|jwks| Bytes::from(jwks.to_string()));
+            let response = respond(&request, &metrics, current.as_ref());
             async move { Ok::<_, Infallible>(response) }
         });
         let connection = http1::Builder::new()
@@ -1066,7 +1071,10 @@ sshttp_upstream_errors_total{vhost=\"api\",kind=\"timeout\"} 1
         let server = tokio::spawn(serve_metrics(
             listener,
             metrics.clone(),
-            Some(jwks.clone()),
+            {
+                let jwks = jwks.clone();
+                Arc::new(move || Some(jwks.clone()))
+            },
             async {
                 let _ = stopped.await;
             },
@@ -1131,7 +1139,7 @@ sshttp_upstream_errors_total{vhost=\"api\",kind=\"timeout\"} 1
         let server = tokio::spawn(serve_metrics(
             listener,
             Arc::new(Metrics::new()),
-            None,
+            Arc::new(|| None),
             async {
                 let _ = stopped.await;
             },

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{HeaderValue, Method, header};
 use russh::keys::Certificate;
@@ -21,17 +21,17 @@ use russh::{
     Channel, ChannelId, ChannelOpenFailure, ChannelReadHalf, ChannelWriteHalf, MethodKind,
     MethodSet, server,
 };
-use sshttp_ssh::{Body, BodySender, Delivery};
 use sshttp_protocol::transport::Transport;
 use sshttp_protocol::{
     BodyEvent, BodyLength, BodyReader, ChannelEvent, ChannelType, DecodeError, HEADER_UPDATE,
     HTTP_RESET, HTTP_RESPONSE, HeaderConfirm, HeaderList, HeaderOpen, HeaderUpdate, Limits,
     OpenFailureReason, RequestBody, RequestOpen, ResetCode, ResponseHead, Target, WireMessage,
 };
+use sshttp_ssh::{Body, BodySender, Delivery};
 use sshttp_ssh::{BoxError, SendOutcome, Tunnel, event_of, preferred, reset};
 pub use sshttp_ssh::{HostCertificate, KeyPair};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
@@ -247,8 +247,14 @@ where
             peer,
             grant: None,
             header_channels: HashMap::new(),
-            active_requests: Arc::new(AtomicUsize::new(0)),
-            forwarded: Arc::new(AtomicUsize::new(0)),
+            active_requests: Arc::new(Semaphore::new(
+                shared
+                    .max_channels_per_connection
+                    .min(Semaphore::MAX_PERMITS),
+            )),
+            forwarded: Arc::new(Semaphore::new(
+                shared.max_header_channels.min(Semaphore::MAX_PERMITS),
+            )),
             sessions: HashMap::new(),
             defaults: HashMap::new(),
             last_header_id: 0,
@@ -380,12 +386,13 @@ struct ConnectionHandler<S> {
     /// header-id → defaults.
     defaults: HashMap<NonZeroU32, HeaderList>,
     last_header_id: u32,
-    /// Request channels being served.
-    active_requests: Arc<AtomicUsize>,
+    /// Request channels being served: one permit each, held by the task serving it, so
+    /// that ending the request on any path (panics included) frees its slot.
+    active_requests: Arc<Semaphore>,
     /// `session` channels of stock SSH clients, until their command arrives.
     sessions: HashMap<ChannelId, StockSession>,
-    /// `direct-tcpip` channels being served (spec §14.10).
-    forwarded: Arc<AtomicUsize>,
+    /// `direct-tcpip` channels being served (spec §14.10): a permit each, as above.
+    forwarded: Arc<Semaphore>,
     /// The connection's place among the unauthenticated ones, until it authenticates.
     pre_auth: Option<PreAuth>,
     /// The connection's place among its key's, once authenticated.
@@ -722,7 +729,7 @@ where
             return Ok(());
         };
         let max = self.shared.max_channels_per_connection;
-        let Some(slot) = RequestSlot::try_take(&self.active_requests, max) else {
+        let Some(slot) = self.active_requests.clone().try_acquire_owned().ok() else {
             let refused = (
                 OpenFailureReason::RESOURCE_SHORTAGE,
                 format!("at most {max} requests at once per connection"),
@@ -818,15 +825,14 @@ where
         }
         // Tunnels count against the same bound as header and session channels.
         let max = self.shared.max_header_channels;
-        if self.forwarded.load(Ordering::Acquire) >= max {
+        let Ok(permit) = self.forwarded.clone().try_acquire_owned() else {
             let refused = (
                 OpenFailureReason::RESOURCE_SHORTAGE,
                 format!("at most {max} forwarded channels"),
             );
             refuse(reply, refused).await;
             return Ok(());
-        }
-        self.forwarded.fetch_add(1, Ordering::AcqRel);
+        };
         reply.accept().await;
         self.opened();
         let forwarded = forward::Forwarded {
@@ -838,10 +844,9 @@ where
             limits: self.shared.limits.clone(),
             service: self.service.clone(),
         };
-        let count = self.forwarded.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             forward::serve(forwarded).await;
-            count.fetch_sub(1, Ordering::AcqRel);
         });
         Ok(())
     }
@@ -909,7 +914,7 @@ where
         // A running command is a request like any other: it counts against the same
         // per-connection bound as method channels (spec §17.8).
         let max = self.shared.max_channels_per_connection;
-        let Some(slot) = RequestSlot::try_take(&self.active_requests, max) else {
+        let Some(slot) = self.active_requests.clone().try_acquire_owned().ok() else {
             let status = http::StatusCode::SERVICE_UNAVAILABLE;
             let failure = stock::Failure {
                 message: format!("{status}: at most {max} requests at once per connection"),
@@ -1220,29 +1225,6 @@ async fn serve_request<S, B>(
         owed = send_response(&write, response, &limits, &request_done, &deadline) => owed,
     };
     end_channel(&write, owed).await;
-}
-
-/// One of a connection's request slots ([`ServerConfig::max_channels_per_connection`]),
-/// held by the task serving a request and given back when it is dropped, however that
-/// task ends.
-struct RequestSlot(Arc<AtomicUsize>);
-
-impl RequestSlot {
-    /// A slot, unless all `max` are taken.
-    fn try_take(active: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
-        active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
-                (taken < max).then(|| taken.saturating_add(1))
-            })
-            .ok()?;
-        Some(Self(active.clone()))
-    }
-}
-
-impl Drop for RequestSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Why a channel is to be reset: its code and description.

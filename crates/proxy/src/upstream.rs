@@ -273,7 +273,6 @@ pub fn full_response(
     response
 }
 
-
 fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)

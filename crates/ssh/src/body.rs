@@ -98,11 +98,7 @@ impl Body {
 
     /// The body fails with a timeout error at `deadline`, or when no frame arrives for
     /// `read`.
-    pub fn with_timeouts(
-        mut self,
-        deadline: Option<Instant>,
-        read: Option<Duration>,
-    ) -> Self {
+    pub fn with_timeouts(mut self, deadline: Option<Instant>, read: Option<Duration>) -> Self {
         if deadline.is_none() && read.is_none() {
             return self;
         }

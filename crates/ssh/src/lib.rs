@@ -6,6 +6,11 @@
 //! preferences from [`Transport`]. The gateway (`crates/proxy/src/ssh.rs`) and the
 //! client (`crates/client/src/ssh.rs`) build on it.
 //!
+//! It also holds what both sides need and neither should take from the other: the
+//! channel [`body`] type both stream through, and OpenSSH's [`pattern`] matching
+//! (authorized_keys `from=`, known_hosts, ssh_config). It may depend on
+//! `sshttp-protocol` and russh only.
+//!
 //! [`pattern`] is OpenSSH's `*`/`?` pattern matching, which both sides need.
 
 use std::path::Path;
@@ -26,8 +31,8 @@ pub mod body;
 pub mod pattern;
 mod tunnel;
 
-pub use russh;
 pub use body::{Body, BodyError, BodySender, Delivery};
+pub use russh;
 pub use tunnel::Tunnel;
 
 /// An SSH key pair: a gateway's host key, or the key a client authenticates with.
@@ -300,6 +305,19 @@ pub fn preferred(transport: &Transport) -> russh::Preferred {
     }
 }
 
+/// The error and its causes on one line: hyper's top-level messages alone ("client
+/// error (Connect)") don't say what went wrong.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,17 +331,4 @@ mod tests {
         );
         assert_eq!(preferred.cipher.first(), Some(&russh::cipher::AES_256_GCM));
     }
-}
-
-/// The error and its causes on one line: hyper's top-level messages alone ("client
-/// error (Connect)") don't say what went wrong.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

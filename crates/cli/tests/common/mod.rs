@@ -85,13 +85,7 @@ impl Serve {
 /// The value of the metric `name` (the first series of that name) from a gateway's
 /// metrics listener at `addr`.
 pub(crate) fn metric(addr: SocketAddr, name: &str) -> u64 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
+    let (_, text) = http_get(addr, "/metrics");
     let prefix = format!("{name} ");
     text.lines()
         .find_map(|line| line.strip_prefix(prefix.as_str()))
@@ -99,6 +93,19 @@ pub(crate) fn metric(addr: SocketAddr, name: &str) -> u64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// A blocking `GET path` on a plain HTTP listener (the metrics one): status and body.
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
 }
 
 /// Spawns `command` (an `sshttp` subcommand, logging warnings to the test's stderr) and

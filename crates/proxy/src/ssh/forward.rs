@@ -13,8 +13,8 @@ use bytes::Buf;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use sshttp_ssh::Body;
 use sshttp_protocol::{Limits, OpenFailureReason};
+use sshttp_ssh::Body;
 use sshttp_ssh::BoxError;
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -13,9 +13,9 @@ use http::HeaderMap;
 use http_body_util::BodyExt;
 use russh::server::Msg;
 use russh::{Channel, ChannelWriteHalf};
-use sshttp_ssh::Body;
 use sshttp_protocol::exec::{EXIT_NO_RESPONSE, ExecRequest, exit_status};
 use sshttp_protocol::{BodyEvent, BodyLength, BodyReader, Limits};
+use sshttp_ssh::Body;
 use sshttp_ssh::{BoxError, event_of};
 use tower_service::Service;
 
