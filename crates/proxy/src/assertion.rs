@@ -602,7 +602,7 @@ fn write_new_key_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    create_private_dir(dir)?;
+    crate::files::create_private_dir(dir)?;
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(format!(".tmp-{}-{}", std::process::id(), new_jti()));
     let tmp = dir.join(tmp_name);
@@ -626,17 +626,6 @@ fn private_file_options() -> std::fs::OpenOptions {
         options.mode(0o600);
     }
     options
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
 }
 
 #[cfg(test)]

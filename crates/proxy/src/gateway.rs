@@ -138,9 +138,6 @@ impl Site {
         }
         let assertion = match &config.assertion {
             Some(assertion) => {
-                if let Some(dir) = assertion.key.parent() {
-                    create_private_dir(dir)?;
-                }
                 let signer = AssertionSigner::load_or_generate(&assertion.key, assertion.algorithm)
                     .map_err(|error| {
                         GatewayError::Config(ConfigError::Invalid(format!(
@@ -652,7 +649,8 @@ impl Gateway {
                 let message = "no host_keys and no state_dir".to_owned();
                 return Err(ConfigError::Invalid(message).into());
             };
-            create_private_dir(dir)?;
+            crate::files::create_private_dir(dir)
+                .map_err(io_error(format!("creating {}", dir.display())))?;
             let path = dir.join(GENERATED_HOST_KEY);
             let (key, created) = KeyPair::load_or_generate(&path)
                 .map_err(io_error(format!("host key {}", path.display())))?;
@@ -898,13 +896,4 @@ fn raise_fd_limit() -> u64 {
             before
         }
     }
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), GatewayError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_error(format!("creating {}", dir.display())))
 }

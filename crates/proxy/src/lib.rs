@@ -4,7 +4,7 @@
 //! serves each request with a tower `Service`. [`gateway`] is that service for
 //! `sshttp serve`: vhost routing ([`gate`]), authentication policies ([`auth`]),
 //! identity fields ([`identity`], [`assertion`]), forwarding through hyper
-//! ([`upstream`]), access log and [`metrics`], configured by [`config`].
+//! (`upstream.rs`), access log and metrics (`metrics.rs`), configured by [`config`].
 //!
 //! May depend on `sshttp-protocol` and `sshttp-ssh`, never on the client, the local
 //! proxy or the demo (the binary hands the demo in as a
@@ -14,11 +14,12 @@
 pub mod assertion;
 pub mod auth;
 pub mod config;
+mod files;
 pub mod gate;
 pub mod gateway;
 pub mod identity;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod ssh;
-pub mod upstream;
+pub(crate) mod upstream;
 
 pub use sshttp_protocol as protocol;

@@ -26,19 +26,19 @@ use crate::ssh::ConnectionStats;
 
 /// Distinct `vhost` label values kept; requests for further vhosts are counted under
 /// [`OTHER_VHOST`], so a misbehaving caller cannot grow the series without bound.
-pub const MAX_METRIC_VHOSTS: usize = 256;
+pub(crate) const MAX_METRIC_VHOSTS: usize = 256;
 
 /// The `vhost` label value for vhosts beyond [`MAX_METRIC_VHOSTS`].
-pub const OTHER_VHOST: &str = "other";
+pub(crate) const OTHER_VHOST: &str = "other";
 
 /// Upper bounds (`le`, seconds) of the `sshttp_request_duration_seconds` buckets: the
 /// Prometheus client defaults, extended to a minute for slow upstreams.
-pub const DURATION_BUCKETS_SECONDS: [f64; 13] = [
+pub(crate) const DURATION_BUCKETS_SECONDS: [f64; 13] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// The `content-type` of `GET /metrics`.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// How long a metrics client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,7 +54,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Unlabelled series are atomics; the per-vhost ones sit behind one mutex, held for a
 /// few map operations per request.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     connections_open: AtomicU64,
     connections_total: AtomicU64,
     auth_failures: AtomicU64,
@@ -101,18 +101,18 @@ impl Histogram {
 
 impl Metrics {
     /// All counters at zero.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// What the connection limits did: the SSH server counts into it, the metrics
     /// endpoint renders it.
-    pub fn connection_stats(&self) -> &Arc<ConnectionStats> {
+    pub(crate) fn connection_stats(&self) -> &Arc<ConnectionStats> {
         &self.connection_limits
     }
 
     /// A configuration reload (SIGHUP) ended: `ok` if the new configuration runs.
-    pub fn config_reloaded(&self, ok: bool) {
+    pub(crate) fn config_reloaded(&self, ok: bool) {
         let counter = if ok {
             &self.reloads_ok
         } else {
@@ -123,24 +123,24 @@ impl Metrics {
 
     /// An SSH connection was accepted: `sshttp_connections_open` up,
     /// `sshttp_connections_total` up.
-    pub fn connection_opened(&self) {
+    pub(crate) fn connection_opened(&self) {
         self.connections_open.fetch_add(1, Ordering::Relaxed);
         self.connections_total.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An SSH connection ended: `sshttp_connections_open` down.
-    pub fn connection_closed(&self) {
+    pub(crate) fn connection_closed(&self) {
         decrement(&self.connections_open);
     }
 
     /// An SSH authentication attempt failed: `sshttp_auth_failures_total` up.
-    pub fn auth_failed(&self) {
+    pub(crate) fn auth_failed(&self) {
         self.auth_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request began: `sshttp_requests_in_flight` up. Pair each call with one
     /// [`request_finished`](Self::request_finished).
-    pub fn request_started(&self) {
+    pub(crate) fn request_started(&self) {
         self.requests_in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -148,7 +148,7 @@ impl Metrics {
     /// and `response_bytes` of body: `sshttp_requests_in_flight` down, and the
     /// `vhost`'s `sshttp_requests_total{code}` (by status class), byte counters and
     /// `sshttp_request_duration_seconds` histogram updated.
-    pub fn request_finished(
+    pub(crate) fn request_finished(
         &self,
         vhost: &str,
         status: u16,
@@ -168,7 +168,7 @@ impl Metrics {
 
     /// Forwarding to `vhost`'s upstream failed: `sshttp_upstream_errors_total{kind}`
     /// up. `kind` is `connect`, `timeout` or `other`; anything else counts as `other`.
-    pub fn upstream_error(&self, vhost: &str, kind: &str) {
+    pub(crate) fn upstream_error(&self, vhost: &str, kind: &str) {
         let kind = match kind {
             "connect" => "connect",
             "timeout" => "timeout",
@@ -200,7 +200,7 @@ impl Metrics {
 
     /// All series in the Prometheus text exposition format 0.0.4, each family with
     /// `# HELP` and `# TYPE` lines.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = self.render_into(&mut out);
@@ -474,7 +474,7 @@ impl fmt::Display for Escaped<'_> {
 
 /// Where the metrics listener reads the JWKS it serves: the current configuration's,
 /// or none while no identity assertion is configured.
-pub type JwksSource = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
+pub(crate) type JwksSource = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
 
 /// Serves `GET /metrics` (`text/plain; version=0.0.4`) and, while `jwks` returns one,
 /// `GET /jwks.json` (`application/jwk-set+json`) on `listener` until `shutdown`
@@ -484,7 +484,7 @@ pub type JwksSource = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
 ///
 /// Failed accepts (e.g. out of file descriptors) are logged and retried, as hyper's
 /// and axum's servers do, so a transient failure does not end the metrics listener.
-pub async fn serve_metrics(
+pub(crate) async fn serve_metrics(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     jwks: JwksSource,

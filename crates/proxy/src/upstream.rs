@@ -22,14 +22,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::config::{ConfigError, GatewayLimits};
 
 /// A response body from the gateway: the upstream's, streamed, or the gateway's own.
-pub type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A request body on its way upstream.
-pub type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// One upstream service: where it is and a pool of connections to it.
 #[derive(Clone, Debug)]
-pub struct UpstreamClient {
+pub(crate) struct UpstreamClient {
     client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
     scheme: Scheme,
     authority: Authority,
@@ -47,7 +47,7 @@ pub struct UpstreamClient {
 
 /// Why an upstream did not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamFailure {
+pub(crate) enum UpstreamFailure {
     /// No connection could be made: 502.
     Connect,
     /// No response head within the timeout: 504.
@@ -60,7 +60,7 @@ pub enum UpstreamFailure {
 
 impl UpstreamFailure {
     /// The label used in metrics and logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
             Self::Timeout => "timeout",
@@ -73,7 +73,7 @@ impl UpstreamFailure {
 impl UpstreamClient {
     /// A client for the upstream at `url` (`http://…` or `https://…`). For https,
     /// `ca_file` replaces the web PKI roots and `server_name` the name checked.
-    pub fn new(
+    pub(crate) fn new(
         url: &Uri,
         ca_file: Option<&Path>,
         server_name: Option<&str>,
@@ -124,7 +124,7 @@ impl UpstreamClient {
     /// Sends `request` (its URI's path and query are kept) to the upstream and returns
     /// the response, its body streamed. Failures become 502/504 responses with a
     /// plain-text body saying what happened, plus the failure kind.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         mut request: Request<UpstreamBody>,
         vhost: &str,
@@ -250,12 +250,12 @@ impl<B: http_body::Body + Unpin> http_body::Body for Permitted<B> {
 }
 
 /// A plain-text response from the gateway itself.
-pub fn error_response(status: StatusCode, message: &str) -> Response<GatewayBody> {
+pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<GatewayBody> {
     full_response(status, "text/plain; charset=utf-8", format!("{message}\n"))
 }
 
 /// A response whose body is all here.
-pub fn full_response(
+pub(crate) fn full_response(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,

@@ -32,7 +32,6 @@ pub mod pattern;
 mod tunnel;
 
 pub use body::{Body, BodyError, BodySender, Delivery};
-pub use russh;
 pub use tunnel::Tunnel;
 
 /// An SSH key pair: a gateway's host key, or the key a client authenticates with.
