@@ -1193,38 +1193,62 @@ async fn serve_request<S, B>(
     parts.extensions.insert(InterimSender(interim_tx));
     let call = call_service(&mut service, http::Request::from_parts(parts, body));
     let mut call = std::pin::pin!(call);
-    let response = loop {
-        tokio::select! {
-            // An abort wins over a response ready at the same time: what the service
-            // answers to a failed body is not sent as a response.
-            biased;
-            // The client aborted: dropping the call cancels the upstream request.
-            aborted = &mut cancelled => {
-                send_reset(&write, aborted).await;
-                return;
-            }
-            response = &mut call => break response,
-            Some(head) = interim.recv() => send_interim(&write, &head, &limits).await,
-        }
-    };
-    // Interim heads that arrived together with the final one go first.
-    while let Ok(head) = interim.try_recv() {
-        send_interim(&write, &head, &limits).await;
-    }
-    let response = match response {
-        Ok(response) => response,
-        Err(description) => {
-            reset(&write, ResetCode::INTERNAL_ERROR, description).await;
-            return;
-        }
-    };
     let deadline = BodyDeadline::of(shared);
-    let owed = tokio::select! {
-        biased;
-        aborted = &mut cancelled => aborted,
-        owed = send_response(&write, response, &limits, &request_done, &deadline) => owed,
-    };
-    end_channel(&write, owed).await;
+    let mut state = RequestChannel::AwaitingResponse;
+    loop {
+        state = match state {
+            RequestChannel::AwaitingResponse => tokio::select! {
+                // An abort wins over a response ready at the same time: what the
+                // service answers to a failed body is not sent as a response.
+                biased;
+                // The client aborted: dropping the call cancels the upstream request.
+                aborted = &mut cancelled => RequestChannel::Aborted(aborted),
+                response = &mut call => {
+                    // Interim heads that arrived together with the final one go first.
+                    while let Ok(head) = interim.try_recv() {
+                        send_interim(&write, &head, &limits).await;
+                    }
+                    match response {
+                        Ok(response) => RequestChannel::ResponseBody(response),
+                        Err(description) => RequestChannel::Aborted(Some((
+                            ResetCode::INTERNAL_ERROR,
+                            description,
+                        ))),
+                    }
+                }
+                Some(head) = interim.recv() => {
+                    send_interim(&write, &head, &limits).await;
+                    RequestChannel::AwaitingResponse
+                }
+            },
+            RequestChannel::ResponseBody(response) => RequestChannel::Closed(tokio::select! {
+                biased;
+                aborted = &mut cancelled => aborted,
+                owed = send_response(&write, response, &limits, &request_done, &deadline) => owed,
+            }),
+            RequestChannel::Closed(owed) => return end_channel(&write, owed).await,
+            RequestChannel::Aborted(reason) => return send_reset(&write, reason).await,
+        };
+    }
+}
+
+/// Where a request channel is at the gateway (spec §7.5, §9), after its open was
+/// accepted and its request handed to the service. The request body arrives beside
+/// these states (HTTP lets a response begin before its request ends): a streamed one is
+/// fed by its own task, `read_request`, which reports an abort through `cancelled` and
+/// its end through `request_done`; every write to the channel happens here, so that it
+/// gets at most one `http-reset` and nothing after it (§9.2).
+enum RequestChannel<B> {
+    /// The service is working on the request; interim (1xx) heads are forwarded.
+    AwaitingResponse,
+    /// The final head is being sent, then its body, under the client's window.
+    ResponseBody(http::Response<B>),
+    /// The response ended: the reset it is owed (e.g. `NO_ERROR` for a request body
+    /// that is no longer needed), if any, then CHANNEL_CLOSE.
+    Closed(Option<ResetReason>),
+    /// The client aborted, or the service failed, before a response: one reset, if
+    /// owed, and nothing more.
+    Aborted(Option<ResetReason>),
 }
 
 /// Why a channel is to be reset: its code and description.
