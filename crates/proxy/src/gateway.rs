@@ -1,11 +1,12 @@
 //! `sshttp serve`: the gateway assembled from its parts, and its lifecycle.
 //!
-//! A request goes through `GatewayService::handle`, which reads top to bottom: the
-//! SSH layer has authenticated the connection and routed the request to a vhost the
-//! caller may use ([`gate`](crate::gate)); here the identity fields replace whatever
-//! the client sent, an identity assertion is signed if the vhost wants one, the
-//! request is forwarded to the vhost's upstream, and the access log and metrics are
-//! written when the response body ends or the client goes away.
+//! The SSH layer has authenticated the connection and routed each request to a vhost
+//! the caller may use ([`gate`](crate::gate)); then [`GatewayService`] runs the
+//! per-request policy, built as tower layers in one function (`policy::stack`, in
+//! `gateway/policy.rs`): admission against the configuration in force, the JWKS,
+//! identity fields and the signed assertion, the request-body limit, the upstream.
+//! The access log and metrics observe it from outside, written when the response
+//! body ends or the client goes away.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use sshttp_ssh::Body;
 use sshttp_ssh::{BoxError, HostCertificate, KeyPair};
@@ -34,10 +35,11 @@ use crate::config::{AuthConfig, Config, ConfigError, GENERATED_HOST_KEY, Upstrea
 use crate::gate::{
     Drain, Gatekeeper, Grant, OwnedCredential, Refusal, Route, identity_of, route_in,
 };
-use crate::identity::SSHTTP_IDENTITY_ASSERTION;
 use crate::metrics::Metrics;
 use crate::ssh::{self, ServerConfig};
 use crate::upstream::{GatewayBody, UpstreamClient, error_response};
+
+mod policy;
 
 /// Where each vhost answers with the JWKS that verifies its identity assertions
 /// (spec/identity-assertion.md); never forwarded upstream.
@@ -78,7 +80,7 @@ struct Vhost {
 /// The loaded configuration: policies read, upstream clients built. Replaced whole on
 /// reload; requests in flight keep the one they started with.
 struct Site {
-    vhosts: HashMap<String, Vhost>,
+    vhosts: HashMap<String, Arc<Vhost>>,
     default_vhost: Option<String>,
     assertion: Option<(AssertionSigner, Duration)>,
     max_request_body: u64,
@@ -129,11 +131,11 @@ impl Site {
             };
             vhosts.insert(
                 vhost.name.clone(),
-                Vhost {
+                Arc::new(Vhost {
                     policy,
                     upstream,
                     identity_assertion: vhost.identity_assertion,
-                },
+                }),
             );
         }
         let assertion = match &config.assertion {
@@ -316,10 +318,22 @@ fn admit(
     }
 }
 
-/// The tower `Service` the SSH layer calls for each request.
+/// The tower service `sshttp serve` hands the SSH layer: the access log and metrics
+/// observing the policy stack (`policy::stack`) (admission, JWKS, identity, body
+/// limit, upstream) from outside.
 #[derive(Clone)]
 pub struct GatewayService {
-    state: Arc<State>,
+    metrics: Arc<Metrics>,
+    stack: policy::Stack,
+}
+
+impl GatewayService {
+    fn new(state: &Arc<State>) -> Self {
+        Self {
+            metrics: state.metrics.clone(),
+            stack: policy::stack(state),
+        }
+    }
 }
 
 impl Service<Request<Body>> for GatewayService {
@@ -331,82 +345,22 @@ impl Service<Request<Body>> for GatewayService {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.handle(request).await) })
-    }
-}
-
-impl GatewayService {
-    /// One request, from the routed SSH request to the streamed upstream response.
-    async fn handle(&self, mut request: Request<Body>) -> Response<LoggedBody> {
-        let site = self.state.site();
-        let route = request.extensions_mut().remove::<Route>();
-        let record = AccessRecord::new(&request, route.as_ref(), self.state.metrics.clone());
-        let Some(route) = route else {
-            let message = "request reached the gateway without a route";
-            return record.respond(error_response(StatusCode::INTERNAL_SERVER_ERROR, message));
-        };
-        let Some(vhost) = site.vhosts.get(&route.vhost) else {
-            let message = format!("virtual host {:?} was removed by a reload", route.vhost);
-            return record.respond(error_response(StatusCode::MISDIRECTED_REQUEST, &message));
-        };
-        if request.uri().path() == JWKS_PATH {
-            return record.respond(jwks_response(site.assertion.as_ref()));
-        }
-
-        route.identity.apply(request.headers_mut(), &route.vhost);
-        if vhost.identity_assertion
-            && let Some((signer, lifetime)) = &site.assertion
-        {
-            match sign(signer, *lifetime, &route, &self.state.issuer) {
-                Ok(token) => {
-                    request
-                        .headers_mut()
-                        .insert(SSHTTP_IDENTITY_ASSERTION, token);
-                }
-                Err(message) => {
-                    tracing::error!(%message, "cannot sign the identity assertion");
-                    let response = error_response(StatusCode::INTERNAL_SERVER_ERROR, &message);
-                    return record.respond(response);
-                }
-            }
-        }
-
-        let limit = site.max_request_body;
-        let too_large = || {
-            let message =
-                format!("the request body is larger than this gateway's limit of {limit} bytes");
-            error_response(StatusCode::PAYLOAD_TOO_LARGE, &message)
-        };
-        let declared = request
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
-            .unwrap_or(0);
-        if declared.max(request.body().size_hint().lower()) > limit {
-            return record.respond(too_large());
-        }
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let request = request.map(|body| {
-            CountedBody {
-                inner: body,
-                count: record.request_bytes.clone(),
-                limit,
-                exceeded: exceeded.clone(),
-            }
-            .boxed_unsync()
-        });
-        let (response, failure) = vhost.upstream.forward(request, &route.vhost).await;
-        if exceeded.load(Ordering::Acquire) {
-            return record.respond(too_large());
-        }
-        if let Some(failure) = failure {
-            self.state
-                .metrics
-                .upstream_error(&route.vhost, failure.as_str());
-        }
-        record.respond(response)
+    /// One request, from the routed SSH request to the streamed upstream response,
+    /// with one access-log line and metrics sample when its response body ends.
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let record = AccessRecord::new(
+            &request,
+            request.extensions().get::<Route>(),
+            self.metrics.clone(),
+        );
+        request
+            .extensions_mut()
+            .insert(policy::RequestBytes(record.request_bytes.clone()));
+        let answer = self.stack.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(record.respond(response))
+        })
     }
 }
 
@@ -774,9 +728,7 @@ impl Gateway {
         let mut servers = tokio::task::JoinSet::new();
         for listener in std::mem::take(&mut self.listeners) {
             let config = self.server.clone();
-            let service = GatewayService {
-                state: self.state.clone(),
-            };
+            let service = GatewayService::new(&self.state);
             servers.spawn(ssh::serve(listener, config, service));
         }
         if let Some(listener) = self.metrics_listener.take() {
