@@ -216,7 +216,7 @@ impl AuthorizedKeys {
                     |entry| {
                         let permissions = entry.admits(attempt)?;
                         let granted = check_certificate(cert, attempt, entry.principals.as_deref())
-                            .map_err(Refusal::Certificate)?;
+                            .map_err(EntryRefusal::Certificate)?;
                         Ok(permissions.and(granted))
                     },
                     || Reason::CaNotListed {
@@ -234,7 +234,7 @@ impl AuthorizedKeys {
     fn first_admitting<'e>(
         &self,
         candidates: impl Iterator<Item = &'e KeyEntry>,
-        admits: impl Fn(&KeyEntry) -> Result<Permissions, Refusal>,
+        admits: impl Fn(&KeyEntry) -> Result<Permissions, EntryRefusal>,
         unlisted: impl FnOnce() -> Reason,
     ) -> Result<Permissions, Denied> {
         let mut refusals = Vec::new();
@@ -257,20 +257,20 @@ impl AuthorizedKeys {
 
 impl KeyEntry {
     /// The entry's own options, whatever the credential.
-    fn admits(&self, attempt: &Attempt<'_>) -> Result<Permissions, Refusal> {
+    fn admits(&self, attempt: &Attempt<'_>) -> Result<Permissions, EntryRefusal> {
         if let Some(option) = &self.unsupported {
-            return Err(Refusal::Unsupported(option.clone()));
+            return Err(EntryRefusal::Unsupported(option.clone()));
         }
         if let Some((expiry, text)) = &self.expiry {
-            let now = unix_secs(attempt.now).ok_or(Refusal::ClockBeforeEpoch)?;
+            let now = unix_secs(attempt.now).ok_or(EntryRefusal::ClockBeforeEpoch)?;
             if now > *expiry {
-                return Err(Refusal::Expired(text.clone()));
+                return Err(EntryRefusal::Expired(text.clone()));
             }
         }
         if let Some(from) = &self.from
             && !from.admits(attempt.peer)
         {
-            return Err(Refusal::PeerNotPermitted {
+            return Err(EntryRefusal::PeerNotPermitted {
                 peer: normalise(attempt.peer),
                 from: from.text.clone(),
             });
@@ -464,14 +464,14 @@ enum Reason {
     /// Entries named the key or CA, and each refused; by line.
     EntriesRefused {
         origin: String,
-        refusals: Vec<(usize, Refusal)>,
+        refusals: Vec<(usize, EntryRefusal)>,
     },
     Certificate(CertRefusal),
 }
 
 /// Why an authorized_keys entry that names the key or CA refused.
 #[derive(Debug, Clone)]
-enum Refusal {
+enum EntryRefusal {
     Unsupported(String),
     Expired(String),
     PeerNotPermitted { peer: IpAddr, from: String },
@@ -544,20 +544,20 @@ impl fmt::Display for Denied {
 
 impl std::error::Error for Denied {}
 
-impl fmt::Display for Refusal {
+impl fmt::Display for EntryRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::Unsupported(option) => {
+            EntryRefusal::Unsupported(option) => {
                 write!(f, "has option {option} which sshttp cannot honour")
             }
-            Refusal::Expired(text) => write!(f, "expired (expiry-time=\"{text}\", UTC)"),
-            Refusal::PeerNotPermitted { peer, from } => {
+            EntryRefusal::Expired(text) => write!(f, "expired (expiry-time=\"{text}\", UTC)"),
+            EntryRefusal::PeerNotPermitted { peer, from } => {
                 write!(f, "does not admit peer {peer} (from=\"{from}\")")
             }
-            Refusal::ClockBeforeEpoch => {
+            EntryRefusal::ClockBeforeEpoch => {
                 f.write_str("has an expiry-time, and the system clock is before 1970")
             }
-            Refusal::Certificate(refusal) => write!(f, "refuses the certificate: {refusal}"),
+            EntryRefusal::Certificate(refusal) => write!(f, "refuses the certificate: {refusal}"),
         }
     }
 }

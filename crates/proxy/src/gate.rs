@@ -71,7 +71,7 @@ pub struct Route {
 }
 
 /// A refused vhost: the reason code and the description for the client.
-pub type Refusal = (OpenFailureReason, String);
+pub type OpenRefusal = (OpenFailureReason, String);
 
 /// The gateway's decisions, asked by the SSH layer.
 pub trait Gatekeeper: Send + Sync + 'static {
@@ -92,7 +92,7 @@ pub trait Gatekeeper: Send + Sync + 'static {
 
     /// Routes a request (or a header channel) naming `host` (a `host` value, any port
     /// ignored; `None`: the default vhost).
-    fn route(&self, grant: &Grant, host: Option<&str>) -> Result<Route, Refusal>;
+    fn route(&self, grant: &Grant, host: Option<&str>) -> Result<Route, OpenRefusal>;
 
     /// Observes a connection opening (`true`) or closing.
     fn connection(&self, _opened: bool) {}
@@ -109,7 +109,7 @@ pub fn route_in(
     served: impl Fn(&str) -> bool,
     admit: impl Fn(&str) -> Option<(Admitted, Permissions)>,
     default_vhost: Option<&str>,
-) -> Result<Route, Refusal> {
+) -> Result<Route, OpenRefusal> {
     let vhost = match host {
         Some(host) => host_name(host).to_ascii_lowercase(),
         None => default_vhost
@@ -191,7 +191,7 @@ impl Gatekeeper for AnyKeyGate {
         })
     }
 
-    fn route(&self, grant: &Grant, host: Option<&str>) -> Result<Route, Refusal> {
+    fn route(&self, grant: &Grant, host: Option<&str>) -> Result<Route, OpenRefusal> {
         let served = |name: &str| {
             self.vhosts
                 .as_ref()

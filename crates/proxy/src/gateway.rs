@@ -33,7 +33,7 @@ use crate::assertion::{AssertionSigner, IdentityClaims};
 use crate::auth::{Admitted, AuthorizedKeys, Credential, Permissions, Policy, UserCa};
 use crate::config::{AuthConfig, Config, ConfigError, GENERATED_HOST_KEY, Upstream};
 use crate::gate::{
-    Drain, Gatekeeper, Grant, OwnedCredential, Refusal, Route, identity_of, route_in,
+    Drain, Gatekeeper, Grant, OpenRefusal, OwnedCredential, Route, identity_of, route_in,
 };
 use crate::metrics::Metrics;
 use crate::ssh::{self, ServerConfig};
@@ -262,7 +262,7 @@ impl Gatekeeper for SiteGate {
         })
     }
 
-    fn route(&self, grant: &Grant, host: Option<&str>) -> Result<Route, Refusal> {
+    fn route(&self, grant: &Grant, host: Option<&str>) -> Result<Route, OpenRefusal> {
         let site = self.0.site();
         let identity = &grant.identity;
         let credential = grant.credential.borrow();

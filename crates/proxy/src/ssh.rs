@@ -44,12 +44,12 @@ use admission::{Activity, Admission, Closable, KeySlot, PreAuth};
 
 use crate::auth::Credential;
 use crate::config::ConnectionLimits;
-pub use crate::gate::{Drain, Gatekeeper, Grant, Refusal, Route};
+pub use crate::gate::{Drain, Gatekeeper, Grant, OpenRefusal, Route};
 pub use crate::identity::CallerIdentity;
 
 /// What the gateway serves requests with: a tower `Service` from requests with a
 /// [`Body`] to responses with a body the gateway can stream.
-pub trait GatewayService<B>:
+pub trait RequestService<B>:
     Service<http::Request<Body>, Response = http::Response<B>, Future: Send, Error: Into<BoxError>>
     + Clone
     + Send
@@ -58,7 +58,7 @@ pub trait GatewayService<B>:
 {
 }
 
-impl<S, B> GatewayService<B> for S where
+impl<S, B> RequestService<B> for S where
     S: Service<
             http::Request<Body>,
             Response = http::Response<B>,
@@ -173,7 +173,7 @@ pub const ACCEPT_ERROR_LOG_INTERVAL: std::time::Duration = std::time::Duration::
 /// on in their own tasks; [`Drain::idle`] says when they are done.
 pub async fn serve<S, B>(listener: TcpListener, config: ServerConfig, service: S) -> io::Result<()>
 where
-    S: GatewayService<B>,
+    S: RequestService<B>,
     B: ResponseBody,
 {
     let transport = &config.transport;
@@ -417,7 +417,7 @@ struct StockSession {
 
 impl<S> ConnectionHandler<S> {
     /// What authentication granted; channels are opened only after it.
-    fn grant(&self) -> Result<&Grant, Refusal> {
+    fn grant(&self) -> Result<&Grant, OpenRefusal> {
         self.grant.as_ref().ok_or((
             OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
             "not authenticated".to_owned(),
@@ -425,7 +425,7 @@ impl<S> ConnectionHandler<S> {
     }
 
     /// Routes a request or header channel naming `host` (`None`: the default vhost).
-    fn route(&self, host: Option<&HeaderValue>) -> Result<Route, Refusal> {
+    fn route(&self, host: Option<&HeaderValue>) -> Result<Route, OpenRefusal> {
         let grant = self.grant()?;
         let host = match host {
             Some(value) => Some(value.to_str().map_err(|_| {
@@ -631,7 +631,7 @@ async fn refuse(reply: ChannelOpenHandle, (reason, description): (OpenFailureRea
 impl<S, B> server::Handler for ConnectionHandler<S>
 where
     // The equality names B for the impl; the alias carries the rest.
-    S: GatewayService<B> + Service<http::Request<Body>, Response = http::Response<B>>,
+    S: RequestService<B> + Service<http::Request<Body>, Response = http::Response<B>>,
     B: ResponseBody,
 {
     type Error = russh::Error;
@@ -1401,7 +1401,7 @@ async fn serve_connect<S, B>(
     limits: Limits,
     service: S,
 ) where
-    S: GatewayService<B>,
+    S: RequestService<B>,
     B: ResponseBody,
 {
     let (read, write) = channel.split();

@@ -18,7 +18,7 @@ use sshttp_ssh::Body;
 use sshttp_ssh::BoxError;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::gate::{Drain, Gatekeeper, Grant, Refusal, Route};
+use crate::gate::{Drain, Gatekeeper, Grant, OpenRefusal, Route};
 
 /// The one destination port a vhost answers on: `ssh -L 8080:VHOST:80`.
 pub(super) const HTTP_PORT: u32 = 80;
@@ -31,7 +31,7 @@ pub(super) fn tunnel_route(
     grant: &Grant,
     host: &str,
     port: Option<u32>,
-) -> Result<Route, Refusal> {
+) -> Result<Route, OpenRefusal> {
     let refused = |why: String| (OpenFailureReason::ADMINISTRATIVELY_PROHIBITED, why);
     if port != Some(HTTP_PORT) {
         let port = port.map_or_else(|| "none".to_owned(), |port| port.to_string());
@@ -53,7 +53,7 @@ pub(super) fn admit(
     grant: &Grant,
     host: &str,
     port: u32,
-) -> Result<(), Refusal> {
+) -> Result<(), OpenRefusal> {
     let route = tunnel_route(gatekeeper, grant, host, Some(port))?;
     if !route.permissions.port_forwarding {
         return Err((
@@ -82,7 +82,7 @@ pub(super) struct Forwarded<S, IO> {
 /// (WebSocket) are spliced to the upstream's upgraded connection after its 101.
 pub(super) async fn serve<S, B, IO>(forwarded: Forwarded<S, IO>)
 where
-    S: super::GatewayService<B>,
+    S: super::RequestService<B>,
     B: super::ResponseBody,
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
