@@ -12,35 +12,17 @@ use serde::Deserialize;
 use sshttp_protocol::{Limits, host_name};
 
 use crate::assertion::AssertionAlgorithm;
+pub use crate::limits::{
+    DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_IDLE_SESSION_TIMEOUT, DEFAULT_LOGIN_GRACE,
+    DEFAULT_MAX_AUTH_TRIES, DEFAULT_MAX_CHANNELS_PER_CONNECTION, DEFAULT_MAX_CONNECTIONS_PER_KEY,
+    DEFAULT_MAX_HEADER_CHANNELS, DEFAULT_MAX_REQUEST_BODY_BYTES, DEFAULT_MAX_UNAUTHENTICATED,
+    DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE, DEFAULT_MAX_UPSTREAM_REQUESTS, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_UPSTREAM_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_IDLE_PER_HOST,
+    DEFAULT_UPSTREAM_IDLE_TIMEOUT, DEFAULT_UPSTREAM_RESPONSE_TIMEOUT,
+};
 
 /// Where `sshttp serve` listens without configuration.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2222";
-/// How long the gateway waits to connect to an upstream before answering 502.
-pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the gateway waits for an upstream's response head before answering 504.
-pub const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Idle upstream connections kept per upstream host.
-pub const DEFAULT_UPSTREAM_IDLE_PER_HOST: usize = 64;
-/// How long an idle pooled upstream connection is kept.
-pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long shutdown (SIGTERM) waits for in-flight requests before closing.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// Concurrent request channels per SSH connection (spec §17.8); more are refused with
-/// `RESOURCE_SHORTAGE`.
-pub const DEFAULT_MAX_CHANNELS_PER_CONNECTION: usize = 1024;
-/// Header channels per SSH connection (spec §17.8); the same bound applies to stock
-/// clients' `session` channels still waiting for their command.
-pub const DEFAULT_MAX_HEADER_CHANNELS: usize = 64;
-/// Largest request body the gateway forwards; a larger `content-length` is answered
-/// 413 before the upstream is contacted, and a streamed body that grows past it is
-/// cut off and answered 413.
-pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 1 << 30;
-
-/// Requests in flight at once to one upstream (each holds one upstream connection);
-/// past it a request waits up to the upstream connect timeout for one to end, then
-/// is answered 503.
-pub const DEFAULT_MAX_UPSTREAM_REQUESTS: usize = 1024;
-
 /// A checked gateway configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -65,24 +47,6 @@ pub struct Config {
     /// Where Prometheus metrics are served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
 }
-
-/// How long a connection may take to authenticate (sshd's LoginGraceTime).
-pub const DEFAULT_LOGIN_GRACE: Duration = Duration::from_secs(120);
-/// Unauthenticated connections at once; past it the oldest is closed.
-pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 1024;
-/// Unauthenticated connections at once from one source address; past it that
-/// source's oldest is closed.
-pub const DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE: usize = 64;
-/// Failed authentication attempts (keys offered and refused included) before the
-/// connection is closed (sshd's MaxAuthTries).
-pub const DEFAULT_MAX_AUTH_TRIES: usize = 6;
-/// Authenticated connections at once per key fingerprint (per certificate key id for
-/// certificates, per source address for anonymous callers).
-pub const DEFAULT_MAX_CONNECTIONS_PER_KEY: usize = 64;
-/// An authenticated connection with no channel open for this long is closed.
-pub const DEFAULT_IDLE_SESSION_TIMEOUT: Duration = Duration::from_secs(600);
-/// A request or response body that makes no progress for this long is reset.
-pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The caps and deadlines on connections (spec §11.2).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,13 +41,11 @@ use crate::upstream::{GatewayBody, UpstreamClient, error_response};
 
 mod policy;
 
+pub use crate::limits::SESSION_FLUSH;
+
 /// Where each vhost answers with the JWKS that verifies its identity assertions
 /// (spec/identity-assertion.md); never forwarded upstream.
 pub const JWKS_PATH: &str = "/.well-known/sshttp/jwks.json";
-
-/// How long shutdown waits, after the last request, for sessions to write what they
-/// have queued.
-pub const SESSION_FLUSH: Duration = Duration::from_millis(100);
 
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]

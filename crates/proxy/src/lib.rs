@@ -18,6 +18,7 @@ mod files;
 pub mod gate;
 pub mod gateway;
 pub mod identity;
+pub mod limits;
 pub(crate) mod metrics;
 pub mod ssh;
 pub(crate) mod upstream;

@@ -32,6 +32,11 @@ use sshttp_ssh::{BoxError, SendOutcome, Tunnel, event_of, preferred, reset};
 pub use sshttp_ssh::{HostCertificate, KeyPair};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
+
+pub use crate::limits::{
+    ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, ACCEPT_ERROR_LOG_INTERVAL, MAX_QUEUED_INTERIM,
+    SHED_ON_ACCEPT_ERROR,
+};
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
@@ -152,19 +157,6 @@ impl InterimSender {
         let _ = self.0.try_send(parts);
     }
 }
-
-/// Interim responses queued per request before the gateway writes them.
-pub const MAX_QUEUED_INTERIM: usize = 8;
-
-/// Unauthenticated connections closed each time an accept fails for want of file
-/// descriptors, oldest first, so that authenticated work goes on.
-pub const SHED_ON_ACCEPT_ERROR: usize = 8;
-/// The first pause after a failed accept; it doubles up to [`ACCEPT_BACKOFF_MAX`].
-pub const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(5);
-/// The longest pause after failed accepts.
-pub const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
-/// Failed accepts are logged at most once per this interval, with their count.
-pub const ACCEPT_ERROR_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Accepts SSH connections on `listener` and serves their requests with `service`
 /// until `config.drain` starts. A failed accept never ends it: out of file
