@@ -25,8 +25,7 @@ use ring::signature::{
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-/// How long an assertion is valid unless configured otherwise.
-pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
+pub use crate::limits::DEFAULT_ASSERTION_LIFETIME;
 
 /// Bytes of randomness in a `jti`.
 const JTI_BYTES: usize = 16;

@@ -57,6 +57,11 @@ pub const DEFAULT_IDLE_SESSION_TIMEOUT: Duration = Duration::from_secs(600);
 /// A request or response body that makes no progress for this long is reset.
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+// ---- [identity_assertion] ----
+
+/// How long an assertion is valid unless configured otherwise (`lifetime_secs`).
+pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
+
 // ---- fixed ----
 
 /// Interim responses queued per request before the gateway writes them.
@@ -75,3 +80,15 @@ pub const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How long shutdown waits, after the last request, for sessions to write what they
 /// have queued.
 pub const SESSION_FLUSH: Duration = Duration::from_millis(100);
+
+/// Distinct `vhost` label values the metrics keep; requests for further vhosts are
+/// counted under one `other` label, so a misbehaving caller cannot grow the series
+/// without bound.
+pub const MAX_METRIC_VHOSTS: usize = 256;
+/// How long a client of the metrics listener may take to send its request head.
+pub const METRICS_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the metrics listener waits before accepting again after a failed accept
+/// (e.g. out of file descriptors), so the loop does not spin.
+pub const METRICS_ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// How long metrics responses in progress may take to finish after shutdown.
+pub const METRICS_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

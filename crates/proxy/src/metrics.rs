@@ -5,6 +5,10 @@
 //! this keeps the vhost-cardinality cap and the status-class labels in one readable
 //! place without another dependency.
 
+use crate::limits::{
+    MAX_METRIC_VHOSTS, METRICS_ACCEPT_ERROR_BACKOFF as ACCEPT_ERROR_BACKOFF,
+    METRICS_HEADER_READ_TIMEOUT as HEADER_READ_TIMEOUT, METRICS_SHUTDOWN_GRACE as SHUTDOWN_GRACE,
+};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::{self, Write as _};
@@ -24,10 +28,6 @@ use hyper_util::server::graceful::GracefulShutdown;
 
 use crate::ssh::ConnectionStats;
 
-/// Distinct `vhost` label values kept; requests for further vhosts are counted under
-/// [`OTHER_VHOST`], so a misbehaving caller cannot grow the series without bound.
-pub(crate) const MAX_METRIC_VHOSTS: usize = 256;
-
 /// The `vhost` label value for vhosts beyond [`MAX_METRIC_VHOSTS`].
 pub(crate) const OTHER_VHOST: &str = "other";
 
@@ -39,16 +39,6 @@ pub(crate) const DURATION_BUCKETS_SECONDS: [f64; 13] = [
 
 /// The `content-type` of `GET /metrics`.
 pub(crate) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// How long a metrics client may take to send its request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long to wait before accepting again after a failed accept (e.g. out of file
-/// descriptors), so the loop does not spin.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
-
-/// How long responses in progress may take to finish after shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The gateway's counters. Share as `Arc<Metrics>`; every method takes `&self`.
 /// Unlabelled series are atomics; the per-vhost ones sit behind one mutex, held for a
