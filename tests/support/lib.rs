@@ -472,3 +472,29 @@ pub async fn bare_session(addr: SocketAddr) -> russh::client::Handle<TrustingCli
     );
     handle
 }
+
+/// An upstream that reports, for each request, whether its body arrived complete
+/// (`Ok` with the bytes) or aborted (`Err`), and first that the request arrived.
+pub async fn body_outcome_upstream() -> (
+    Upstream,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+    tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, String>>,
+) {
+    let (arrived_tx, arrived) = tokio::sync::mpsc::unbounded_channel();
+    let (outcome_tx, outcomes) = tokio::sync::mpsc::unbounded_channel();
+    let upstream = Upstream::start(move |request: http::Request<hyper::body::Incoming>| {
+        let arrived = arrived_tx.clone();
+        let outcomes = outcome_tx.clone();
+        async move {
+            let _ = arrived.send(());
+            let outcome = match http_body_util::BodyExt::collect(request.into_body()).await {
+                Ok(collected) => Ok(collected.to_bytes()),
+                Err(error) => Err(error.to_string()),
+            };
+            let _ = outcomes.send(outcome);
+            text("done")
+        }
+    })
+    .await;
+    (upstream, arrived, outcomes)
+}

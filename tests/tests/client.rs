@@ -1220,36 +1220,10 @@ async fn trailers_travel_end_to_end_through_the_gateway_both_ways() {
     assert_eq!(collected.to_bytes(), "response body");
 }
 
-/// An upstream that reports, for each request, whether its body arrived complete
-/// (`Ok` with the bytes) or aborted (`Err`), and first that the request arrived.
-async fn body_outcome_upstream() -> (
-    Upstream,
-    tokio::sync::mpsc::UnboundedReceiver<()>,
-    tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, String>>,
-) {
-    let (arrived_tx, arrived) = tokio::sync::mpsc::unbounded_channel();
-    let (outcome_tx, outcomes) = tokio::sync::mpsc::unbounded_channel();
-    let upstream = Upstream::start(move |request: Request<hyper::body::Incoming>| {
-        let arrived = arrived_tx.clone();
-        let outcomes = outcome_tx.clone();
-        async move {
-            let _ = arrived.send(());
-            let outcome = match request.into_body().collect().await {
-                Ok(collected) => Ok(collected.to_bytes()),
-                Err(error) => Err(error.to_string()),
-            };
-            let _ = outcomes.send(outcome);
-            text("done")
-        }
-    })
-    .await;
-    (upstream, arrived, outcomes)
-}
-
 #[tokio::test]
 async fn a_body_its_client_abandons_reaches_the_upstream_through_the_local_proxy_as_aborted() {
     use tokio::io::AsyncWriteExt as _;
-    let (upstream, mut arrived, mut outcomes) = body_outcome_upstream().await;
+    let (upstream, mut arrived, mut outcomes) = sshttp_tests::body_outcome_upstream().await;
     let gateway = gateway_for(&upstream).await;
     let home = tempfile::tempdir().unwrap();
     let client = pinned_client(&gateway, home.path()).build().unwrap();

@@ -35,7 +35,7 @@ use sshttp_tests::protocol::{
     HeaderList, HeaderOpen, HeaderUpdate, OpenFailureReason, RequestBody, RequestOpen, Reset,
     ResetCode, ResponseHead, Target, Trailers, WireMessage,
 };
-use sshttp_tests::{Gateway, TestBody, TestGateway, Upstream, text};
+use sshttp_tests::{Gateway, TestBody, TestGateway, text};
 use tokio::sync::mpsc;
 
 /// The longest wait for any one message from the gateway.
@@ -1041,22 +1041,7 @@ async fn send_reset(channel: &RawChannel) {
 
 #[tokio::test]
 async fn an_aborted_body_never_reaches_an_http_upstream_complete() {
-    let (outcomes, mut recorded) = mpsc::unbounded_channel::<BodyOutcome>();
-    let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
-    let upstream = Upstream::start(move |request: Request<hyper::body::Incoming>| {
-        let outcomes = outcomes.clone();
-        let started = started_tx.clone();
-        async move {
-            let _ = started.send(());
-            let outcome = match request.into_body().collect().await {
-                Ok(collected) => Ok(collected.to_bytes()),
-                Err(error) => Err(error.to_string()),
-            };
-            let _ = outcomes.send(outcome);
-            text("done")
-        }
-    })
-    .await;
+    let (upstream, mut started, mut recorded) = sshttp_tests::body_outcome_upstream().await;
     let config = format!(
         "[[vhost]]\nname = \"api.test\"\nupstream = \"{}\"\nauth = \"any-key\"\n",
         upstream.url()

@@ -491,6 +491,30 @@ async fn wait(
         .unwrap()
 }
 
+/// Sends `request` on `connection` from a task of its own, which yields the collected
+/// response body.
+fn spawn_collect<B>(
+    connection: &Arc<client::Connection>,
+    request: Request<B>,
+) -> tokio::task::JoinHandle<http_body_util::Collected<Bytes>>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    B::Data: Send,
+{
+    let connection = connection.clone();
+    tokio::spawn(async move {
+        connection
+            .send(None, request)
+            .await
+            .unwrap()
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+    })
+}
+
 #[tokio::test]
 async fn a_request_without_a_streamed_body_is_one_packet_from_the_client() {
     use tokio::sync::mpsc;
@@ -542,43 +566,23 @@ async fn a_request_without_a_streamed_body_is_one_packet_from_the_client() {
     // window, no response.
     relay.hold.send_replace(true);
     let before = relay.packets();
-    let get = tokio::spawn({
-        let connection = connection.clone();
-        async move {
-            let request = Request::get("/get")
-                .header("host", "api.example.com")
-                .body(Empty::<Bytes>::new())
-                .unwrap();
-            connection
-                .send(None, request)
-                .await
-                .unwrap()
-                .into_body()
-                .collect()
-                .await
-                .unwrap()
-        }
-    });
+    let get = spawn_collect(
+        &connection,
+        Request::get("/get")
+            .header("host", "api.example.com")
+            .body(Empty::<Bytes>::new())
+            .unwrap(),
+    );
     assert_eq!(wait(&mut arrived).await, ("/get".to_owned(), Bytes::new()));
     // A second request, queued behind whatever the client sent for the first: when
     // it is at the service, everything the client sent for the GET has been counted.
-    let post = tokio::spawn({
-        let connection = connection.clone();
-        async move {
-            let request = Request::post("/post")
-                .header("host", "api.example.com")
-                .body(Full::new(Bytes::from_static(b"inline body")))
-                .unwrap();
-            connection
-                .send(None, request)
-                .await
-                .unwrap()
-                .into_body()
-                .collect()
-                .await
-                .unwrap()
-        }
-    });
+    let post = spawn_collect(
+        &connection,
+        Request::post("/post")
+            .header("host", "api.example.com")
+            .body(Full::new(Bytes::from_static(b"inline body")))
+            .unwrap(),
+    );
     assert_eq!(
         wait(&mut arrived).await,
         ("/post".to_owned(), Bytes::from_static(b"inline body"))

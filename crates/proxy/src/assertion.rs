@@ -898,15 +898,19 @@ mod tests {
         assert_eq!(key["kid"], es.kid());
     }
 
-    /// RFC 8037 Appendix A.1/A.3: that Ed25519 key's RFC 7638 thumbprint.
-    #[test]
-    fn kid_is_rfc7638_thumbprint_ed25519() {
+    /// A signer with RFC 8037 Appendix A.1's Ed25519 key.
+    fn rfc8037_signer() -> AssertionSigner {
         let d = URL_SAFE_NO_PAD
             .decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
             .unwrap();
         let key = Ed25519KeyPair::from_seed_unchecked(&d).unwrap();
-        let signer =
-            AssertionSigner::from_key(SigningKey::Ed25519(key), SystemRandom::new()).unwrap();
+        AssertionSigner::from_key(SigningKey::Ed25519(key), SystemRandom::new()).unwrap()
+    }
+
+    /// RFC 8037 Appendix A.1/A.3: that Ed25519 key's RFC 7638 thumbprint.
+    #[test]
+    fn kid_is_rfc7638_thumbprint_ed25519() {
+        let signer = rfc8037_signer();
         assert_eq!(
             signer.jwks()["keys"][0]["x"],
             "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
@@ -948,12 +952,7 @@ mod tests {
     /// spec/identity-assertion.md §8: the header of a token signed with RFC 8037's key.
     #[test]
     fn header_is_the_spec_example() {
-        let d = URL_SAFE_NO_PAD
-            .decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
-            .unwrap();
-        let key = Ed25519KeyPair::from_seed_unchecked(&d).unwrap();
-        let signer =
-            AssertionSigner::from_key(SigningKey::Ed25519(key), SystemRandom::new()).unwrap();
+        let signer = rfc8037_signer();
         let principals = principals();
         let token = signer
             .sign(&claims(&principals), SystemTime::now())

@@ -169,15 +169,16 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Answer {
-        let Some(admitted) = request.extensions().get::<Admitted>().cloned() else {
+        // Taken out and put back rather than cloned: the caller's identity is strings.
+        let Some(admitted) = request.extensions_mut().remove::<Admitted>() else {
             return self.inner.call(request);
         };
-        let Admitted { site, vhost, route } = admitted;
+        let Admitted { site, vhost, route } = &admitted;
         route.identity.apply(request.headers_mut(), &route.vhost);
         if vhost.identity_assertion
             && let Some((signer, lifetime)) = &site.assertion
         {
-            match sign(signer, *lifetime, &route, &self.issuer) {
+            match sign(signer, *lifetime, route, &self.issuer) {
                 Ok(token) => {
                     request
                         .headers_mut()
@@ -189,6 +190,7 @@ where
                 }
             }
         }
+        request.extensions_mut().insert(admitted);
         self.inner.call(request)
     }
 }
