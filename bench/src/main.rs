@@ -346,11 +346,9 @@ async fn ssh_server(
     let client = HttpClient::builder(TokioExecutor::new())
         .pool_max_idle_per_host(256)
         .build(connector);
-    let gate = sshttp_proxy::gate::AnyKeyGate::new(None).with_anonymous();
-    let mut config = sshttp_proxy::ssh::ServerConfig::new(
-        sshttp_proxy::ssh::HostKey::generate_ed25519()?,
-        std::sync::Arc::new(gate),
-    );
+    let gate = sshttp_proxy::ssh::AnyKeyGate::new(None).with_anonymous();
+    let mut config =
+        sshttp_proxy::ssh::ServerConfig::new(sshttp_proxy::ssh::HostKey::generate_ed25519()?, gate);
     config.transport = transport;
     let listener = bind(listen).await?;
     sshttp_proxy::ssh::serve(listener, config, Forward { client, upstream }).await?;

@@ -74,8 +74,8 @@ impl TestGateway {
         let host_key = HostKey::generate_ed25519().unwrap();
         let fingerprint = host_key.fingerprint();
         let vhosts = vhosts.map(|v| v.iter().map(|s| (*s).to_owned()).collect());
-        let gate = sshttp_proxy::gate::AnyKeyGate::new(vhosts);
-        let config = ServerConfig::new(host_key, std::sync::Arc::new(gate));
+        let gate = sshttp_proxy::ssh::AnyKeyGate::new(vhosts);
+        let config = ServerConfig::new(host_key, gate);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(sshttp_proxy::ssh::serve(
@@ -271,7 +271,7 @@ pub struct Gateway {
     /// The state and key files.
     pub dir: tempfile::TempDir,
     /// Starts its graceful shutdown.
-    pub drain: sshttp_proxy::gate::Drain,
+    pub drain: sshttp_proxy::ssh::Drain,
     /// Where it serves metrics, if configured.
     pub metrics: Option<SocketAddr>,
     config: String,
@@ -462,7 +462,7 @@ pub async fn bare_session(addr: SocketAddr) -> russh::client::Handle<TrustingCli
         .await
         .unwrap();
     let key = client::Identity::generate_ed25519().unwrap();
-    let key = russh::keys::PrivateKeyWithHashAlg::new(key.private_key().clone(), None);
+    let key = russh::keys::PrivateKeyWithHashAlg::new(sshttp_ssh::russh_key(&key).clone(), None);
     assert!(
         handle
             .authenticate_publickey("tester", key)

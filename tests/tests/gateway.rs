@@ -1059,7 +1059,8 @@ async fn passwords_and_the_none_method_are_refused_and_anonymous_is_keyboard_int
         if !admitted {
             // The refused attempts cost nothing: a key still gets in.
             let key = client::Identity::generate_ed25519().unwrap();
-            let key = russh::keys::PrivateKeyWithHashAlg::new(key.private_key().clone(), None);
+            let key =
+                russh::keys::PrivateKeyWithHashAlg::new(sshttp_ssh::russh_key(&key).clone(), None);
             let auth = handle.authenticate_publickey("alice", key).await.unwrap();
             assert_eq!(methods_left(&auth), None);
         }

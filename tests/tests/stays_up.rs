@@ -225,7 +225,8 @@ async fn a_client_trying_key_after_key_is_disconnected_after_max_auth_tries() {
     let mut refused = 0;
     let ended = loop {
         let stranger = client::Identity::generate_ed25519().unwrap();
-        let key = russh::keys::PrivateKeyWithHashAlg::new(stranger.private_key().clone(), None);
+        let key =
+            russh::keys::PrivateKeyWithHashAlg::new(sshttp_ssh::russh_key(&stranger).clone(), None);
         match handle.authenticate_publickey("mallory", key).await {
             Ok(result) => {
                 assert!(!result.success(), "a stranger's key is refused");

@@ -115,11 +115,14 @@ impl KeyCache {
         for path in inputs.config_certificates {
             match UserCertificate::load(path) {
                 Ok(certificate) => {
-                    let certified =
-                        ssh_key::PublicKey::from(certificate.certificate().public_key().clone());
+                    let certified = ssh_key::PublicKey::from(
+                        sshttp_ssh::russh_certificate(&certificate)
+                            .public_key()
+                            .clone(),
+                    );
                     if let Some(key) = keys
                         .iter_mut()
-                        .find(|key| key.key.private_key().public_key() == &certified)
+                        .find(|key| sshttp_ssh::russh_key(&key.key).public_key() == &certified)
                     {
                         key.certificate = Some(certificate);
                     }
@@ -129,7 +132,7 @@ impl KeyCache {
         }
         let agent_only = (inputs.identities_only && explicit_files).then(|| {
             keys.iter()
-                .map(|key| key.key.private_key().public_key().clone())
+                .map(|key| sshttp_ssh::russh_key(&key.key).public_key().clone())
                 .collect()
         });
         AuthPlan {

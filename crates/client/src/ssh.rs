@@ -374,11 +374,15 @@ async fn authenticate(
         }
     }
     for key in &plan.keys {
-        let private = key.key.private_key();
+        let private = sshttp_ssh::russh_key(&key.key);
         if let Some(certificate) = &key.certificate {
             offered.push(format!("{} (certificate)", key.label));
             let result = handle
-                .authenticate_openssh_cert(user, private.clone(), certificate.certificate().clone())
+                .authenticate_openssh_cert(
+                    user,
+                    private.clone(),
+                    sshttp_ssh::russh_certificate(certificate).clone(),
+                )
                 .await
                 .map_err(failed)?;
             if result.success() {

@@ -25,7 +25,7 @@ use ring::signature::{
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-pub use crate::limits::DEFAULT_ASSERTION_LIFETIME;
+pub(crate) use crate::limits::DEFAULT_ASSERTION_LIFETIME;
 
 /// Bytes of randomness in a `jti`.
 const JTI_BYTES: usize = 16;
@@ -75,18 +75,18 @@ impl AssertionAlgorithm {
 
 /// Why a signing key could not be loaded or made, or an assertion not signed.
 #[derive(Debug)]
-pub struct AssertionError {
+pub(crate) struct AssertionError {
     kind: ErrorKind,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum ErrorKind {
-    #[error("cannot read identity assertion key {}: {source}", path.display())]
+    #[error("cannot read identity assertion key {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write identity assertion key {}: {source}", path.display())]
+    #[error("cannot write identity assertion key {}", path.display())]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -129,6 +129,18 @@ impl std::error::Error for AssertionError {
     }
 }
 
+impl AssertionError {
+    /// Whether reading or writing the key file failed (rather than the key in it).
+    pub(crate) fn is_io(&self) -> bool {
+        matches!(self.kind, ErrorKind::Read { .. } | ErrorKind::Write { .. })
+    }
+
+    /// A token that is not a valid header value (it always is: base64url and dots).
+    pub(crate) fn not_a_header(error: http::header::InvalidHeaderValue) -> Self {
+        ErrorKind::Sign(error.to_string()).into()
+    }
+}
+
 impl From<ErrorKind> for AssertionError {
     fn from(kind: ErrorKind) -> Self {
         AssertionError { kind }
@@ -139,7 +151,7 @@ impl From<ErrorKind> for AssertionError {
 /// percent-encoded as in the header fields of spec/protocol.md §13.2: JSON carries
 /// UTF-8).
 #[derive(Debug, Clone, Copy)]
-pub struct IdentityClaims<'a> {
+pub(crate) struct IdentityClaims<'a> {
     /// `iss`: who signs, the gateway's name (its host key fingerprint is fine).
     pub issuer: &'a str,
     /// `aud`: the vhost the request is for.
@@ -149,7 +161,7 @@ pub struct IdentityClaims<'a> {
     pub subject: Option<&'a str>,
     /// `sshttp_user`: the SSH user name. Omitted when `auth` is `none`: nothing vouches
     /// for an unauthenticated name (spec/protocol.md §13.1 omits `sshttp-user` too).
-    pub user: &'a str,
+    pub(crate) user: &'a str,
     /// `sshttp_auth`: `none`, `publickey` or `certificate`.
     pub auth: &'a str,
     /// `sshttp_key_algorithm`: the key type name, e.g. `ssh-ed25519`.
@@ -189,7 +201,7 @@ struct ClaimSet<'a> {
 /// Signs identity assertions with one key, and publishes that key as a JWKS. Cheap to
 /// clone; `Debug` shows the algorithm and key id, never the key.
 #[derive(Clone)]
-pub struct AssertionSigner {
+pub(crate) struct AssertionSigner {
     inner: Arc<Inner>,
 }
 
@@ -265,7 +277,8 @@ impl fmt::Debug for AssertionSigner {
 impl AssertionSigner {
     /// A signer with a fresh random key, which lives only in memory. Its `kid` is the
     /// RFC 7638 SHA-256 thumbprint of the public key.
-    pub fn generate(alg: AssertionAlgorithm) -> Result<Self, AssertionError> {
+    #[cfg(test)]
+    pub(crate) fn generate(alg: AssertionAlgorithm) -> Result<Self, AssertionError> {
         let rng = SystemRandom::new();
         let der = generate_pkcs8(alg, &rng)?;
         Self::from_key(own_key(&der, alg, &rng)?, rng)
@@ -274,7 +287,10 @@ impl AssertionSigner {
     /// A signer with the PKCS#8 PEM private key in `path`, as
     /// `openssl genpkey -algorithm ed25519` or
     /// `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256` write it.
-    pub fn from_pem_file(path: &Path, alg: AssertionAlgorithm) -> Result<Self, AssertionError> {
+    pub(crate) fn from_pem_file(
+        path: &Path,
+        alg: AssertionAlgorithm,
+    ) -> Result<Self, AssertionError> {
         let pem = read_key_file(path).map_err(|source| read_error(path, source))?;
         let rng = SystemRandom::new();
         Self::from_key(SigningKey::from_pem(&pem, path, alg, &rng)?, rng)
@@ -283,7 +299,10 @@ impl AssertionSigner {
     /// A signer with the key in `path`; if there is no such file, generates a key and
     /// writes it there (PKCS#8 PEM, mode 0600, creating the directory with mode 0700),
     /// so the key, and the JWKS upstreams may cache, survive restarts.
-    pub fn load_or_generate(path: &Path, alg: AssertionAlgorithm) -> Result<Self, AssertionError> {
+    pub(crate) fn load_or_generate(
+        path: &Path,
+        alg: AssertionAlgorithm,
+    ) -> Result<Self, AssertionError> {
         let rng = SystemRandom::new();
         match read_key_file(path) {
             Ok(pem) => return Self::from_key(SigningKey::from_pem(&pem, path, alg, &rng)?, rng),
@@ -342,7 +361,7 @@ impl AssertionSigner {
 
     /// Signs `claims` as a compact JWT issued at `now` (header `alg`, `kid`,
     /// `typ: "JWT"`), for `sshttp-identity-assertion`.
-    pub fn sign(
+    pub(crate) fn sign(
         &self,
         claims: &IdentityClaims<'_>,
         now: SystemTime,
@@ -384,17 +403,19 @@ impl AssertionSigner {
 
     /// The JWK Set that verifies this signer's assertions:
     /// `{"keys":[{"kty","crv","x",("y"),"kid","alg","use":"sig"}]}`.
-    pub fn jwks(&self) -> serde_json::Value {
+    pub(crate) fn jwks(&self) -> serde_json::Value {
         self.inner.jwks.clone()
     }
 
+    #[cfg(test)]
     /// The key id: the RFC 7638 SHA-256 thumbprint of the public key, base64url.
-    pub fn kid(&self) -> &str {
+    pub(crate) fn kid(&self) -> &str {
         &self.inner.kid
     }
 
+    #[cfg(test)]
     /// The signature algorithm.
-    pub fn algorithm(&self) -> AssertionAlgorithm {
+    pub(crate) fn algorithm(&self) -> AssertionAlgorithm {
         self.inner.algorithm
     }
 }

@@ -23,7 +23,7 @@ use sshttp_ssh::pattern::{self, ListMatch};
 
 /// One vhost's rule for who may use it.
 #[derive(Debug, Clone)]
-pub enum Policy {
+pub(crate) enum Policy {
     /// Anyone, with or without a key: a public vhost. Admits as
     /// [`Admitted::Anonymous`] even when a key was presented.
     None,
@@ -38,7 +38,7 @@ pub enum Policy {
 
 /// What the client presented when authenticating.
 #[derive(Debug, Clone, Copy)]
-pub enum Credential<'a> {
+pub(crate) enum Credential<'a> {
     /// Nothing (SSH `none` or keyboard-interactive without a key).
     Anonymous,
     /// A public key the client proved it holds.
@@ -49,9 +49,9 @@ pub enum Credential<'a> {
 
 /// One authentication attempt, as a policy sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct Attempt<'a> {
+pub(crate) struct Attempt<'a> {
     /// The SSH user name the client asked for.
-    pub user: &'a str,
+    pub(crate) user: &'a str,
     /// What it presented.
     pub credential: Credential<'a>,
     /// The client's address (for `from=` and `source-address`).
@@ -63,7 +63,7 @@ pub struct Attempt<'a> {
 /// How a policy admitted the attempt (becomes the `sshttp-auth` header: `none` /
 /// `publickey` / `certificate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admitted {
+pub(crate) enum Admitted {
     /// As nobody in particular.
     Anonymous,
     /// As the holder of a key.
@@ -76,7 +76,7 @@ pub enum Admitted {
 /// `no-pty`, `port-forwarding` and `no-port-forwarding` (and, for certificates, the
 /// `permit-pty` and `permit-port-forwarding` extensions, as OpenSSH merges them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Permissions {
+pub(crate) struct Permissions {
     /// A pseudo-terminal may be allocated.
     pub pty: bool,
     /// Port forwarding may be used.
@@ -85,13 +85,13 @@ pub struct Permissions {
 
 impl Permissions {
     /// Everything allowed: OpenSSH's default for a key without options.
-    pub const ALL: Self = Self {
+    pub(crate) const ALL: Self = Self {
         pty: true,
         port_forwarding: true,
     };
 
     /// Nothing allowed: what `restrict` starts from.
-    pub const NONE: Self = Self {
+    pub(crate) const NONE: Self = Self {
         pty: false,
         port_forwarding: false,
     };
@@ -107,13 +107,14 @@ impl Permissions {
 
 impl Policy {
     /// Whether this policy admits the attempt, and how.
-    pub fn check(&self, attempt: &Attempt<'_>) -> Result<Admitted, Denied> {
+    #[cfg(test)]
+    pub(crate) fn check(&self, attempt: &Attempt<'_>) -> Result<Admitted, Denied> {
         self.check_with_permissions(attempt)
             .map(|(admitted, _)| admitted)
     }
 
     /// [`Policy::check`], with what the admitted connection may do beyond HTTP.
-    pub fn check_with_permissions(
+    pub(crate) fn check_with_permissions(
         &self,
         attempt: &Attempt<'_>,
     ) -> Result<(Admitted, Permissions), Denied> {
@@ -130,14 +131,14 @@ impl Policy {
 
     /// Whether an attempt without a key could ever pass (lets the SSH layer decide
     /// whether to offer anonymous access).
-    pub fn admits_anonymous(&self) -> bool {
+    pub(crate) fn admits_anonymous(&self) -> bool {
         matches!(self, Policy::None)
     }
 }
 
 /// The entries of an OpenSSH authorized_keys file.
 #[derive(Debug, Clone)]
-pub struct AuthorizedKeys {
+pub(crate) struct AuthorizedKeys {
     /// Where the entries came from (a path), for messages.
     origin: String,
     entries: Vec<KeyEntry>,
@@ -166,14 +167,14 @@ impl AuthorizedKeys {
     ///
     /// Unlike sshd, which skips lines it cannot parse, a malformed line is an error
     /// naming the file and line: operators run `sshttp check-config`.
-    pub fn load(path: &Path) -> Result<Self, AuthConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, AuthConfigError> {
         let text = read(path)?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses authorized_keys text; `origin` (usually the path) names it in errors and
     /// in [`Denied`] reasons.
-    pub fn parse(text: &str, origin: &str) -> Result<Self, AuthConfigError> {
+    pub(crate) fn parse(text: &str, origin: &str) -> Result<Self, AuthConfigError> {
         let mut entries = Vec::new();
         for (line, content) in (1usize..).zip(text.lines()) {
             let parsed = parse_entry(content, line).map_err(|message| AuthConfigError::Line {
@@ -281,7 +282,7 @@ impl KeyEntry {
 
 /// Trusted user certificate authorities, like sshd's `TrustedUserCAKeys`.
 #[derive(Debug, Clone)]
-pub struct UserCa {
+pub(crate) struct UserCa {
     cas: Vec<PublicKey>,
     principals: Option<Vec<String>>,
 }
@@ -294,7 +295,7 @@ impl UserCa {
     /// the certificate must list at least one of these; if `None`, it must list the SSH
     /// user name (OpenSSH's default). A file without keys, no files, or an empty
     /// principals list (nothing could pass) is an error.
-    pub fn load(
+    pub(crate) fn load(
         ca_keys: &[PathBuf],
         principals: Option<Vec<String>>,
     ) -> Result<Self, AuthConfigError> {
@@ -328,7 +329,7 @@ impl UserCa {
     }
 
     /// Trusts certificates signed by `cas`; `principals` as in [`UserCa::load`].
-    pub fn new(cas: Vec<PublicKey>, principals: Option<Vec<String>>) -> Self {
+    pub(crate) fn new(cas: Vec<PublicKey>, principals: Option<Vec<String>>) -> Self {
         Self { cas, principals }
     }
 
@@ -444,7 +445,7 @@ fn source_address_admits(list: &str, peer: IpAddr) -> Option<bool> {
 
 /// Why a policy did not admit an attempt: for debug logs, never sent to the client.
 #[derive(Debug, Clone)]
-pub struct Denied(Reason);
+pub(crate) struct Denied(Reason);
 
 #[derive(Debug, Clone)]
 enum Reason {
@@ -624,7 +625,7 @@ impl fmt::Display for CertRefusal {
 
 /// A policy file that cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum AuthConfigError {
+pub(crate) enum AuthConfigError {
     /// The file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Read {

@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use sshttp_protocol::{Limits, host_name};
 
-use crate::assertion::AssertionAlgorithm;
+pub use crate::assertion::AssertionAlgorithm;
+use crate::error::{Error, ErrorKind};
 pub use crate::limits::{
     DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_IDLE_SESSION_TIMEOUT, DEFAULT_LOGIN_GRACE,
     DEFAULT_MAX_AUTH_TRIES, DEFAULT_MAX_CHANNELS_PER_CONNECTION, DEFAULT_MAX_CONNECTIONS_PER_KEY,
@@ -184,30 +185,6 @@ pub struct AssertionConfig {
     pub lifetime: Duration,
 }
 
-/// Why a configuration is not usable.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or has unknown or mistyped fields.
-    #[error("{path}: {message}")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// toml's message, with line and column.
-        message: String,
-    },
-    /// A value is wrong.
-    #[error("{0}")]
-    Invalid(String),
-}
-
 // The file's shape. Unknown fields are errors: a misspelt option must not be ignored.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -297,30 +274,22 @@ struct MetricsFile {
 impl Config {
     /// Reads and checks a configuration file. Relative paths in it are relative to
     /// its directory.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            Error::with(
+                ErrorKind::Read,
+                format!("cannot read {}", path.display()),
+                source,
+            )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base).map_err(|error| match error {
-            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
-                path: path.to_owned(),
-                message,
-            },
-            ConfigError::Invalid(message) => {
-                ConfigError::Invalid(format!("{}: {message}", path.display()))
-            }
-            other => other,
-        })
+        Self::parse(&text, base).map_err(|error| error.in_file(path))
     }
 
     /// Parses and checks configuration text; relative paths are relative to `base`.
-    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
-        let file: File = toml::from_str(text).map_err(|error| ConfigError::Syntax {
-            path: PathBuf::new(),
-            message: error.to_string(),
-        })?;
+    pub fn parse(text: &str, base: &Path) -> Result<Self, Error> {
+        let file: File = toml::from_str(text)
+            .map_err(|error| Error::with(ErrorKind::Syntax, "not a valid configuration", error))?;
         let resolve = |path: PathBuf| {
             if path.is_relative() {
                 base.join(path)
@@ -456,15 +425,12 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 2222))
 }
 
-fn invalid(message: String) -> ConfigError {
-    ConfigError::Invalid(message)
+fn invalid(message: String) -> Error {
+    Error::invalid(message)
 }
 
 impl VhostConfig {
-    fn from_file(
-        file: VhostFile,
-        resolve: &impl Fn(PathBuf) -> PathBuf,
-    ) -> Result<Self, ConfigError> {
+    fn from_file(file: VhostFile, resolve: &impl Fn(PathBuf) -> PathBuf) -> Result<Self, Error> {
         let name = file.name.to_ascii_lowercase();
         if name.is_empty() || host_name(&name) != name || name.contains(['/', ' ']) {
             return Err(invalid(format!(
@@ -557,7 +523,7 @@ impl VhostConfig {
 }
 
 impl LimitsFile {
-    fn resolve(self) -> Result<(Limits, GatewayLimits), ConfigError> {
+    fn resolve(self) -> Result<(Limits, GatewayLimits), Error> {
         let defaults = Limits::default();
         let limits = Limits {
             max_target_len: self.max_target_len.unwrap_or(defaults.max_target_len),
@@ -749,7 +715,7 @@ mod tests {
     }
 
     fn error_of(text: &str) -> String {
-        Config::parse(text, Path::new("/")).unwrap_err().to_string()
+        sshttp_ssh::error_chain(&Config::parse(text, Path::new("/")).unwrap_err())
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::identity::CallerIdentity;
 
 /// What an authenticated connection presented.
 #[derive(Debug, Clone)]
-pub struct Grant {
+pub(crate) struct Grant {
     /// Who authenticated, as the connection presented itself.
     pub identity: CallerIdentity,
     /// The credential, to check each vhost's policy against.
@@ -28,7 +28,7 @@ pub struct Grant {
 
 /// A [`Credential`] kept for the connection's lifetime.
 #[derive(Debug, Clone)]
-pub enum OwnedCredential {
+pub(crate) enum OwnedCredential {
     /// No key.
     Anonymous,
     /// A plain public key.
@@ -39,7 +39,7 @@ pub enum OwnedCredential {
 
 impl OwnedCredential {
     /// Keeps `credential`.
-    pub fn of(credential: &Credential<'_>) -> Self {
+    pub(crate) fn of(credential: &Credential<'_>) -> Self {
         match credential {
             Credential::Anonymous => Self::Anonymous,
             Credential::Key(key) => Self::Key((*key).clone()),
@@ -48,7 +48,7 @@ impl OwnedCredential {
     }
 
     /// The credential, borrowed.
-    pub fn borrow(&self) -> Credential<'_> {
+    pub(crate) fn borrow(&self) -> Credential<'_> {
         match self {
             Self::Anonymous => Credential::Anonymous,
             Self::Key(key) => Credential::Key(key),
@@ -60,7 +60,7 @@ impl OwnedCredential {
 /// Where a request goes and who it comes from, as that vhost sees the caller. The SSH
 /// layer puts one in every request's extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
+pub(crate) struct Route {
     /// The vhost's name.
     pub vhost: String,
     /// The caller as the vhost's policy admitted them.
@@ -71,10 +71,10 @@ pub struct Route {
 }
 
 /// A refused vhost: the reason code and the description for the client.
-pub type OpenRefusal = (OpenFailureReason, String);
+pub(crate) type OpenRefusal = (OpenFailureReason, String);
 
 /// The gateway's decisions, asked by the SSH layer.
-pub trait Gatekeeper: Send + Sync + 'static {
+pub(crate) trait Gatekeeper: Send + Sync + 'static {
     /// Whether some vhost admits callers without a key.
     fn admits_anonymous(&self) -> bool;
 
@@ -93,17 +93,11 @@ pub trait Gatekeeper: Send + Sync + 'static {
     /// Routes a request (or a header channel) naming `host` (a `host` value, any port
     /// ignored; `None`: the default vhost).
     fn route(&self, grant: &Grant, host: Option<&str>) -> Result<Route, OpenRefusal>;
-
-    /// Observes a connection opening (`true`) or closing.
-    fn connection(&self, _opened: bool) {}
-
-    /// Observes a rejected authentication attempt.
-    fn auth_failed(&self) {}
 }
 
 /// Routes `host` for `grant`: `served` says whether a vhost exists, `admit` how its
 /// policy admits the grant and with what permissions (`None`: not at all).
-pub fn route_in(
+pub(crate) fn route_in(
     grant: &Grant,
     host: Option<&str>,
     served: impl Fn(&str) -> bool,
@@ -204,7 +198,7 @@ impl Gatekeeper for AnyKeyGate {
 }
 
 /// The identity a credential presents (before any vhost's policy looks at it).
-pub fn identity_of(
+pub(crate) fn identity_of(
     user: &str,
     credential: &Credential<'_>,
     peer: Option<SocketAddr>,

@@ -1,7 +1,7 @@
 //! `sshttp serve`: the gateway assembled from its parts, and its lifecycle.
 //!
 //! The SSH layer has authenticated the connection and routed each request to a vhost
-//! the caller may use ([`gate`](crate::gate)); then [`GatewayService`] runs the
+//! the caller may use (`gate.rs`); then [`GatewayService`] runs the
 //! per-request policy, built as tower layers in one function (`policy::stack`, in
 //! `gateway/policy.rs`): admission against the configuration in force, the JWKS,
 //! identity fields and the signed assertion, the request-body limit, the upstream.
@@ -29,9 +29,12 @@ use sshttp_ssh::{BoxError, HostCertificate, KeyPair};
 use tokio::net::TcpListener;
 use tower_service::Service;
 
-use crate::assertion::{AssertionSigner, IdentityClaims};
-use crate::auth::{Admitted, AuthorizedKeys, Credential, Permissions, Policy, UserCa};
-use crate::config::{AuthConfig, Config, ConfigError, GENERATED_HOST_KEY, Upstream};
+use crate::assertion::{AssertionError, AssertionSigner, IdentityClaims};
+use crate::auth::{
+    Admitted, AuthConfigError, AuthorizedKeys, Credential, Permissions, Policy, UserCa,
+};
+use crate::config::{AuthConfig, Config, GENERATED_HOST_KEY, Upstream};
+use crate::error::{Error, ErrorKind};
 use crate::gate::{
     Drain, Gatekeeper, Grant, OpenRefusal, OwnedCredential, Route, identity_of, route_in,
 };
@@ -46,27 +49,6 @@ pub use crate::limits::SESSION_FLUSH;
 /// Where each vhost answers with the JWKS that verifies its identity assertions
 /// (spec/identity-assertion.md); never forwarded upstream.
 pub const JWKS_PATH: &str = "/.well-known/sshttp/jwks.json";
-
-/// Why the gateway cannot start.
-#[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
-    /// The configuration, or a file it names, is wrong.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A listener or the state directory failed.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// Why it failed.
-        source: io::Error,
-    },
-}
-
-fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> GatewayError {
-    let context = context.into();
-    move |source| GatewayError::Io { context, source }
-}
 
 /// One vhost, ready to serve.
 struct Vhost {
@@ -85,28 +67,26 @@ struct Site {
 }
 
 impl Site {
-    async fn load(config: &Config, demos: &mut DemoUpstreams) -> Result<Self, GatewayError> {
+    async fn load(config: &Config, demos: &mut DemoUpstreams) -> Result<Self, Error> {
         let mut vhosts = HashMap::new();
         for vhost in &config.vhosts {
-            let context = |error: String| {
-                GatewayError::Config(ConfigError::Invalid(format!(
-                    "vhost {:?}: {error}",
-                    vhost.name
-                )))
+            let context = |error: AuthConfigError| {
+                let kind = match error {
+                    AuthConfigError::Read { .. } => ErrorKind::Read,
+                    _ => ErrorKind::Invalid,
+                };
+                Error::with(kind, format!("vhost {:?}", vhost.name), error)
             };
             let policy = match &vhost.auth {
                 AuthConfig::None => Policy::None,
                 AuthConfig::AnyKey => Policy::AnyKey,
-                AuthConfig::AuthorizedKeys(path) => Policy::AuthorizedKeys(
-                    AuthorizedKeys::load(path).map_err(|error| context(error.to_string()))?,
-                ),
+                AuthConfig::AuthorizedKeys(path) => {
+                    Policy::AuthorizedKeys(AuthorizedKeys::load(path).map_err(context)?)
+                }
                 AuthConfig::UserCa {
                     ca_keys,
                     principals,
-                } => Policy::UserCa(
-                    UserCa::load(ca_keys, principals.clone())
-                        .map_err(|error| context(error.to_string()))?,
-                ),
+                } => Policy::UserCa(UserCa::load(ca_keys, principals.clone()).map_err(context)?),
             };
             let upstream = match &vhost.upstream {
                 Upstream::Url {
@@ -121,9 +101,9 @@ impl Site {
                 )?,
                 Upstream::Demo { static_dir } => {
                     let addr = demos.start(static_dir.as_deref(), config).await?;
-                    let url = format!("http://{addr}")
-                        .parse()
-                        .map_err(|error: http::uri::InvalidUri| context(error.to_string()))?;
+                    let url = format!("http://{addr}").parse().map_err(|error| {
+                        Error::invalid_because(format!("vhost {:?}", vhost.name), error)
+                    })?;
                     UpstreamClient::new(&url, None, None, &config.gateway)?
                 }
             };
@@ -140,10 +120,12 @@ impl Site {
             Some(assertion) => {
                 let signer = AssertionSigner::load_or_generate(&assertion.key, assertion.algorithm)
                     .map_err(|error| {
-                        GatewayError::Config(ConfigError::Invalid(format!(
-                            "identity assertion key {}: {error}",
-                            assertion.key.display()
-                        )))
+                        let kind = if error.is_io() {
+                            ErrorKind::Read
+                        } else {
+                            ErrorKind::Invalid
+                        };
+                        Error::with(kind, "[identity_assertion]", error)
                     })?;
                 Some((signer, assertion.lifetime))
             }
@@ -179,19 +161,19 @@ impl DemoUpstreams {
         &mut self,
         static_dir: Option<&Path>,
         config: &Config,
-    ) -> Result<SocketAddr, GatewayError> {
+    ) -> Result<SocketAddr, Error> {
         let Some(launch) = self.launcher else {
-            return Err(GatewayError::Config(ConfigError::Invalid(
-                "upstream \"demo\" is not built into this gateway".to_owned(),
-            )));
+            return Err(Error::invalid(
+                "upstream \"demo\" is not built into this gateway",
+            ));
         };
         let (dir, builtin) = match (static_dir, &config.state_dir) {
             (Some(dir), _) => (dir.to_owned(), false),
             (None, Some(state)) => (state.join("demo-files"), true),
             (None, None) => {
-                return Err(GatewayError::Config(ConfigError::Invalid(
-                    "the demo upstream needs static_dir or a state_dir".to_owned(),
-                )));
+                return Err(Error::invalid(
+                    "the demo upstream needs static_dir or a state_dir",
+                ));
             }
         };
         if let Some(addr) = self.started.get(&dir) {
@@ -199,7 +181,7 @@ impl DemoUpstreams {
         }
         let addr = launch(dir.clone(), builtin)
             .await
-            .map_err(io_error(format!(
+            .map_err(Error::io(format!(
                 "starting the demo upstream on {}",
                 dir.display()
             )))?;
@@ -274,18 +256,6 @@ impl Gatekeeper for SiteGate {
             },
             site.default_vhost.as_deref(),
         )
-    }
-
-    fn connection(&self, opened: bool) {
-        if opened {
-            self.0.metrics.connection_opened();
-        } else {
-            self.0.metrics.connection_closed();
-        }
-    }
-
-    fn auth_failed(&self) {
-        self.0.metrics.auth_failed();
     }
 }
 
@@ -367,7 +337,7 @@ fn sign(
     lifetime: Duration,
     route: &Route,
     issuer: &str,
-) -> Result<HeaderValue, String> {
+) -> Result<HeaderValue, AssertionError> {
     let identity = &route.identity;
     let principals = identity
         .certificate
@@ -388,10 +358,8 @@ fn sign(
         cert_principals: principals,
         lifetime,
     };
-    let token = signer
-        .sign(&claims, SystemTime::now())
-        .map_err(|error| error.to_string())?;
-    HeaderValue::try_from(token).map_err(|error| error.to_string())
+    let token = signer.sign(&claims, SystemTime::now())?;
+    HeaderValue::try_from(token).map_err(AssertionError::not_a_header)
 }
 
 fn jwks_response(assertion: Option<&(AssertionSigner, Duration)>) -> Response<GatewayBody> {
@@ -583,7 +551,7 @@ impl Gateway {
     /// Reads the keys and files `config` names (generating the host key in the state
     /// directory if needed) and binds its listeners. `config_path` is re-read on
     /// reload.
-    pub async fn bind(config: Config, config_path: Option<PathBuf>) -> Result<Self, GatewayError> {
+    pub async fn bind(config: Config, config_path: Option<PathBuf>) -> Result<Self, Error> {
         Self::bind_with_demo(config, config_path, None).await
     }
 
@@ -593,19 +561,19 @@ impl Gateway {
         config: Config,
         config_path: Option<PathBuf>,
         demo: Option<DemoLauncher>,
-    ) -> Result<Self, GatewayError> {
+    ) -> Result<Self, Error> {
         let mut generated_host_key = None;
         let mut host_keys = Vec::new();
         if config.host_keys.is_empty() {
             let Some(dir) = &config.state_dir else {
                 let message = "no host_keys and no state_dir".to_owned();
-                return Err(ConfigError::Invalid(message).into());
+                return Err(Error::invalid(message));
             };
             crate::files::create_private_dir(dir)
-                .map_err(io_error(format!("creating {}", dir.display())))?;
+                .map_err(Error::io(format!("creating {}", dir.display())))?;
             let path = dir.join(GENERATED_HOST_KEY);
             let (key, created) = KeyPair::load_or_generate(&path)
-                .map_err(io_error(format!("host key {}", path.display())))?;
+                .map_err(Error::io(format!("host key {}", path.display())))?;
             if created {
                 generated_host_key = Some(path);
             }
@@ -613,13 +581,13 @@ impl Gateway {
         } else {
             for path in &config.host_keys {
                 let key = KeyPair::load(path)
-                    .map_err(io_error(format!("host key {}", path.display())))?;
+                    .map_err(Error::io(format!("host key {}", path.display())))?;
                 host_keys.push(key);
             }
         }
         let Some(first_key) = host_keys.first() else {
             let message = "no host key".to_owned();
-            return Err(ConfigError::Invalid(message).into());
+            return Err(Error::invalid(message));
         };
         let issuer = first_key.fingerprint();
         let mut demos = DemoUpstreams {
@@ -636,32 +604,33 @@ impl Gateway {
         for addr in &config.listen {
             let listener = TcpListener::bind(addr)
                 .await
-                .map_err(io_error(format!("listening on {addr}")))?;
+                .map_err(Error::io(format!("listening on {addr}")))?;
             listeners.push(listener);
         }
         let metrics_listener = match config.metrics_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
-                    .map_err(io_error(format!("metrics listener on {addr}")))?,
+                    .map_err(Error::io(format!("metrics listener on {addr}")))?,
             ),
             None => None,
         };
-        let mut server = ServerConfig::new(first_key.clone(), Arc::new(SiteGate(state.clone())));
+        let mut server =
+            ServerConfig::with_gatekeeper(first_key.clone(), Arc::new(SiteGate(state.clone())));
         server.host_keys = host_keys.clone();
         for path in &config.host_certificates {
             let certificate = HostCertificate::load(path)
-                .map_err(io_error(format!("host certificate {}", path.display())))?;
-            let certified = certificate.certificate().public_key();
+                .map_err(Error::io(format!("host certificate {}", path.display())))?;
+            let certified = sshttp_ssh::russh_certificate(&certificate).public_key();
             if !host_keys
                 .iter()
-                .any(|key| key.private_key().public_key().key_data() == certified)
+                .any(|key| sshttp_ssh::russh_key(key).public_key().key_data() == certified)
             {
                 let message = format!(
                     "host certificate {} certifies none of the host keys",
                     path.display()
                 );
-                return Err(ConfigError::Invalid(message).into());
+                return Err(Error::invalid(message));
             }
             server.host_certificates.push(certificate);
         }
@@ -720,7 +689,7 @@ impl Gateway {
     /// Serves until SIGTERM or SIGINT (or [`Gateway::drain`]), then stops accepting
     /// and waits up to the shutdown grace for requests in flight. SIGHUP re-reads the
     /// configuration file and the files it names; sessions stay up.
-    pub async fn run(mut self) -> Result<(), GatewayError> {
+    pub async fn run(mut self) -> Result<(), Error> {
         use tokio::signal::unix::{SignalKind, signal};
         let drain = self.server.drain.clone();
         let mut servers = tokio::task::JoinSet::new();
@@ -749,9 +718,10 @@ impl Gateway {
                 }
             });
         }
-        let mut terminate = signal(SignalKind::terminate()).map_err(io_error("SIGTERM handler"))?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(io_error("SIGINT handler"))?;
-        let mut hangup = signal(SignalKind::hangup()).map_err(io_error("SIGHUP handler"))?;
+        let mut terminate =
+            signal(SignalKind::terminate()).map_err(Error::io("SIGTERM handler"))?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::io("SIGINT handler"))?;
+        let mut hangup = signal(SignalKind::hangup()).map_err(Error::io("SIGHUP handler"))?;
         loop {
             tokio::select! {
                 _ = terminate.recv() => break,
@@ -761,7 +731,7 @@ impl Gateway {
                 Some(result) = servers.join_next() => {
                     if let Ok(Err(error)) = result {
                         drain.start();
-                        return Err(GatewayError::Io { context: "accepting connections".to_owned(), source: error });
+                        return Err(Error::io("accepting connections")(error));
                     }
                 }
             }
@@ -797,7 +767,7 @@ impl Gateway {
         };
         let loaded = match Config::load(&path) {
             Ok(config) => Site::load(&config, &mut self.demos).await,
-            Err(error) => Err(error.into()),
+            Err(error) => Err(error),
         };
         match loaded {
             Ok(site) => {
@@ -810,6 +780,7 @@ impl Gateway {
             }
             Err(error) => {
                 self.state.metrics.config_reloaded(false);
+                let error = sshttp_ssh::error_chain(&error);
                 tracing::error!(%error, "reload failed; the running configuration stays");
             }
         }

@@ -9,22 +9,24 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use crate::auth::Admitted;
 
 /// `sshttp-user`.
-pub const SSHTTP_USER: HeaderName = HeaderName::from_static("sshttp-user");
+pub(crate) const SSHTTP_USER: HeaderName = HeaderName::from_static("sshttp-user");
 /// `sshttp-auth`.
-pub const SSHTTP_AUTH: HeaderName = HeaderName::from_static("sshttp-auth");
+pub(crate) const SSHTTP_AUTH: HeaderName = HeaderName::from_static("sshttp-auth");
 /// `sshttp-key-fingerprint`.
-pub const SSHTTP_KEY_FINGERPRINT: HeaderName = HeaderName::from_static("sshttp-key-fingerprint");
+pub(crate) const SSHTTP_KEY_FINGERPRINT: HeaderName =
+    HeaderName::from_static("sshttp-key-fingerprint");
 /// `sshttp-key-algorithm`.
-pub const SSHTTP_KEY_ALGORITHM: HeaderName = HeaderName::from_static("sshttp-key-algorithm");
+pub(crate) const SSHTTP_KEY_ALGORITHM: HeaderName = HeaderName::from_static("sshttp-key-algorithm");
 /// `sshttp-cert-key-id`.
-pub const SSHTTP_CERT_KEY_ID: HeaderName = HeaderName::from_static("sshttp-cert-key-id");
+pub(crate) const SSHTTP_CERT_KEY_ID: HeaderName = HeaderName::from_static("sshttp-cert-key-id");
 /// `sshttp-cert-principals`.
-pub const SSHTTP_CERT_PRINCIPALS: HeaderName = HeaderName::from_static("sshttp-cert-principals");
+pub(crate) const SSHTTP_CERT_PRINCIPALS: HeaderName =
+    HeaderName::from_static("sshttp-cert-principals");
 /// `sshttp-cert-ca-fingerprint`.
-pub const SSHTTP_CERT_CA_FINGERPRINT: HeaderName =
+pub(crate) const SSHTTP_CERT_CA_FINGERPRINT: HeaderName =
     HeaderName::from_static("sshttp-cert-ca-fingerprint");
 /// `sshttp-identity-assertion`.
-pub const SSHTTP_IDENTITY_ASSERTION: HeaderName =
+pub(crate) const SSHTTP_IDENTITY_ASSERTION: HeaderName =
     HeaderName::from_static("sshttp-identity-assertion");
 
 /// Fields upstreams commonly trust that a client must not set (spec §13.3).
@@ -73,7 +75,7 @@ impl CallerIdentity {
     /// The identity a vhost sees: what its policy admitted. A public vhost sees an
     /// anonymous caller even if the connection presented a key; a key policy sees the
     /// key, not the certificate it came in.
-    pub fn as_admitted(&self, admitted: Admitted) -> CallerIdentity {
+    pub(crate) fn as_admitted(&self, admitted: Admitted) -> CallerIdentity {
         match admitted {
             Admitted::Anonymous => CallerIdentity {
                 user: self.user.clone(),
@@ -93,7 +95,7 @@ impl CallerIdentity {
     }
 
     /// The `sshttp-auth` value.
-    pub fn auth(&self) -> &'static str {
+    pub(crate) fn auth(&self) -> &'static str {
         match (&self.certificate, &self.key_fingerprint) {
             (Some(_), _) => "certificate",
             (None, Some(_)) => "publickey",
@@ -103,7 +105,7 @@ impl CallerIdentity {
 
     /// Replaces every client-supplied identity field in `headers` with this identity's
     /// (spec §13.3, §17.2), adds `forwarded`, and supplies `host` if missing.
-    pub fn apply(&self, headers: &mut HeaderMap, vhost: &str) {
+    pub(crate) fn apply(&self, headers: &mut HeaderMap, vhost: &str) {
         strip_identity_fields(headers);
         let mut add = |name: HeaderName, value: String| {
             // Percent-encoding leaves only visible ASCII, so the value is valid.
@@ -153,7 +155,7 @@ impl CallerIdentity {
 }
 
 /// Removes every `sshttp-*`, `forwarded` and commonly trusted `x-forwarded-*` field.
-pub fn strip_identity_fields(headers: &mut HeaderMap) {
+pub(crate) fn strip_identity_fields(headers: &mut HeaderMap) {
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {

@@ -2,25 +2,29 @@
 //!
 //! [`ssh`] is its seam to russh: it accepts the channels of `spec/protocol.md` and
 //! serves each request with a tower `Service`. [`gateway`] is that service for
-//! `sshttp serve`: vhost routing ([`gate`]), authentication policies ([`auth`]),
-//! identity fields ([`identity`], [`assertion`]), forwarding through hyper
+//! `sshttp serve`: vhost routing (`gate.rs`), authentication policies (`auth.rs`),
+//! identity fields (`identity.rs`, `assertion.rs`), forwarding through hyper
 //! (`upstream.rs`), access log and metrics (`metrics.rs`), configured by [`config`].
+//! Those modules are private: the public surface is [`config`], [`gateway`],
+//! [`limits`], the [`ssh`] seam, and one opaque [`Error`] with an [`ErrorKind`].
 //!
 //! May depend on `sshttp-protocol` and `sshttp-ssh`, never on the client, the local
 //! proxy or the demo (the binary hands the demo in as a
 //! [`DemoLauncher`](gateway::DemoLauncher)). `ARCHITECTURE.md` walks one request
 //! through it.
 
-pub mod assertion;
-pub mod auth;
+pub(crate) mod assertion;
+pub(crate) mod auth;
 pub mod config;
+mod error;
 mod files;
-pub mod gate;
+pub(crate) mod gate;
 pub mod gateway;
-pub mod identity;
+pub(crate) mod identity;
 pub mod limits;
 pub(crate) mod metrics;
 pub mod ssh;
 pub(crate) mod upstream;
 
+pub use error::{Error, ErrorKind};
 pub use sshttp_protocol as protocol;

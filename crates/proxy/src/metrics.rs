@@ -45,9 +45,6 @@ pub(crate) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charse
 /// few map operations per request.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    connections_open: AtomicU64,
-    connections_total: AtomicU64,
-    auth_failures: AtomicU64,
     requests_in_flight: AtomicU64,
     vhosts: Mutex<BTreeMap<String, VhostMetrics>>,
     connection_limits: Arc<ConnectionStats>,
@@ -109,23 +106,6 @@ impl Metrics {
             &self.reloads_failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// An SSH connection was accepted: `sshttp_connections_open` up,
-    /// `sshttp_connections_total` up.
-    pub(crate) fn connection_opened(&self) {
-        self.connections_open.fetch_add(1, Ordering::Relaxed);
-        self.connections_total.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// An SSH connection ended: `sshttp_connections_open` down.
-    pub(crate) fn connection_closed(&self) {
-        decrement(&self.connections_open);
-    }
-
-    /// An SSH authentication attempt failed: `sshttp_auth_failures_total` up.
-    pub(crate) fn auth_failed(&self) {
-        self.auth_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request began: `sshttp_requests_in_flight` up. Pair each call with one
@@ -208,7 +188,7 @@ impl Metrics {
         writeln!(
             out,
             "sshttp_connections_open {}",
-            load(&self.connections_open)
+            load(&self.connection_limits.connections_open)
         )?;
         family(
             out,
@@ -219,7 +199,7 @@ impl Metrics {
         writeln!(
             out,
             "sshttp_connections_total {}",
-            load(&self.connections_total)
+            load(&self.connection_limits.connections_total)
         )?;
         family(
             out,
@@ -230,7 +210,7 @@ impl Metrics {
         writeln!(
             out,
             "sshttp_auth_failures_total {}",
-            load(&self.auth_failures)
+            load(&self.connection_limits.auth_failures)
         )?;
         family(
             out,
@@ -693,10 +673,10 @@ mod tests {
     #[test]
     fn renders_exact_exposition_for_one_vhost() {
         let metrics = Metrics::new();
-        metrics.connection_opened();
-        metrics.connection_opened();
-        metrics.connection_closed();
-        metrics.auth_failed();
+        let stats = metrics.connection_stats().clone();
+        let _open = stats.connection();
+        drop(stats.connection());
+        ConnectionStats::count(&stats.auth_failures);
         metrics.request_started();
         metrics.request_started();
         metrics.request_finished("api", 200, 10, 2000, Duration::from_millis(20));
@@ -847,10 +827,8 @@ sshttp_upstream_errors_total{vhost=\"api\",kind=\"timeout\"} 1
     #[test]
     fn gauges_do_not_wrap_below_zero() {
         let metrics = Metrics::new();
-        metrics.connection_closed();
         metrics.request_finished("a", 200, 0, 0, Duration::ZERO);
         let samples = parse(&metrics.render());
-        assert_eq!(value(&samples, "sshttp_connections_open", &[]), Some(0.0));
         assert_eq!(value(&samples, "sshttp_requests_in_flight", &[]), Some(0.0));
     }
 
@@ -1055,7 +1033,7 @@ sshttp_upstream_errors_total{vhost=\"api\",kind=\"timeout\"} 1
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics = Arc::new(Metrics::new());
-        metrics.connection_opened();
+        let _open = metrics.connection_stats().connection();
         let jwks = serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "k", "alg": "EdDSA", "use": "sig"}]});
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve_metrics(

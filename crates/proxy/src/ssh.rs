@@ -49,7 +49,8 @@ use admission::{Activity, Admission, Closable, KeySlot, PreAuth};
 
 use crate::auth::Credential;
 use crate::config::ConnectionLimits;
-pub use crate::gate::{Drain, Gatekeeper, Grant, OpenRefusal, Route};
+pub use crate::gate::{AnyKeyGate, Drain};
+pub(crate) use crate::gate::{Gatekeeper, Grant, OpenRefusal, Route};
 pub use crate::identity::CallerIdentity;
 
 /// What the gateway serves requests with: a tower `Service` from requests with a
@@ -101,7 +102,7 @@ pub struct ServerConfig {
     /// Limits enforced on what clients send.
     pub limits: Limits,
     /// Who may connect and which vhosts they reach.
-    pub gatekeeper: Arc<dyn Gatekeeper>,
+    pub(crate) gatekeeper: Arc<dyn Gatekeeper>,
     /// SSH transport settings.
     pub transport: Transport,
     /// Request channels open at once per connection; more are refused.
@@ -117,8 +118,15 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// A configuration with the defaults of `sshttp_protocol` and the gateway.
-    pub fn new(host_key: HostKey, gatekeeper: Arc<dyn Gatekeeper>) -> Self {
+    /// A configuration with the defaults of `sshttp_protocol` and the gateway, admitting
+    /// whom `gate` admits. (The configured gateway builds its own, with a gate per
+    /// vhost policy: see `Gateway::bind`.)
+    pub fn new(host_key: HostKey, gate: AnyKeyGate) -> Self {
+        Self::with_gatekeeper(host_key, Arc::new(gate))
+    }
+
+    /// A configuration whose connections `gatekeeper` admits and routes.
+    pub(crate) fn with_gatekeeper(host_key: HostKey, gatekeeper: Arc<dyn Gatekeeper>) -> Self {
         Self {
             host_keys: vec![host_key],
             host_certificates: Vec::new(),
@@ -173,12 +181,12 @@ where
         keys: config
             .host_keys
             .iter()
-            .map(|key| (**key.private_key()).clone())
+            .map(|key| (**sshttp_ssh::russh_key(key)).clone())
             .collect(),
         certificates: config
             .host_certificates
             .iter()
-            .map(|certificate| certificate.certificate().clone())
+            .map(|certificate| sshttp_ssh::russh_certificate(certificate).clone())
             .collect(),
         // `none` is never accepted: OpenSSH tries it first, and a client with a key
         // must get to present it. Anonymous access is keyboard-interactive with no
@@ -258,12 +266,11 @@ where
             auth_failures: 0,
         };
         let ssh = ssh.clone();
-        let gatekeeper = shared.gatekeeper.clone();
         let stats = shared.stats.clone();
         let limits = shared.connections.clone();
         let socket = Closable::new(socket, close.clone());
         tokio::spawn(async move {
-            gatekeeper.connection(true);
+            let _open = stats.connection();
             let session = async {
                 match server::run_stream(ssh, socket, handler).await {
                     Ok(session) => {
@@ -286,7 +293,6 @@ where
                 () = session => {}
                 () = watchdog => {}
             }
-            gatekeeper.connection(false);
         });
     }
 }
@@ -455,7 +461,7 @@ impl<S> ConnectionHandler<S> {
                 Auth::Accept
             }
             None => {
-                self.shared.gatekeeper.auth_failed();
+                ConnectionStats::count(&self.shared.stats.auth_failures);
                 self.refused()
             }
         }

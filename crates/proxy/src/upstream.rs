@@ -19,7 +19,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use sshttp_ssh::BoxError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{ConfigError, GatewayLimits};
+use crate::config::GatewayLimits;
+use crate::error::Error;
 
 /// A response body from the gateway: the upstream's, streamed, or the gateway's own.
 pub(crate) type GatewayBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -78,8 +79,8 @@ impl UpstreamClient {
         ca_file: Option<&Path>,
         server_name: Option<&str>,
         limits: &GatewayLimits,
-    ) -> Result<Self, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid(format!("upstream {url}: {message}"));
+    ) -> Result<Self, Error> {
+        let invalid = |message: String| Error::invalid(format!("upstream {url}: {message}"));
         let scheme = url
             .scheme()
             .cloned()

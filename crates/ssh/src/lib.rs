@@ -126,11 +126,18 @@ impl KeyPair {
     pub fn fingerprint(&self) -> String {
         fingerprint(self.key.public_key())
     }
+}
 
-    /// The private key, for the seams that hand it to russh.
-    pub fn private_key(&self) -> &Arc<PrivateKey> {
-        &self.key
-    }
+/// The private key of `key`, for the seams that hand it to russh. A function rather
+/// than a method, so that [`KeyPair`] as the client and the gateway re-export it names
+/// no russh type.
+pub fn russh_key(key: &KeyPair) -> &Arc<PrivateKey> {
+    &key.key
+}
+
+/// The certificate, for the seams that hand it to russh (see [`russh_key`]).
+pub fn russh_certificate(certificate: &SshCertificate) -> &russh::keys::Certificate {
+    &certificate.certificate
 }
 
 /// An OpenSSH certificate, presented with the [`KeyPair`] it certifies: a user's to a
@@ -158,11 +165,6 @@ impl SshCertificate {
         Ok(Self {
             certificate: Arc::new(certificate),
         })
-    }
-
-    /// The certificate, for the seams that hand it to russh.
-    pub fn certificate(&self) -> &russh::keys::Certificate {
-        &self.certificate
     }
 }
 

@@ -184,7 +184,8 @@ where
                         .headers_mut()
                         .insert(SSHTTP_IDENTITY_ASSERTION, token);
                 }
-                Err(message) => {
+                Err(error) => {
+                    let message = sshttp_ssh::error_chain(&error);
                     tracing::error!(%message, "cannot sign the identity assertion");
                     return answer(error_response(StatusCode::INTERNAL_SERVER_ERROR, &message));
                 }

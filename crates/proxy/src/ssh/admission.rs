@@ -30,6 +30,12 @@ use crate::config::ConnectionLimits;
 /// Counters of what the connection limits did, read by the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct ConnectionStats {
+    /// Connections open (accepted and not yet ended).
+    pub connections_open: AtomicU64,
+    /// Connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// Failed authentication attempts.
+    pub auth_failures: AtomicU64,
     /// Connections not yet authenticated.
     pub unauthenticated: AtomicU64,
     /// SSH channels open on all connections, as russh holds them: from the open's
@@ -57,6 +63,23 @@ pub struct ConnectionStats {
 impl ConnectionStats {
     pub(crate) fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection for as long as the returned guard lives.
+    pub(crate) fn connection(self: &Arc<Self>) -> OpenConnection {
+        Self::count(&self.connections_total);
+        Self::count(&self.connections_open);
+        OpenConnection(self.clone())
+    }
+}
+
+/// An accepted connection, counted in [`ConnectionStats::connections_open`] until
+/// dropped (also when its task panics).
+pub(crate) struct OpenConnection(Arc<ConnectionStats>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
