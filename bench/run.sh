@@ -13,17 +13,45 @@
 # Then the local proxy: plain HTTP clients reaching the upstream over SSH,
 #   sshttp proxy --to                      client -> sshttp proxy -> sshttp serve -> upstream
 # beside direct HTTP and ssh -L with the same load client.
-# Prints a Markdown report.
+# Then wrk (a public tool) against the plain HTTP ports of direct, ssh -L and the local
+# proxy. Prints a Markdown report.
 #
 #   bench/run.sh [SECONDS_PER_RATE_RUN]     (default 5)
-#   THREADS=2 bench/run.sh                  tokio worker threads per process (default 1)
+#   bench/run.sh --quick --json FILE        about 5 minutes; one JSON object to FILE
+#                                           (the fields issue 17 names), a summary on stdout
+#   THREADS=2 bench/run.sh                  tokio worker threads per bench process
+#                                           (default 1); `sshttp serve` and `sshttp proxy`
+#                                           always run with their defaults
 #
 # Every server binds 127.0.0.1 on a port the OS picks; everything started is stopped
-# on exit. Needs OpenSSH (ssh, sshd, ssh-keygen).
+# on exit. Installs what it needs when missing (OpenSSH, nginx-light, wrk, openssl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-5}
+quick=0
+json=
+seconds=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) quick=1 ;;
+        --json) json=$2; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
+        *) seconds=$1 ;;
+    esac
+    shift
+done
+if [ "$quick" = 1 ]; then seconds=${seconds:-3}; else seconds=${seconds:-5}; fi
 bulk=$((256 * 1024 * 1024))
+
+missing=()
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 
 CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build --release --locked -q -p sshttp-bench -p sshttp
 threads=${THREADS:-1}
@@ -114,8 +142,9 @@ pids+=($!)
 wait_port "$gcm_port"
 tunnel_gcm=127.0.0.1:$gcm_port
 
-# The real gateway, one any-key vhost in front of the same upstream. Same worker thread
-# count as our other processes; the access log (info, one line per request) to a file.
+# The real gateway, one any-key vhost in front of the same upstream, run as a user gets
+# it: its default runtime (a worker thread per core) and the access log (info, one line
+# per request) on, to a file.
 cat > "$work/gateway.toml" <<CONF
 listen = ["127.0.0.1:0"]
 state_dir = "$work/gateway-state"
@@ -125,19 +154,19 @@ name = "bench"
 upstream = "http://$http"
 auth = "any-key"
 CONF
-start gateway env RUST_LOG=info TOKIO_WORKER_THREADS="$threads" \
+start gateway env RUST_LOG=info \
     target/release/sshttp serve --config "$work/gateway.toml"
 gateway=$addr
 # The same without the access log, to show what it costs.
 sed "s|gateway-state|gateway-quiet-state|" "$work/gateway.toml" > "$work/gateway-quiet.toml"
-start gateway-quiet env RUST_LOG=warn TOKIO_WORKER_THREADS="$threads" \
+start gateway-quiet env RUST_LOG=warn \
     target/release/sshttp serve --config "$work/gateway-quiet.toml"
 gateway_quiet=$addr
 # The local proxy in reverse mode: a local HTTP port whose requests go over one SSH
 # session to the quiet gateway, for vhost bench; its request log off as well.
-gateway_key=$(sed -n 's/^host key: //p' "$work/gateway-quiet.log" | head -n 1)
-start local-proxy env HOME="$work" RUST_LOG=warn TOKIO_WORKER_THREADS="$threads" \
-    target/release/sshttp proxy --to "sshttp://bench@$gateway_quiet" --vhost bench \
+gateway_key=$(sed -n 's/^host key: //p' "$work/gateway.log" | head -n 1)
+start local-proxy env HOME="$work" RUST_LOG=warn \
+    target/release/sshttp proxy --to "sshttp://bench@$gateway" --vhost bench \
     --listen 127.0.0.1:0 --identity "$work/client_key" --no-agent -F none \
     --host-key "$gateway_key"
 local_proxy=$addr
@@ -147,10 +176,158 @@ start relay-gateway "${bin[@]}" delay-relay --target "$gateway" --delay-ms "$del
 relay_gateway=$addr
 start relay-http "${bin[@]}" delay-relay --target "$http" --delay-ms "$delay_ms"
 relay_http=$addr
+start relay-sshd "${bin[@]}" delay-relay --target "127.0.0.1:$sshd_port" --delay-ms "$delay_ms"
+relay_sshd=$addr
+
+# Stock ssh -L to the gateway itself: the tunnel's destination names the vhost, and the
+# gateway serves the HTTP/1.1 on the channel (spec §14.10).
+gw_tunnel_port=$(free_port)
+ssh -N -F /dev/null -i "$work/client_key" -p "${gateway##*:}" \
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+    -L "127.0.0.1:$gw_tunnel_port:bench:80" "bench@127.0.0.1" &
+pids+=($!)
+wait_port "$gw_tunnel_port"
+gw_tunnel=127.0.0.1:$gw_tunnel_port
+
+# HTTPS with client certificates, the incumbent of key-authenticated HTTP: nginx
+# (TLS 1.3, ssl_verify_client on) in front of the same upstream, keep-alive both sides.
+tls=$work/tls
+mkdir -p "$tls"
+openssl req -x509 -newkey ed25519 -nodes -days 2 -subj /CN=bench-ca -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+for name in server client; do
+    openssl req -newkey ed25519 -nodes -subj "/CN=$name" -keyout "$tls/$name.key" -out "$tls/$name.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost\n' > "$tls/$name.ext"
+    openssl x509 -req -in "$tls/$name.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+        -days 2 -extfile "$tls/$name.ext" -out "$tls/$name.pem" 2>/dev/null
+done
+https_port=$(free_port)
+mkdir -p "$work/nginx"
+cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+daemon off;
+user root;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    upstream bench { server $http; keepalive 128; }
+    server {
+        listen 127.0.0.1:$https_port ssl;
+        ssl_protocols TLSv1.3;
+        ssl_certificate $tls/server.pem;
+        ssl_certificate_key $tls/server.key;
+        ssl_client_certificate $tls/ca.pem;
+        ssl_verify_client on;
+        keepalive_requests 1000000;
+        client_max_body_size 0;
+        location / {
+            proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }
+    }
+}
+CONF
+/usr/sbin/nginx -c "$work/nginx/nginx.conf" 2> "$work/nginx/stderr.log" &
+pids+=($!)
+wait_port "$https_port"
+https=127.0.0.1:$https_port
+https_args=(--ca "$tls/ca.pem" --cert "$tls/client.pem" --key "$tls/client.key" --server-name localhost)
 
 load() { "${bin[@]}" load "$@"; }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else '-')" "$1" "$2"; }
+
+
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+gateway_pid() { pgrep -f "sshttp serve --config $work/gateway.toml" | head -n 1; }
+
+if [ "$quick" = 1 ]; then
+    results=$work/results
+    : > "$results"
+    note() { echo "$1 $2" >> "$results"; echo "$1 = $2"; }
+    commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!bench/RESULTS.md' || echo "+changes")
+    echo "sshttp quick benchmark, commit $commit, ${seconds}s rate runs, $(nproc) cores" >&2
+    for c in 1 64; do
+        for row in "direct|http|$http" "ssh_l|http|$tunnel" "client|client|$gateway" \
+            "proxy|http|$local_proxy" "ssh_l_gateway|http|$gw_tunnel" "https_mtls|https|$https"; do
+            IFS='|' read -r name mode target <<< "$row"
+            extra=()
+            [ "$mode" = https ] && extra=("${https_args[@]}")
+            out=$(load --mode "$mode" --target "$target" --concurrency "$c" --seconds "$seconds" "${extra[@]}")
+            note "small_get_c$c.$name" "$(field rps <<< "$out")"
+            note "p999_ms_c$c.$name" "$(field p999_ms <<< "$out")"
+        done
+    done
+    for kind in get post; do
+        if [ "$kind" = get ]; then args=(--path "/bytes/$bulk" --requests 1); else args=(--upload "$bulk" --requests 1); fi
+        for row in "direct|http|$http" "ssh_l|http|$tunnel" "client|client|$gateway" "proxy|http|$local_proxy"; do
+            IFS='|' read -r name mode target <<< "$row"
+            note "bulk_${kind}_mibs.$name" "$(load --mode "$mode" --target "$target" "${args[@]}" | field mib_per_s)"
+        done
+    done
+    # Cold: a new client process, connect plus first request to its last byte, through
+    # the 50 ms relay; the best of three (the relay's timer granularity adds, never
+    # removes). OpenSSH: `ssh host true` to sshd through the same kind of relay.
+    rtt=$((2 * delay_ms))
+    best=
+    for _ in 1 2 3; do
+        w=$(load --mode client --target "$relay_gateway" --requests 1 | field warm_up_ms)
+        best=$(python3 -c "import sys; v=[float(x) for x in sys.argv[1:] if x]; print(min(v))" "$w" "$best")
+    done
+    note cold_rtts.client "$(python3 -c "print(round($best / $rtt, 2))")"
+    best=
+    for _ in 1 2 3; do
+        t0=$(date +%s%N)
+        ssh -F /dev/null -i "$work/client_key" -p "${relay_sshd##*:}" \
+            -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+            "$(id -un)@127.0.0.1" true
+        w=$(python3 -c "print(($(date +%s%N) - $t0) / 1e6)")
+        best=$(python3 -c "import sys; v=[float(x) for x in sys.argv[1:] if x]; print(min(v))" "$w" "$best")
+    done
+    note cold_rtts.openssh_exec "$(python3 -c "print(round($best / $rtt, 2))")"
+    # Idle sessions: held open against the gateway (access log on, default runtime),
+    # then one new client must still be served.
+    idle_count=${IDLE_SESSIONS:-10000}
+    gw_pid=$(gateway_pid)
+    before=$(rss_mib "$gw_pid")
+    "${bin[@]}" idle --target "$gateway" --count "$idle_count" > "$work/idle.log" 2>&1 &
+    idle_pid=$!
+    pids+=($idle_pid)
+    for _ in $(seq 1200); do
+        grep -q '^held' "$work/idle.log" && break
+        kill -0 "$idle_pid" 2>/dev/null || { cat "$work/idle.log" >&2; exit 1; }
+        sleep 0.25
+    done
+    grep -q '^held' "$work/idle.log" || { echo "error: idle sessions not held in time" >&2; exit 1; }
+    sleep 2
+    after=$(rss_mib "$gw_pid")
+    load --mode client --target "$gateway" --requests 1 > /dev/null
+    note idle_sessions.count "$(sed -n 's/^held \([0-9]*\) sessions/\1/p' "$work/idle.log")"
+    note idle_sessions.gateway_rss_mib "$after"
+    echo "gateway RSS before the idle sessions: $before MiB; per session: $(python3 -c "print(round(($after - $before) * 1024 / $idle_count, 1))") KiB" >&2
+    kill "$idle_pid" 2>/dev/null || true
+    python3 - "$results" "$commit" "${json:-/dev/stdout}" <<'PY'
+import json, sys
+results, commit, out = sys.argv[1:4]
+doc = {}
+for line in open(results):
+    key, value = line.split()
+    group, _, name = key.partition(".")
+    doc.setdefault(group, {})[name] = float(value) if value not in ("", "-") else None
+doc["idle_sessions"]["count"] = int(doc["idle_sessions"]["count"])
+doc["commit"] = commit
+with open(out, "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")
+PY
+    exit 0
+fi
 
 echo "# sshttp benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::combinators::BoxBody;
@@ -123,7 +124,38 @@ enum Command {
         close: bool,
         #[command(flatten)]
         transport: TransportArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
+    /// Opens `count` SSH sessions to an sshttp gateway, each authenticated with a key
+    /// of its own, prints `held N sessions`, and holds them idle until killed: the
+    /// gateway's memory per idle session.
+    Idle {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long)]
+        count: usize,
+        /// Handshakes in flight at once (the gateway caps unauthenticated connections).
+        #[arg(long, default_value_t = 32)]
+        parallel: usize,
+    },
+}
+
+/// The client certificate and the CA for `--mode https` (HTTPS with mutual TLS).
+#[derive(Debug, Clone, clap::Args)]
+struct TlsArgs {
+    /// PEM CA certificate that signed the server's certificate.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+    /// PEM client certificate.
+    #[arg(long)]
+    cert: Option<std::path::PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long)]
+    key: Option<std::path::PathBuf>,
+    /// The server name to verify (the target is an address).
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -138,6 +170,9 @@ enum Mode {
     Reqwest,
     /// `sshttp_client::Client` against an sshttp gateway: one pooled SSH session.
     Client,
+    /// HTTPS (TLS 1.3) with a client certificate, keep-alive, one connection per
+    /// concurrent request: the incumbent of key-authenticated HTTP.
+    Https,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -205,6 +240,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             report_every,
             close,
             transport,
+            tls,
         } => {
             let run = Run {
                 mode,
@@ -218,9 +254,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 report_every: report_every.map(Duration::from_secs_f64),
                 close,
                 transport: transport.transport(),
+                tls,
             };
             load(run).await
         }
+        Command::Idle {
+            target,
+            count,
+            parallel,
+        } => idle(target, count, parallel).await,
     }
 }
 
@@ -485,6 +527,7 @@ struct Run {
     report_every: Option<Duration>,
     close: bool,
     transport: Transport,
+    tls: TlsArgs,
 }
 
 /// One way of making a request, shared by the worker tasks.
@@ -503,6 +546,11 @@ enum Requester {
         client: sshttp_client::Client,
         target: SocketAddr,
         vhost: String,
+    },
+    Https {
+        client: Box<HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, AnyBody>>,
+        target: SocketAddr,
+        server_name: String,
     },
 }
 
@@ -566,6 +614,17 @@ impl Requester {
                     .pool_max_idle_per_host(run.concurrency)
                     .build()?;
                 Self::Reqwest(client, run.target)
+            }
+            Mode::Https => {
+                let tls = &run.tls;
+                let (Some(ca), Some(cert), Some(key)) = (&tls.ca, &tls.cert, &tls.key) else {
+                    anyhow::bail!("--mode https needs --ca, --cert and --key");
+                };
+                Self::Https {
+                    client: Box::new(https_client(ca, cert, key, run.concurrency)?),
+                    target: run.target,
+                    server_name: tls.server_name.clone(),
+                }
             }
             Mode::Client => {
                 let client = sshttp_client::Client::builder()
@@ -653,6 +712,23 @@ impl Requester {
                 );
                 count(response.into_body()).await
             }
+            Self::Https {
+                client,
+                target,
+                server_name,
+            } => {
+                let request = Request::builder()
+                    .method(method)
+                    .uri(format!("https://{server_name}:{}{path}", target.port()))
+                    .body(body)?;
+                let response = client.request(request).await?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "status {}",
+                    response.status()
+                );
+                count(response.into_body()).await
+            }
             Self::Sshttp(connection) => {
                 let request = Request::builder()
                     .method(method)
@@ -716,19 +792,24 @@ async fn load(run: Run) -> anyhow::Result<()> {
             (requester.clone(), done.clone(), bytes.clone(), stop.clone());
         let (path, upload, limit) = (run.path.clone(), run.upload, run.requests);
         workers.spawn(async move {
+            // Each worker's latencies in microseconds, merged at the end: no lock per
+            // request.
+            let mut latencies = Histogram::<u64>::new(3)?;
             while !stop.load(Ordering::Relaxed) {
                 if let Some(limit) = limit
                     && done.fetch_add(1, Ordering::Relaxed) >= limit
                 {
                     break;
                 }
+                let sent = Instant::now();
                 let n = requester.request(&path, upload).await?;
+                latencies.saturating_record(sent.elapsed().as_micros() as u64);
                 bytes.fetch_add(n.max(upload.unwrap_or(0)), Ordering::Relaxed);
                 if limit.is_none() {
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            anyhow::Ok(())
+            anyhow::Ok(latencies)
         });
     }
     if run.requests.is_none() {
@@ -738,9 +819,11 @@ async fn load(run: Run) -> anyhow::Result<()> {
         }
         stop.store(true, Ordering::Relaxed);
     }
+    let mut latencies = Histogram::<u64>::new(3)?;
     while let Some(result) = workers.join_next().await {
-        result??;
+        latencies.add(result??)?;
     }
+    let percentile_ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1000.0;
     let elapsed = started.elapsed().as_secs_f64();
     let requests = match run.requests {
         Some(limit) => limit,
@@ -750,11 +833,15 @@ async fn load(run: Run) -> anyhow::Result<()> {
     // Closed loop: each worker has one request in flight, so this is the mean latency.
     let latency_ms = elapsed * 1000.0 * run.concurrency as f64 / requests as f64;
     println!(
-        "mode={:?} concurrency={} requests={requests} seconds={elapsed:.3} rps={:.0} mib_per_s={:.1} latency_ms={latency_ms:.2} warm_up_ms={:.2}",
+        "mode={:?} concurrency={} requests={requests} seconds={elapsed:.3} rps={:.0} mib_per_s={:.1} latency_ms={latency_ms:.2} p50_ms={:.3} p99_ms={:.3} p999_ms={:.3} max_ms={:.3} warm_up_ms={:.2}",
         run.mode,
         run.concurrency,
         requests as f64 / elapsed,
         bytes as f64 / elapsed / (1024.0 * 1024.0),
+        percentile_ms(0.5),
+        percentile_ms(0.99),
+        percentile_ms(0.999),
+        latencies.max() as f64 / 1000.0,
         warm_up.as_secs_f64() * 1000.0,
     );
     Ok(())
@@ -775,4 +862,77 @@ async fn report(done: &AtomicU64, started: Instant, deadline: Duration, every: D
         tick += every;
     }
     tokio::time::sleep_until(start + deadline).await;
+}
+
+/// A hyper client speaking HTTPS with a client certificate, trusting only `ca`.
+fn https_client(
+    ca: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    concurrency: usize,
+) -> anyhow::Result<HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, AnyBody>> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca)? {
+        roots.add(certificate?)?;
+    }
+    let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)?;
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(HttpClient::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency)
+        .build(connector))
+}
+
+/// Opens `count` authenticated SSH sessions to `target`, `parallel` handshakes at a
+/// time, each with a fresh Ed25519 key (the gateway caps connections per key), and
+/// holds them.
+async fn idle(target: SocketAddr, count: usize, parallel: usize) -> anyhow::Result<()> {
+    let config = Arc::new(russh::client::Config {
+        nodelay: true,
+        // Idle means idle: no keepalives from this side either.
+        inactivity_timeout: None,
+        ..russh::client::Config::default()
+    });
+    let gate = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let (config, gate) = (config.clone(), gate.clone());
+        opening.spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            let key =
+                russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)?;
+            let mut handle = russh::client::connect(config, target, AcceptAnyKey).await?;
+            let key = russh::keys::PrivateKeyWithHashAlg::new(Arc::new(key), None);
+            anyhow::ensure!(
+                handle
+                    .authenticate_publickey("bench", key)
+                    .await?
+                    .success(),
+                "the gateway refused the key"
+            );
+            anyhow::Ok(handle)
+        });
+    }
+    let mut held = Vec::with_capacity(count);
+    while let Some(result) = opening.join_next().await {
+        held.push(result??);
+    }
+    println!("held {} sessions", held.len());
+    std::future::pending::<()>().await;
+    Ok(())
 }
