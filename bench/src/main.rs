@@ -794,7 +794,7 @@ async fn load(run: Run) -> anyhow::Result<()> {
         workers.spawn(async move {
             // Each worker's latencies in microseconds, merged at the end: no lock per
             // request.
-            let mut latencies = Histogram::<u64>::new(3)?;
+            let mut latencies = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
             while !stop.load(Ordering::Relaxed) {
                 if let Some(limit) = limit
                     && done.fetch_add(1, Ordering::Relaxed) >= limit
@@ -819,7 +819,7 @@ async fn load(run: Run) -> anyhow::Result<()> {
         }
         stop.store(true, Ordering::Relaxed);
     }
-    let mut latencies = Histogram::<u64>::new(3)?;
+    let mut latencies = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     while let Some(result) = workers.join_next().await {
         latencies.add(result??)?;
     }

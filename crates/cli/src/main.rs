@@ -64,6 +64,10 @@ enum Command {
         /// Serve this directory in the demo instead of the built-in files.
         #[arg(long, value_name = "DIR")]
         static_dir: Option<PathBuf>,
+        /// Worker threads of the gateway's runtime [default: one per available core,
+        /// or TOKIO_WORKER_THREADS].
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
     },
     /// Run a local HTTP proxy that carries browser and curl traffic to gateways over SSH.
     ///
@@ -161,6 +165,11 @@ enum Command {
     },
 }
 
+// mimalloc rather than glibc's malloc: a profile of `sshttp serve` under small requests
+// spent 17% of its CPU in glibc's malloc and free (bench/RESULTS.md, issue 17).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let (method, request, body) = match cli.command {
@@ -169,14 +178,15 @@ fn main() -> anyhow::Result<ExitCode> {
             listen,
             state_dir,
             static_dir,
+            threads,
         } => {
-            init_logs("info");
-            let runtime = runtime()?;
+            let _logs = init_server_logs();
+            let runtime = server_runtime(threads)?;
             runtime.block_on(serve(config, listen, state_dir, static_dir))?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Proxy(args) => {
-            init_logs("info");
+            let _logs = init_server_logs();
             runtime()?.block_on(proxy::run(args))?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -207,6 +217,42 @@ fn main() -> anyhow::Result<ExitCode> {
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("starting the async runtime")
 }
+
+/// The runtime of a server: `threads` worker threads, or one per available core.
+fn server_runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        builder.worker_threads(threads.max(1));
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Logs on stderr, filtered by RUST_LOG, else `info`, written by a thread of their own:
+/// a server's worker threads queue each line (the access log is one per request) and
+/// never wait for the write, unless that thread falls 64k lines behind, when they wait
+/// rather than lose lines. The guard flushes what is queued when dropped.
+fn init_server_logs() -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(SERVER_LOG_QUEUE)
+        .thread_name("sshttp-log")
+        .finish(std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    guard
+}
+
+/// Log lines a server queues for its log thread before its workers wait for it.
+const SERVER_LOG_QUEUE: usize = 64 * 1024;
 
 /// Logs on stderr, filtered by RUST_LOG, else by `default`.
 fn init_logs(default: &str) {
