@@ -98,6 +98,7 @@ wait_port() {
 
 start http "${bin[@]}" http-server
 http=$addr
+http_pid=${pids[-1]}
 start sshttp "${bin[@]}" ssh-server --upstream "$http"
 sshttp=$addr
 start session "${bin[@]}" session-server
@@ -131,6 +132,7 @@ ssh -N -F /dev/null -i "$work/client_key" -p "$sshd_port" \
     -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
     -L "127.0.0.1:$tunnel_port:$http" "$(id -un)@127.0.0.1" &
 pids+=($!)
+ssh_l_pid=$!
 wait_port "$tunnel_port"
 tunnel=127.0.0.1:$tunnel_port
 # The same tunnel with the cipher sshttp prefers (OpenSSH prefers ChaCha20-Poly1305).
@@ -170,6 +172,7 @@ start local-proxy env HOME="$work" RUST_LOG=warn \
     --listen 127.0.0.1:0 --identity "$work/client_key" --no-agent -F none \
     --host-key "$gateway_key"
 local_proxy=$addr
+local_proxy_pid=${pids[-1]}
 # A link with a 50 ms round trip, in front of the gateway and of the upstream.
 delay_ms=25
 start relay-gateway "${bin[@]}" delay-relay --target "$gateway" --delay-ms "$delay_ms"
@@ -244,6 +247,14 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else '-')" "$1" "$2"; }
 
 
+# Clock ticks of CPU (user + system) the processes PIDS used so far.
+ticks() {
+    local total=0 pid
+    for pid in "$@"; do
+        [ -r "/proc/$pid/stat" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    echo "$total"
+}
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 gateway_pid() { pgrep -f "sshttp serve --config $work/gateway.toml" | head -n 1; }
 
@@ -263,6 +274,28 @@ if [ "$quick" = 1 ]; then
             note "small_get_c$c.$name" "$(field rps <<< "$out")"
             note "p999_ms_c$c.$name" "$(field p999_ms <<< "$out")"
         done
+    done
+    # CPU per small request at c=64, in each process of each path (not in the JSON):
+    # utime+stime of the servers from /proc, the load client's from `times`.
+    echo "CPU microseconds per small GET at c=64 (load client / middle / server / upstream):" >&2
+    for row in "ssh_l|http|$tunnel" "client|client|$gateway" "proxy|http|$local_proxy"; do
+        IFS='|' read -r name mode target <<< "$row"
+        gw=$(gateway_pid)
+        case $name in
+            ssh_l) middle=($ssh_l_pid); server=($(pgrep -x sshd)) ;;
+            client) middle=(); server=($gw) ;;
+            proxy) middle=($local_proxy_pid); server=($gw) ;;
+        esac
+        m0=$(ticks "${middle[@]}"); s0=$(ticks "${server[@]}"); u0=$(ticks "$http_pid")
+        out=$( { load --mode "$mode" --target "$target" --concurrency 64 --seconds "$seconds"; times; } )
+        m1=$(ticks "${middle[@]}"); s1=$(ticks "${server[@]}"); u1=$(ticks "$http_pid")
+        n=$(field requests <<< "$out")
+        # `times`: the last line is the children's user and system time, "XmY.YYYs XmY.YYYs".
+        own=$(tail -n 1 <<< "$out" | python3 -c "import re,sys; print(sum(int(m)*60+float(x) for m,x in re.findall(r'(\d+)m([\d.]+)s', sys.stdin.read())))")
+        tick=$(getconf CLK_TCK)
+        python3 -c "import sys; n=int(sys.argv[2]); t=int(sys.argv[7]); us=lambda d: round(d*1e6/n, 1)
+print(f'  {sys.argv[1]}: {us(float(sys.argv[3]))} / {us((int(sys.argv[4]))/t)} / {us(int(sys.argv[5])/t)} / {us(int(sys.argv[6])/t)}', file=sys.stderr)" \
+            "$name" "$n" "$own" "$((m1 - m0))" "$((s1 - s0))" "$((u1 - u0))" "$tick"
     done
     for kind in get post; do
         if [ "$kind" = get ]; then args=(--path "/bytes/$bulk" --requests 1); else args=(--upload "$bulk" --requests 1); fi
@@ -457,7 +490,7 @@ echo
 echo "The bench's HTTP/1.1 load client (keep-alive, one connection per request in flight) against"
 echo "the upstream directly, through \`ssh -L\`, and through \`sshttp proxy --to\` (reverse mode),"
 echo "which carries every local connection's requests as channels of one SSH session to"
-echo "\`sshttp serve\` (no access logs). Small GETs in requests per second, 256 MiB in MiB/s."
+echo "\`sshttp serve\` (its access log on). Small GETs in requests per second, 256 MiB in MiB/s."
 echo
 echo "| load | direct HTTP | OpenSSH -L | OpenSSH -L GCM | sshttp proxy | proxy / direct | proxy / -L | proxy / -L GCM |"
 echo "|---|---|---|---|---|---|---|---|"
@@ -470,4 +503,23 @@ for row in "GET c=1|--concurrency 1 --seconds $seconds|rps" "GET c=64|--concurre
     g=$(load --mode http --target "$tunnel_gcm" "${args[@]}" | field "$unit")
     p=$(load --mode http --target "$local_proxy" "${args[@]}" | field "$unit")
     echo "| $name | $d | $l | $g | $p | $(ratio "$p" "$d") | $(ratio "$p" "$l") | $(ratio "$p" "$g") |"
+done
+echo
+echo "## Public tools only: wrk"
+echo
+echo "wrk (one thread, keep-alive) against the plain HTTP ports of the upstream, OpenSSH \`ssh -L\`"
+echo "(default cipher) and \`sshttp proxy --to\` to \`sshttp serve\`: anyone can reproduce these"
+echo "with wrk, ssh and the sshttp binary. Requests per second, and latency percentiles in ms."
+echo
+echo "| connections | path | req/s | p50 | p99 |"
+echo "|---|---|---|---|---|"
+for c in 1 64; do
+    for row in "direct HTTP|$http" "OpenSSH -L|$tunnel" "sshttp proxy|$local_proxy"; do
+        IFS='|' read -r name target <<< "$row"
+        out=$(wrk -t1 -c"$c" -d"${seconds}s" --latency "http://$target/small")
+        rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
+        p50=$(awk '$1 == "50%" {print $2}' <<< "$out")
+        p99=$(awk '$1 == "99%" {print $2}' <<< "$out")
+        echo "| $c | $name | $rps | $p50 | $p99 |"
+    done
 done

@@ -919,10 +919,7 @@ async fn idle(target: SocketAddr, count: usize, parallel: usize) -> anyhow::Resu
             let mut handle = russh::client::connect(config, target, AcceptAnyKey).await?;
             let key = russh::keys::PrivateKeyWithHashAlg::new(Arc::new(key), None);
             anyhow::ensure!(
-                handle
-                    .authenticate_publickey("bench", key)
-                    .await?
-                    .success(),
+                handle.authenticate_publickey("bench", key).await?.success(),
                 "the gateway refused the key"
             );
             anyhow::Ok(handle)

@@ -563,26 +563,29 @@ impl Client {
             port: target.port,
             user: target.user.clone().or_else(|| config.user.clone()),
         };
+        let host = HeaderValue::from_str(&vhost).map_err(Error::builder)?;
         let (request_body, mut streamed) = prepare_body(&config.limits, &mut parts, body).await?;
         // A second attempt only when the first found the connection gone before the
         // gateway saw the request, and the body can be sent again.
         for attempt in 0..2 {
             let session = self.inner.pool.checkout(&key, || self.dial(&key)).await?;
             let permit = session.channel_permit().await;
-            let header = if connect {
-                Ok(None)
+            let header_id = if connect {
+                None
             } else {
-                session.header_for(&vhost).await.map(Some)
+                let header_id = session.header_if_open(&vhost);
+                // Until the vhost's header channel is open, the request names its vhost
+                // itself (header-id 0).
+                match header_id {
+                    None => parts.headers.insert(HOST, host.clone()),
+                    Some(_) => parts.headers.remove(HOST),
+                };
+                header_id
             };
-            let opened = match header {
-                Ok(header_id) => {
-                    session
-                        .connection()
-                        .open_request(header_id, &parts, request_body.clone())
-                        .await
-                }
-                Err(error) => Err(error),
-            };
+            let opened = session
+                .connection()
+                .open_request(header_id, &parts, request_body.clone())
+                .await;
             match opened {
                 Ok(opened) => {
                     let limits = config.limits.clone();

@@ -5,7 +5,7 @@
 //! connection and reused. A connection that has dropped is replaced on the next
 //! request; one left idle past the idle timeout is closed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -44,6 +44,8 @@ struct Slot {
 pub(crate) struct Session {
     connection: Connection,
     headers: Mutex<HashMap<String, Arc<OnceCell<NonZeroU32>>>>,
+    /// Vhosts whose header channel is being opened in the background.
+    opening: Mutex<HashSet<String>>,
     permits: Arc<Semaphore>,
     max_channels: usize,
     last_used: Mutex<Instant>,
@@ -84,6 +86,7 @@ impl Pool {
         let session = Arc::new(Session {
             connection,
             headers: Mutex::new(HashMap::new()),
+            opening: Mutex::new(HashSet::new()),
             permits: Arc::new(Semaphore::new(self.max_channels)),
             max_channels: self.max_channels,
             last_used: Mutex::new(Instant::now()),
@@ -128,6 +131,37 @@ impl Session {
                 return permit;
             }
         }
+    }
+
+    /// The id of `vhost`'s header channel if it is open. If it is not, starts opening
+    /// it in the background (once) and returns `None`: the caller sends this request
+    /// with `header-id` 0 and its own `host` field (spec §5.4, §6.5), rather than wait a round
+    /// trip for the confirmation, so that a cold request costs one round trip less.
+    pub(crate) fn header_if_open(self: &Arc<Self>, vhost: &str) -> Option<NonZeroU32> {
+        let cell = {
+            let mut headers = self.headers.lock().unwrap_or_else(|e| e.into_inner());
+            headers.entry(vhost.to_owned()).or_default().clone()
+        };
+        if let Some(id) = cell.get() {
+            return Some(*id);
+        }
+        let first = {
+            let mut opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
+            opening.insert(vhost.to_owned())
+        };
+        if first {
+            let (session, vhost) = (Arc::clone(self), vhost.to_owned());
+            tokio::spawn(async move {
+                if let Err(error) = session.header_for(&vhost).await {
+                    // Requests go on with their own host field, and the next one tries
+                    // again.
+                    tracing::debug!(vhost, "the vhost's header channel: {error}");
+                    let mut opening = session.opening.lock().unwrap_or_else(|e| e.into_inner());
+                    opening.remove(&vhost);
+                }
+            });
+        }
+        None
     }
 
     /// The id of `vhost`'s header channel, opened on first use.
