@@ -705,12 +705,7 @@ impl Requester {
                 }
                 let request = request.body(body)?;
                 let response = client.request(request).await?;
-                anyhow::ensure!(
-                    response.status().is_success(),
-                    "status {}",
-                    response.status()
-                );
-                count(response.into_body()).await
+                count_success(response).await
             }
             Self::Https {
                 client,
@@ -722,12 +717,7 @@ impl Requester {
                     .uri(format!("https://{server_name}:{}{path}", target.port()))
                     .body(body)?;
                 let response = client.request(request).await?;
-                anyhow::ensure!(
-                    response.status().is_success(),
-                    "status {}",
-                    response.status()
-                );
-                count(response.into_body()).await
+                count_success(response).await
             }
             Self::Sshttp(connection) => {
                 let request = Request::builder()
@@ -736,12 +726,7 @@ impl Requester {
                     .header("host", "bench.example")
                     .body(body)?;
                 let response = connection.send(None, request).await?;
-                anyhow::ensure!(
-                    response.status().is_success(),
-                    "status {}",
-                    response.status()
-                );
-                count(response.into_body()).await
+                count_success(response).await
             }
             Self::Session(handle) => {
                 let mut channel = handle.channel_open_session().await?;
@@ -758,6 +743,20 @@ impl Requester {
             }
         }
     }
+}
+
+/// The body size of a successful response; an error for any other status.
+async fn count_success<B>(response: Response<B>) -> anyhow::Result<u64>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    anyhow::ensure!(
+        response.status().is_success(),
+        "status {}",
+        response.status()
+    );
+    count(response.into_body()).await
 }
 
 async fn count<B>(mut body: B) -> anyhow::Result<u64>
