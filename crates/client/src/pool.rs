@@ -5,8 +5,9 @@
 //! connection and reused. A connection that has dropped is replaced on the next
 //! request; one left idle past the idle timeout is closed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -40,12 +41,18 @@ struct Slot {
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
 }
 
+/// A vhost's header channel on one session: its id once confirmed, and whether it is
+/// being opened in the background.
+#[derive(Default)]
+struct HeaderSlot {
+    id: OnceCell<NonZeroU32>,
+    opening: AtomicBool,
+}
+
 /// One SSH connection and what hangs off it.
 pub(crate) struct Session {
     connection: Connection,
-    headers: Mutex<HashMap<String, Arc<OnceCell<NonZeroU32>>>>,
-    /// Vhosts whose header channel is being opened in the background.
-    opening: Mutex<HashSet<String>>,
+    headers: Mutex<HashMap<String, Arc<HeaderSlot>>>,
     permits: Arc<Semaphore>,
     max_channels: usize,
     last_used: Mutex<Instant>,
@@ -86,7 +93,6 @@ impl Pool {
         let session = Arc::new(Session {
             connection,
             headers: Mutex::new(HashMap::new()),
-            opening: Mutex::new(HashSet::new()),
             permits: Arc::new(Semaphore::new(self.max_channels)),
             max_channels: self.max_channels,
             last_used: Mutex::new(Instant::now()),
@@ -138,26 +144,18 @@ impl Session {
     /// with `header-id` 0 and its own `host` field (spec §5.4, §6.5), rather than wait a round
     /// trip for the confirmation, so that a cold request costs one round trip less.
     pub(crate) fn header_if_open(self: &Arc<Self>, vhost: &str) -> Option<NonZeroU32> {
-        let cell = {
-            let mut headers = self.headers.lock().unwrap_or_else(|e| e.into_inner());
-            headers.entry(vhost.to_owned()).or_default().clone()
-        };
-        if let Some(id) = cell.get() {
+        let slot = self.header_slot(vhost);
+        if let Some(id) = slot.id.get() {
             return Some(*id);
         }
-        let first = {
-            let mut opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
-            opening.insert(vhost.to_owned())
-        };
-        if first {
+        if !slot.opening.swap(true, Ordering::AcqRel) {
             let (session, vhost) = (Arc::clone(self), vhost.to_owned());
             tokio::spawn(async move {
                 if let Err(error) = session.header_for(&vhost).await {
                     // Requests go on with their own host field, and the next one tries
                     // again.
                     tracing::debug!(vhost, "the vhost's header channel: {error}");
-                    let mut opening = session.opening.lock().unwrap_or_else(|e| e.into_inner());
-                    opening.remove(&vhost);
+                    slot.opening.store(false, Ordering::Release);
                 }
             });
         }
@@ -166,11 +164,9 @@ impl Session {
 
     /// The id of `vhost`'s header channel, opened on first use.
     pub(crate) async fn header_for(&self, vhost: &str) -> Result<NonZeroU32, Error> {
-        let cell = {
-            let mut headers = self.headers.lock().unwrap_or_else(|e| e.into_inner());
-            headers.entry(vhost.to_owned()).or_default().clone()
-        };
-        let id = cell
+        let slot = self.header_slot(vhost);
+        let id = slot
+            .id
             .get_or_try_init(|| async {
                 let host = HeaderValue::from_str(vhost).map_err(Error::builder)?;
                 let defaults = HeaderList::new().with(http::header::HOST, host);
@@ -180,6 +176,11 @@ impl Session {
             })
             .await?;
         Ok(*id)
+    }
+
+    fn header_slot(&self, vhost: &str) -> Arc<HeaderSlot> {
+        let mut headers = self.headers.lock().unwrap_or_else(|e| e.into_inner());
+        headers.entry(vhost.to_owned()).or_default().clone()
     }
 
     fn touch(&self) {

@@ -161,7 +161,7 @@ pub(crate) struct IdentityClaims<'a> {
     pub subject: Option<&'a str>,
     /// `sshttp_user`: the SSH user name. Omitted when `auth` is `none`: nothing vouches
     /// for an unauthenticated name (spec/protocol.md §13.1 omits `sshttp-user` too).
-    pub(crate) user: &'a str,
+    pub user: &'a str,
     /// `sshttp_auth`: `none`, `publickey` or `certificate`.
     pub auth: &'a str,
     /// `sshttp_key_algorithm`: the key type name, e.g. `ssh-ed25519`.
@@ -407,14 +407,14 @@ impl AssertionSigner {
         self.inner.jwks.clone()
     }
 
-    #[cfg(test)]
     /// The key id: the RFC 7638 SHA-256 thumbprint of the public key, base64url.
+    #[cfg(test)]
     pub(crate) fn kid(&self) -> &str {
         &self.inner.kid
     }
 
-    #[cfg(test)]
     /// The signature algorithm.
+    #[cfg(test)]
     pub(crate) fn algorithm(&self) -> AssertionAlgorithm {
         self.inner.algorithm
     }

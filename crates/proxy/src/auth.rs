@@ -51,7 +51,7 @@ pub(crate) enum Credential<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Attempt<'a> {
     /// The SSH user name the client asked for.
-    pub(crate) user: &'a str,
+    pub user: &'a str,
     /// What it presented.
     pub credential: Credential<'a>,
     /// The client's address (for `from=` and `source-address`).

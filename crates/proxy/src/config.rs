@@ -304,12 +304,15 @@ impl Config {
                 .iter()
                 .any(|other: &VhostConfig| other.name == vhost.name)
             {
-                return Err(invalid(format!("vhost {:?} is defined twice", vhost.name)));
+                return Err(Error::invalid(format!(
+                    "vhost {:?} is defined twice",
+                    vhost.name
+                )));
             }
             vhosts.push(vhost);
         }
         if vhosts.is_empty() {
-            return Err(invalid(
+            return Err(Error::invalid(
                 "no [[vhost]]: a gateway needs at least one virtual host".to_owned(),
             ));
         }
@@ -317,7 +320,7 @@ impl Config {
         if let Some(name) = &default_vhost
             && !vhosts.iter().any(|vhost| &vhost.name == name)
         {
-            return Err(invalid(format!(
+            return Err(Error::invalid(format!(
                 "default_vhost {name:?} is not one of the [[vhost]] names"
             )));
         }
@@ -328,7 +331,7 @@ impl Config {
                     (Some(key), _) => resolve(key),
                     (None, Some(dir)) => dir.join("identity-assertion.pem"),
                     (None, None) => {
-                        return Err(invalid(
+                        return Err(Error::invalid(
                             "[identity_assertion] needs `key` or a `state_dir` to keep its key in"
                                 .to_owned(),
                         ));
@@ -348,7 +351,7 @@ impl Config {
         if assertion.is_none()
             && let Some(vhost) = vhosts.iter().find(|vhost| vhost.identity_assertion)
         {
-            return Err(invalid(format!(
+            return Err(Error::invalid(format!(
                 "vhost {:?} sets identity_assertion but there is no [identity_assertion] section",
                 vhost.name
             )));
@@ -357,7 +360,7 @@ impl Config {
         let host_certificates: Vec<PathBuf> =
             file.host_certificates.into_iter().map(&resolve).collect();
         if host_keys.is_empty() && state_dir.is_none() {
-            return Err(invalid(
+            return Err(Error::invalid(
                 "set host_keys, or state_dir for a generated host key".to_owned(),
             ));
         }
@@ -425,20 +428,16 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 2222))
 }
 
-fn invalid(message: String) -> Error {
-    Error::invalid(message)
-}
-
 impl VhostConfig {
     fn from_file(file: VhostFile, resolve: &impl Fn(PathBuf) -> PathBuf) -> Result<Self, Error> {
         let name = file.name.to_ascii_lowercase();
         if name.is_empty() || host_name(&name) != name || name.contains(['/', ' ']) {
-            return Err(invalid(format!(
+            return Err(Error::invalid(format!(
                 "vhost name {:?} is not a host name (no port, scheme or path)",
                 file.name
             )));
         }
-        let context = |message: String| invalid(format!("vhost {name:?}: {message}"));
+        let context = |message: String| Error::invalid(format!("vhost {name:?}: {message}"));
         let upstream = if file.upstream == "demo" {
             Upstream::Demo {
                 static_dir: file.static_dir.map(resolve),
@@ -617,7 +616,7 @@ impl LimitsFile {
             ),
         ] {
             if value == 0 {
-                return Err(invalid(format!("limits.{name} must be at least 1")));
+                return Err(Error::invalid(format!("limits.{name} must be at least 1")));
             }
         }
         for (name, value) in [
@@ -629,12 +628,12 @@ impl LimitsFile {
             ("body_idle_timeout_secs", connections.body_idle_timeout),
         ] {
             if value.is_zero() {
-                return Err(invalid(format!("limits.{name} must be at least 1")));
+                return Err(Error::invalid(format!("limits.{name} must be at least 1")));
             }
         }
         if gateway.upstream_response_timeout.is_zero() || gateway.upstream_connect_timeout.is_zero()
         {
-            return Err(invalid(
+            return Err(Error::invalid(
                 "upstream timeouts must be at least 1 second".to_owned(),
             ));
         }

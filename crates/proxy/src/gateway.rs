@@ -566,8 +566,7 @@ impl Gateway {
         let mut host_keys = Vec::new();
         if config.host_keys.is_empty() {
             let Some(dir) = &config.state_dir else {
-                let message = "no host_keys and no state_dir".to_owned();
-                return Err(Error::invalid(message));
+                return Err(Error::invalid("no host_keys and no state_dir"));
             };
             crate::files::create_private_dir(dir)
                 .map_err(Error::io(format!("creating {}", dir.display())))?;
@@ -586,8 +585,7 @@ impl Gateway {
             }
         }
         let Some(first_key) = host_keys.first() else {
-            let message = "no host key".to_owned();
-            return Err(Error::invalid(message));
+            return Err(Error::invalid("no host key"));
         };
         let issuer = first_key.fingerprint();
         let mut demos = DemoUpstreams {
