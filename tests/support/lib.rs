@@ -498,3 +498,135 @@ pub async fn body_outcome_upstream() -> (
     .await;
     (upstream, arrived, outcomes)
 }
+
+/// How long a command of a test may run before the test calls it hung.
+pub const COMMAND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// OpenSSH's `ssh`, `scp` and `sftp` with a fresh key, trusting `gateway`.
+pub struct OpenSsh {
+    /// Holds the key (`id`) and `known_hosts`.
+    pub dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OpenSsh {
+    /// A fresh key, and `known_hosts` trusting `gateway`.
+    pub fn new(gateway: &Gateway) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        ssh_keygen(dir.path(), "id", "");
+        let known = format!(
+            "[127.0.0.1]:{} {}\n",
+            gateway.addr.port(),
+            gateway.host_public_key
+        );
+        std::fs::write(dir.path().join("known_hosts"), known).unwrap();
+        Self {
+            dir,
+            port: gateway.addr.port(),
+        }
+    }
+
+    /// The options every command gets: no config file, batch mode, this key only.
+    pub fn options(&self) -> Vec<String> {
+        let known = self.dir.path().join("known_hosts");
+        let id: std::path::PathBuf = self.dir.path().join("id");
+        [
+            "-F".to_owned(),
+            "/dev/null".to_owned(),
+            "-o".to_owned(),
+            "BatchMode=yes".to_owned(),
+            "-o".to_owned(),
+            "StrictHostKeyChecking=yes".to_owned(),
+            "-o".to_owned(),
+            format!("UserKnownHostsFile={}", known.display()),
+            "-o".to_owned(),
+            "IdentitiesOnly=yes".to_owned(),
+            "-i".to_owned(),
+            id.display().to_string(),
+        ]
+        .into()
+    }
+
+    /// `ssh -T` to the gateway as alice, running `args`.
+    pub fn ssh(&self, args: &[&str]) -> std::process::Command {
+        self.ssh_with(&[], args)
+    }
+
+    /// `ssh` with extra `options` before the destination.
+    pub fn ssh_with(&self, options: &[&str], args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new("ssh");
+        command
+            .args(["-T", "-p", &self.port.to_string()])
+            .args(self.options())
+            .args(options)
+            .arg("alice@127.0.0.1")
+            .args(args);
+        command
+    }
+
+    /// `scp` of the gateway's `remote` to `local`.
+    pub fn scp(
+        &self,
+        extra: &[&str],
+        remote: &str,
+        local: &std::path::Path,
+    ) -> std::process::Command {
+        let mut command = std::process::Command::new("scp");
+        command
+            .args(["-P", &self.port.to_string()])
+            .args(self.options())
+            .args(extra)
+            .arg(format!("alice@127.0.0.1:{remote}"))
+            .arg(local);
+        command
+    }
+
+    /// `sftp` in batch mode reading its commands from standard input.
+    pub fn sftp(&self) -> std::process::Command {
+        let mut command = std::process::Command::new("sftp");
+        command
+            .args(["-P", &self.port.to_string(), "-b", "-"])
+            .args(self.options())
+            .arg("alice@127.0.0.1");
+        command
+    }
+}
+
+/// Runs `command` to its end, failing the test if it has not ended by itself within
+/// [`COMMAND_PATIENCE`] (it hung): its exit code and standard error.
+pub async fn finishes(mut command: std::process::Command) -> (Option<i32>, String) {
+    tokio::task::spawn_blocking(move || {
+        let child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot run {command:?}: {error} (.ci/run installs OpenSSH)")
+            });
+        wait_within(child)
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits for `child` for at most [`COMMAND_COMMAND_PATIENCE`]: its exit code and standard
+/// error; kills it and fails the test if it hung.
+pub fn wait_within(mut child: std::process::Child) -> (Option<i32>, String) {
+    let deadline = std::time::Instant::now() + COMMAND_PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                std::io::Read::read_to_string(&mut pipe, &mut stderr).unwrap();
+            }
+            return (status.code(), stderr);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the command hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

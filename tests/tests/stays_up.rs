@@ -15,7 +15,6 @@
 )]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +22,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use sshttp_tests::{Gateway, PatternBody, Upstream, client, get, ssh_keygen, text};
+use sshttp_tests::{
+    Gateway, OpenSsh, PatternBody, Upstream, client, finishes, get, ssh_keygen, text, wait_within,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Notify, mpsc};
@@ -415,103 +416,6 @@ async fn a_reader_that_grants_no_window_is_reset() {
 // Items 5 and 6 with stock OpenSSH: every want-reply answered, and the exec path held
 // to the limits of a method channel.
 
-/// OpenSSH's `ssh`, `scp` and `sftp` with a fresh key, trusting `gateway`.
-struct OpenSsh {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl OpenSsh {
-    fn new(gateway: &Gateway) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        ssh_keygen(dir.path(), "id", "");
-        let known = format!(
-            "[127.0.0.1]:{} {}\n",
-            gateway.addr.port(),
-            gateway.host_public_key
-        );
-        std::fs::write(dir.path().join("known_hosts"), known).unwrap();
-        Self {
-            dir,
-            port: gateway.addr.port(),
-        }
-    }
-
-    fn options(&self) -> Vec<String> {
-        let known = self.dir.path().join("known_hosts");
-        let id: PathBuf = self.dir.path().join("id");
-        [
-            "-F".to_owned(),
-            "/dev/null".to_owned(),
-            "-o".to_owned(),
-            "BatchMode=yes".to_owned(),
-            "-o".to_owned(),
-            "StrictHostKeyChecking=yes".to_owned(),
-            "-o".to_owned(),
-            format!("UserKnownHostsFile={}", known.display()),
-            "-o".to_owned(),
-            "IdentitiesOnly=yes".to_owned(),
-            "-i".to_owned(),
-            id.display().to_string(),
-        ]
-        .into()
-    }
-
-    fn ssh(&self, args: &[&str]) -> Command {
-        self.ssh_with(&[], args)
-    }
-
-    /// `ssh` with extra `options` before the destination.
-    fn ssh_with(&self, options: &[&str], args: &[&str]) -> Command {
-        let mut command = Command::new("ssh");
-        command
-            .args(["-T", "-p", &self.port.to_string()])
-            .args(self.options())
-            .args(options)
-            .arg("alice@127.0.0.1")
-            .args(args);
-        command
-    }
-
-    fn scp(&self, extra: &[&str], remote: &str, local: &Path) -> Command {
-        let mut command = Command::new("scp");
-        command
-            .args(["-P", &self.port.to_string()])
-            .args(self.options())
-            .args(extra)
-            .arg(format!("alice@127.0.0.1:{remote}"))
-            .arg(local);
-        command
-    }
-
-    fn sftp(&self) -> Command {
-        let mut command = Command::new("sftp");
-        command
-            .args(["-P", &self.port.to_string(), "-b", "-"])
-            .args(self.options())
-            .arg("alice@127.0.0.1");
-        command
-    }
-}
-
-/// Runs `command` to its end, failing the test if it has not ended by itself within
-/// [`PATIENCE`] (it hung): its exit code and standard error.
-async fn finishes(mut command: Command) -> (Option<i32>, String) {
-    tokio::task::spawn_blocking(move || {
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!("cannot run {command:?}: {error} (.ci/run installs OpenSSH)")
-            });
-        wait_within(child)
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn scp_and_sftp_are_refused_at_once_instead_of_hanging() {
     let upstream = hello().await;
@@ -679,24 +583,6 @@ async fn the_exec_path_abandons_a_stalled_stdin_or_a_client_that_grants_no_windo
 }
 
 /// Waits for `child` to exit by itself within [`PATIENCE`]: its exit code and stderr.
-fn wait_within(mut child: std::process::Child) -> (Option<i32>, String) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            if let Some(mut pipe) = child.stderr.take() {
-                std::io::Read::read_to_string(&mut pipe, &mut stderr).unwrap();
-            }
-            return (status.code(), stderr);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the command hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[tokio::test]
 async fn running_commands_count_against_the_requests_per_connection() {

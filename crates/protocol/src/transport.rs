@@ -66,6 +66,45 @@ pub const CIPHERS: &[&str] = &[
     "aes128-ctr",
 ];
 
+// ---- The gateway's algorithm policy (spec §17.14), `[algorithms]` of its config ----
+
+/// Key exchanges a gateway offers by default, most preferred first: ML-KEM-768 with
+/// X25519 (post-quantum, OpenSSH 9.9 and later), then X25519 for older clients. No
+/// finite-field Diffie-Hellman and no SHA-1.
+pub const SERVER_KEX: &[&str] = &[
+    "mlkem768x25519-sha256",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+];
+
+/// Host key signature algorithms a gateway offers by default; of these, only the ones
+/// its host keys can make are advertised (`rsa-sha2-*` only with an RSA host key).
+/// Never `ssh-rsa`, whose signatures are SHA-1.
+pub const SERVER_HOST_KEY_ALGORITHMS: &[&str] = &[
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+];
+
+/// Ciphers a gateway offers by default: authenticated encryption only (no CBC, no
+/// CTR with a separate MAC).
+pub const SERVER_CIPHERS: &[&str] = &[
+    "chacha20-poly1305@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-gcm@openssh.com",
+];
+
+/// MACs a gateway offers by default: encrypt-then-MAC with SHA-2 only. The default
+/// ciphers carry their own authentication, so these apply only to a cipher an operator
+/// adds.
+pub const SERVER_MACS: &[&str] = &[
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+];
+
 /// The transport settings in force; `Transport::default()` holds the constants above.
 /// Set some and keep the rest with `Transport { window_size: …, ..Transport::default() }`.
 #[derive(Debug, Clone, PartialEq, Eq)]

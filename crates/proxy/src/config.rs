@@ -5,21 +5,24 @@
 //! directory; [`Config::demo`] is what `sshttp serve` runs with no file.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use sshttp_protocol::{Limits, host_name};
+pub use sshttp_ssh::Algorithms;
 
 pub use crate::assertion::AssertionAlgorithm;
 use crate::error::{Error, ErrorKind};
 pub use crate::limits::{
     DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_IDLE_SESSION_TIMEOUT, DEFAULT_LOGIN_GRACE,
     DEFAULT_MAX_AUTH_TRIES, DEFAULT_MAX_CHANNELS_PER_CONNECTION, DEFAULT_MAX_CONNECTIONS_PER_KEY,
-    DEFAULT_MAX_HEADER_CHANNELS, DEFAULT_MAX_REQUEST_BODY_BYTES, DEFAULT_MAX_UNAUTHENTICATED,
-    DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE, DEFAULT_MAX_UPSTREAM_REQUESTS, DEFAULT_SHUTDOWN_GRACE,
-    DEFAULT_UPSTREAM_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_IDLE_PER_HOST,
-    DEFAULT_UPSTREAM_IDLE_TIMEOUT, DEFAULT_UPSTREAM_RESPONSE_TIMEOUT,
+    DEFAULT_MAX_HEADER_CHANNELS, DEFAULT_MAX_IN_FLIGHT_PER_KEY, DEFAULT_MAX_REQUEST_BODY_BYTES,
+    DEFAULT_MAX_UNAUTHENTICATED, DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE,
+    DEFAULT_MAX_UPSTREAM_REQUESTS, DEFAULT_SHUTDOWN_GRACE, DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+    DEFAULT_UPSTREAM_IDLE_PER_HOST, DEFAULT_UPSTREAM_IDLE_TIMEOUT,
+    DEFAULT_UPSTREAM_RESPONSE_TIMEOUT,
 };
 
 /// Where `sshttp serve` listens without configuration.
@@ -47,6 +50,8 @@ pub struct Config {
     pub assertion: Option<AssertionConfig>,
     /// Where Prometheus metrics are served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The SSH algorithms offered (`[algorithms]`; spec §17.14).
+    pub algorithms: Algorithms,
 }
 
 /// The caps and deadlines on connections (spec §11.2).
@@ -135,6 +140,52 @@ pub struct VhostConfig {
     pub auth: AuthConfig,
     /// Whether requests carry a signed identity assertion.
     pub identity_assertion: bool,
+    /// Per-caller request limits.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// A vhost's per-caller request limits (`[vhost.rate_limit]`, spec §11.3). A caller
+/// is a key fingerprint, a certificate key id (`auth = "user-ca"`), or a source
+/// address (`auth = "none"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitConfig {
+    /// Requests per second a caller may make on average, from
+    /// [`MIN_REQUESTS_PER_SECOND`] to [`MAX_REQUESTS_PER_SECOND`] (`0.5`: one every
+    /// two seconds); `None`, the default: no rate limit.
+    pub requests_per_second: Option<f64>,
+    /// Requests a caller may make at once before the rate applies (`burst`); `None`:
+    /// the rate rounded up, at least 1.
+    pub burst: Option<NonZeroU32>,
+    /// See [`DEFAULT_MAX_IN_FLIGHT_PER_KEY`] (`max_in_flight`).
+    pub max_in_flight: usize,
+}
+
+/// The slowest rate `requests_per_second` may set: one request a day.
+pub const MIN_REQUESTS_PER_SECOND: f64 = 1.0 / 86_400.0;
+/// The fastest rate `requests_per_second` may set.
+pub const MAX_REQUESTS_PER_SECOND: f64 = 1_000_000.0;
+
+impl RateLimitConfig {
+    /// The burst in force: `burst`, or the rate rounded up, at least 1.
+    pub fn burst_or_default(&self) -> NonZeroU32 {
+        self.burst.unwrap_or_else(|| {
+            let rate = self.requests_per_second.unwrap_or(1.0).ceil();
+            // The rate is at most MAX_REQUESTS_PER_SECOND, well inside u32.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let rounded = rate as u32;
+            NonZeroU32::new(rounded).unwrap_or(NonZeroU32::MIN)
+        })
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: None,
+            burst: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT_PER_KEY,
+        }
+    }
 }
 
 /// Where a vhost's requests go.
@@ -203,6 +254,34 @@ struct File {
     limits: LimitsFile,
     identity_assertion: Option<AssertionFile>,
     metrics: Option<MetricsFile>,
+    #[serde(default)]
+    algorithms: AlgorithmsFile,
+}
+
+/// `[algorithms]`: each list, if given, replaces the default one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlgorithmsFile {
+    kex: Option<Vec<String>>,
+    host_keys: Option<Vec<String>>,
+    ciphers: Option<Vec<String>>,
+    macs: Option<Vec<String>>,
+}
+
+impl AlgorithmsFile {
+    fn resolve(self) -> Result<Algorithms, Error> {
+        let defaults = Algorithms::default();
+        let algorithms = Algorithms {
+            kex: self.kex.unwrap_or(defaults.kex),
+            host_keys: self.host_keys.unwrap_or(defaults.host_keys),
+            ciphers: self.ciphers.unwrap_or(defaults.ciphers),
+            macs: self.macs.unwrap_or(defaults.macs),
+        };
+        algorithms
+            .preferred()
+            .map_err(|error| Error::invalid(format!("[algorithms]: {error}")))?;
+        Ok(algorithms)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +299,46 @@ struct VhostFile {
     #[serde(default)]
     identity_assertion: bool,
     static_dir: Option<PathBuf>,
+    #[serde(default)]
+    rate_limit: RateLimitFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitFile {
+    requests_per_second: Option<f64>,
+    burst: Option<u32>,
+    max_in_flight: Option<usize>,
+}
+
+impl RateLimitFile {
+    fn resolve(self) -> Result<RateLimitConfig, String> {
+        let requests_per_second = match self.requests_per_second {
+            Some(rate) if !(MIN_REQUESTS_PER_SECOND..=MAX_REQUESTS_PER_SECOND).contains(&rate) => {
+                return Err(format!(
+                    "rate_limit.requests_per_second = {rate} is outside {MIN_REQUESTS_PER_SECOND:.6} (one a day) to {MAX_REQUESTS_PER_SECOND} (leave it out for no rate limit)"
+                ));
+            }
+            rate => rate,
+        };
+        let burst = match self.burst {
+            Some(0) => return Err("rate_limit.burst must be at least 1".to_owned()),
+            burst => burst.and_then(NonZeroU32::new),
+        };
+        if burst.is_some() && requests_per_second.is_none() {
+            return Err("rate_limit.burst needs rate_limit.requests_per_second".to_owned());
+        }
+        let max_in_flight = match self.max_in_flight {
+            Some(0) => return Err("rate_limit.max_in_flight must be at least 1".to_owned()),
+            Some(max) => max,
+            None => DEFAULT_MAX_IN_FLIGHT_PER_KEY,
+        };
+        Ok(RateLimitConfig {
+            requests_per_second,
+            burst,
+            max_in_flight,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -365,6 +484,7 @@ impl Config {
             ));
         }
         let (limits, gateway) = file.limits.resolve()?;
+        let algorithms = file.algorithms.resolve()?;
         let listen = if file.listen.is_empty() {
             vec![default_listen()]
         } else {
@@ -381,6 +501,7 @@ impl Config {
             gateway,
             assertion,
             metrics_listen: file.metrics.map(|metrics| metrics.listen),
+            algorithms,
         })
     }
 
@@ -398,11 +519,13 @@ impl Config {
                 upstream: Upstream::Demo { static_dir },
                 auth: AuthConfig::AnyKey,
                 identity_assertion: false,
+                rate_limit: RateLimitConfig::default(),
             }],
             limits: Limits::default(),
             gateway: GatewayLimits::default(),
             assertion: None,
             metrics_listen: None,
+            algorithms: Algorithms::default(),
         }
     }
 
@@ -512,11 +635,13 @@ impl VhostConfig {
                 "authorized_keys only applies to auth = \"authorized-keys\"".to_owned(),
             ));
         }
+        let rate_limit = file.rate_limit.resolve().map_err(context)?;
         Ok(Self {
             name,
             upstream,
             auth,
             identity_assertion: file.identity_assertion,
+            rate_limit,
         })
     }
 }
@@ -767,5 +892,70 @@ mod tests {
         let port =
             "state_dir = \"/s\"\n[[vhost]]\nname = \"a:80\"\nupstream = \"demo\"\nauth = \"none\"";
         assert!(error_of(port).contains("not a host name"));
+    }
+
+    const ONE_VHOST: &str =
+        "state_dir = \"/s\"\n[[vhost]]\nname = \"a\"\nupstream = \"demo\"\nauth = \"any-key\"\n";
+
+    #[test]
+    fn a_vhost_rate_limit_is_off_by_default_and_checked_when_set() {
+        let config = Config::parse(ONE_VHOST, Path::new("/")).unwrap();
+        let limits = &config.vhosts[0].rate_limit;
+        assert_eq!(limits, &RateLimitConfig::default());
+        assert_eq!(limits.requests_per_second, None);
+        assert_eq!(limits.max_in_flight, DEFAULT_MAX_IN_FLIGHT_PER_KEY);
+
+        let text = format!(
+            "{ONE_VHOST}[vhost.rate_limit]\nrequests_per_second = 0.5\nmax_in_flight = 4\n"
+        );
+        let config = Config::parse(&text, Path::new("/")).unwrap();
+        let limits = &config.vhosts[0].rate_limit;
+        assert_eq!(limits.requests_per_second, Some(0.5));
+        assert_eq!(limits.burst_or_default().get(), 1, "the rate rounded up");
+        assert_eq!(limits.max_in_flight, 4);
+        // An integer rate is a rate too.
+        let text = format!("{ONE_VHOST}[vhost.rate_limit]\nrequests_per_second = 20\n");
+        let config = Config::parse(&text, Path::new("/")).unwrap();
+        assert_eq!(config.vhosts[0].rate_limit.burst_or_default().get(), 20);
+
+        for (table, expected) in [
+            ("requests_per_second = 0", "is outside"),
+            ("requests_per_second = -1", "is outside"),
+            ("requests_per_second = 2e6", "is outside"),
+            ("requests_per_second = nan", "is outside"),
+            ("burst = 5", "burst needs rate_limit.requests_per_second"),
+            (
+                "requests_per_second = 1\nburst = 0",
+                "burst must be at least 1",
+            ),
+            ("max_in_flight = 0", "max_in_flight must be at least 1"),
+            ("per_minute = 5", "unknown field"),
+        ] {
+            let text = format!("{ONE_VHOST}[vhost.rate_limit]\n{table}\n");
+            let error = error_of(&text);
+            assert!(error.contains(expected), "{table}: {error}");
+            assert!(
+                error.contains("vhost \"a\"") || expected == "unknown field",
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn algorithms_replace_the_modern_defaults_list_by_list_and_unknown_names_are_refused() {
+        let config = Config::parse(ONE_VHOST, Path::new("/")).unwrap();
+        assert_eq!(config.algorithms, Algorithms::default());
+        let text = format!("{ONE_VHOST}[algorithms]\nciphers = [\"aes256-gcm@openssh.com\"]\n");
+        let config = Config::parse(&text, Path::new("/")).unwrap();
+        assert_eq!(config.algorithms.ciphers, ["aes256-gcm@openssh.com"]);
+        assert_eq!(config.algorithms.kex, Algorithms::default().kex);
+        let text = format!("{ONE_VHOST}[algorithms]\nmacs = [\"hmac-md5\"]\n");
+        let error = error_of(&text);
+        assert!(
+            error.contains("[algorithms]: MAC \"hmac-md5\" is not one"),
+            "{error}"
+        );
+        let text = format!("{ONE_VHOST}[algorithms]\nkex = []\n");
+        assert!(error_of(&text).contains("key exchange algorithms is empty"));
     }
 }

@@ -43,6 +43,7 @@ use crate::ssh::{self, ServerConfig};
 use crate::upstream::{GatewayBody, UpstreamClient, error_response};
 
 mod policy;
+mod rate;
 
 pub use crate::limits::SESSION_FLUSH;
 
@@ -55,6 +56,7 @@ struct Vhost {
     policy: Policy,
     upstream: UpstreamClient,
     identity_assertion: bool,
+    limits: rate::KeyLimits,
 }
 
 /// The loaded configuration: policies read, upstream clients built. Replaced whole on
@@ -113,6 +115,7 @@ impl Site {
                     policy,
                     upstream,
                     identity_assertion: vhost.identity_assertion,
+                    limits: rate::KeyLimits::new(vhost.rate_limit.clone()),
                 }),
             );
         }
@@ -581,6 +584,12 @@ impl Gateway {
             for path in &config.host_keys {
                 let key = KeyPair::load(path)
                     .map_err(Error::io(format!("host key {}", path.display())))?;
+                if key.is_rsa() {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "an RSA host key: the rsa crate's private-key operations are not constant-time (RUSTSEC-2023-0071), and every key exchange a client starts signs with it; prefer an Ed25519 host key"
+                    );
+                }
                 host_keys.push(key);
             }
         }
@@ -633,6 +642,7 @@ impl Gateway {
             server.host_certificates.push(certificate);
         }
         server.limits = config.limits.clone();
+        server.algorithms = config.algorithms.clone();
         server.max_channels_per_connection = config.gateway.max_channels_per_connection;
         server.max_header_channels = config.gateway.max_header_channels;
         server.connections = config.gateway.connections.clone();

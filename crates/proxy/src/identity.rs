@@ -72,6 +72,23 @@ pub struct CallerIdentity {
 }
 
 impl CallerIdentity {
+    /// Whose connections and requests the per-caller limits count together
+    /// (`max_connections_per_key`, `[vhost.rate_limit]`): a certificate's key id, a
+    /// key's fingerprint, or an anonymous caller's source address (`peer`, the
+    /// connection's, when the identity does not carry one).
+    pub(crate) fn limit_key(&self, peer: Option<SocketAddr>) -> String {
+        if let Some(certificate) = &self.certificate {
+            format!("certificate key id {}", certificate.key_id)
+        } else if let Some(fingerprint) = &self.key_fingerprint {
+            fingerprint.clone()
+        } else {
+            match self.peer.or(peer) {
+                Some(peer) => format!("anonymous from {}", peer.ip()),
+                None => "anonymous".to_owned(),
+            }
+        }
+    }
+
     /// The identity a vhost sees: what its policy admitted. A public vhost sees an
     /// anonymous caller even if the connection presented a key; a key policy sees the
     /// key, not the certificate it came in.
@@ -197,6 +214,34 @@ mod tests {
             }),
             peer: Some("[2001:db8::17]:50122".parse().unwrap()),
         }
+    }
+
+    #[test]
+    fn per_caller_limits_count_a_certificate_by_key_id_a_key_by_fingerprint_anonymous_by_address() {
+        let certified = alice();
+        assert_eq!(certified.limit_key(None), "certificate key id a%b");
+        let keyed = CallerIdentity {
+            certificate: None,
+            ..alice()
+        };
+        assert_eq!(keyed.limit_key(None), "SHA256:abc");
+        let anonymous = CallerIdentity {
+            key_fingerprint: None,
+            certificate: None,
+            ..alice()
+        };
+        // The port is not part of it: every connection from one address counts together.
+        assert_eq!(anonymous.limit_key(None), "anonymous from 2001:db8::17");
+        let elsewhere: SocketAddr = "192.0.2.7:4000".parse().unwrap();
+        let without_peer = CallerIdentity {
+            peer: None,
+            ..anonymous
+        };
+        assert_eq!(
+            without_peer.limit_key(Some(elsewhere)),
+            "anonymous from 192.0.2.7"
+        );
+        assert_eq!(without_peer.limit_key(None), "anonymous");
     }
 
     fn field<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {

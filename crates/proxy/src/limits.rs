@@ -57,6 +57,14 @@ pub const DEFAULT_IDLE_SESSION_TIMEOUT: Duration = Duration::from_secs(600);
 /// A request or response body that makes no progress for this long is reset.
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+// ---- [vhost.rate_limit]: per caller, spec §11.3 (`RateLimitConfig`) ----
+
+/// Requests in flight at once per caller on one vhost (`max_in_flight`); past it a
+/// request is answered 429 with `retry-after: 1`. A caller is a key fingerprint, a
+/// certificate key id, or an anonymous source address. The rate in requests per
+/// second (`requests_per_second`, `burst`) has no default: it is off unless set.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_KEY: usize = 256;
+
 // ---- [identity_assertion] ----
 
 /// How long an assertion is valid unless configured otherwise (`lifetime_secs`).
@@ -76,6 +84,10 @@ pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Failed accepts are logged at most once per this interval, with their count.
 pub const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Rate checks on one vhost between two sweeps of the callers whose bucket has
+/// refilled (they are forgotten: keeping them would only hold memory).
+pub const RATE_LIMIT_SWEEP_EVERY: u64 = 4096;
 
 /// How long shutdown waits, after the last request, for sessions to write what they
 /// have queued.

@@ -61,6 +61,8 @@ struct VhostMetrics {
     duration: Histogram,
     /// By kind (`connect`, `timeout`, `other`).
     upstream_errors: BTreeMap<&'static str, u64>,
+    /// By reason (`rate`, `in_flight`).
+    rate_limited: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -148,6 +150,15 @@ impl Metrics {
         self.with_vhost(vhost, |metrics| {
             let errors = metrics.upstream_errors.entry(kind).or_default();
             *errors = errors.saturating_add(1);
+        });
+    }
+
+    /// A request to `vhost` was refused by its per-caller limits:
+    /// `sshttp_rate_limited_total{reason}` up. `reason` is `rate` or `in_flight`.
+    pub(crate) fn rate_limited(&self, vhost: &str, reason: &'static str) {
+        self.with_vhost(vhost, |metrics| {
+            let refused = metrics.rate_limited.entry(reason).or_default();
+            *refused = refused.saturating_add(1);
         });
     }
 
@@ -393,6 +404,21 @@ impl Metrics {
                 writeln!(
                     out,
                     "sshttp_upstream_errors_total{{vhost=\"{}\",kind=\"{kind}\"}} {count}",
+                    Escaped(vhost)
+                )?;
+            }
+        }
+        family(
+            out,
+            "sshttp_rate_limited_total",
+            "counter",
+            "Requests answered 429 by the vhost's per-caller limits, by vhost and reason (rate, in_flight).",
+        )?;
+        for (vhost, metrics) in vhosts.iter() {
+            for (reason, count) in &metrics.rate_limited {
+                writeln!(
+                    out,
+                    "sshttp_rate_limited_total{{vhost=\"{}\",reason=\"{reason}\"}} {count}",
                     Escaped(vhost)
                 )?;
             }
@@ -681,6 +707,7 @@ mod tests {
         metrics.request_started();
         metrics.request_finished("api", 200, 10, 2000, Duration::from_millis(20));
         metrics.upstream_error("api", "timeout");
+        metrics.rate_limited("api", "rate");
         let expected = "\
 # HELP sshttp_connections_open SSH connections currently open.
 # TYPE sshttp_connections_open gauge
@@ -758,11 +785,14 @@ sshttp_request_duration_seconds_count{vhost=\"api\"} 1
 # HELP sshttp_upstream_errors_total Requests the upstream could not serve, by vhost and kind (connect, timeout, busy, other).
 # TYPE sshttp_upstream_errors_total counter
 sshttp_upstream_errors_total{vhost=\"api\",kind=\"timeout\"} 1
+# HELP sshttp_rate_limited_total Requests answered 429 by the vhost's per-caller limits, by vhost and reason (rate, in_flight).
+# TYPE sshttp_rate_limited_total counter
+sshttp_rate_limited_total{vhost=\"api\",reason=\"rate\"} 1
 ";
         let rendered = metrics.render();
         let expected_lines: Vec<&str> = expected.lines().collect();
         assert_eq!(rendered.lines().collect::<Vec<_>>(), expected_lines);
-        assert_eq!(parse(&rendered).len(), 36);
+        assert_eq!(parse(&rendered).len(), 37);
     }
 
     #[test]

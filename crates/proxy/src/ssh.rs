@@ -27,8 +27,8 @@ use sshttp_protocol::{
     HTTP_RESET, HTTP_RESPONSE, HeaderConfirm, HeaderList, HeaderOpen, HeaderUpdate, Limits,
     OpenFailureReason, RequestBody, RequestOpen, ResetCode, ResponseHead, Target, WireMessage,
 };
+use sshttp_ssh::{Algorithms, BoxError, SendOutcome, Tunnel, event_of, reset};
 use sshttp_ssh::{Body, BodySender, Delivery};
-use sshttp_ssh::{BoxError, SendOutcome, Tunnel, event_of, preferred, reset};
 pub use sshttp_ssh::{HostCertificate, KeyPair};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
@@ -52,6 +52,7 @@ use crate::config::ConnectionLimits;
 pub use crate::gate::{AnyKeyGate, Drain};
 pub(crate) use crate::gate::{Gatekeeper, Grant, OpenRefusal, Route};
 pub use crate::identity::CallerIdentity;
+pub(crate) use stock::Refused;
 
 /// What the gateway serves requests with: a tower `Service` from requests with a
 /// [`Body`] to responses with a body the gateway can stream.
@@ -105,6 +106,8 @@ pub struct ServerConfig {
     pub(crate) gatekeeper: Arc<dyn Gatekeeper>,
     /// SSH transport settings.
     pub transport: Transport,
+    /// The key exchange, host key, cipher and MAC algorithms offered (spec §17.14).
+    pub algorithms: Algorithms,
     /// Request channels open at once per connection; more are refused.
     pub max_channels_per_connection: usize,
     /// Header channels open at once per connection; more are refused.
@@ -133,6 +136,7 @@ impl ServerConfig {
             limits: Limits::default(),
             gatekeeper,
             transport: Transport::default(),
+            algorithms: Algorithms::default(),
             max_channels_per_connection: crate::config::DEFAULT_MAX_CHANNELS_PER_CONNECTION,
             max_header_channels: crate::config::DEFAULT_MAX_HEADER_CHANNELS,
             connections: ConnectionLimits::default(),
@@ -148,6 +152,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("host_keys", &self.host_keys)
             .field("limits", &self.limits)
             .field("transport", &self.transport)
+            .field("algorithms", &self.algorithms)
             .field("connections", &self.connections)
             .finish_non_exhaustive()
     }
@@ -177,6 +182,10 @@ where
     B: ResponseBody,
 {
     let transport = &config.transport;
+    let preferred = config
+        .algorithms
+        .preferred()
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
     let ssh = Arc::new(server::Config {
         keys: config
             .host_keys
@@ -208,7 +217,7 @@ where
             .max_auth_attempts
             .max(config.connections.max_auth_tries.saturating_add(1)),
         adjust_window_on_read: true,
-        preferred: preferred(transport),
+        preferred,
         ..server::Config::default()
     });
     let nodelay = transport.nodelay;
@@ -1125,14 +1134,7 @@ impl<S> ConnectionHandler<S> {
 /// Whose connections [`ConnectionLimits::max_connections_per_key`] counts together:
 /// a key's, a certificate key id's, or an anonymous source address's.
 fn connection_key(grant: &Grant, peer: SocketAddr) -> String {
-    let identity = &grant.identity;
-    if let Some(certificate) = &identity.certificate {
-        format!("certificate key id {}", certificate.key_id)
-    } else if let Some(fingerprint) = &identity.key_fingerprint {
-        fingerprint.clone()
-    } else {
-        format!("anonymous from {}", peer.ip())
-    }
+    grant.identity.limit_key(Some(peer))
 }
 
 /// Serves one request channel: the request body flows in from the channel while the

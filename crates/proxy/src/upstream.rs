@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use sshttp_ssh::BoxError;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::config::GatewayLimits;
 use crate::error::Error;
@@ -185,9 +185,9 @@ impl UpstreamClient {
             // body has been read or dropped.
             Ok(Ok(response)) => (
                 response.map(|body| {
-                    Permitted {
+                    Holding {
                         inner: body,
-                        _permit: permit,
+                        _guard: permit,
                     }
                     .map_err(BoxError::from)
                     .boxed_unsync()
@@ -224,13 +224,14 @@ impl UpstreamClient {
     }
 }
 
-/// A response body that holds its upstream's in-flight permit until it is dropped.
-struct Permitted<B> {
-    inner: B,
-    _permit: OwnedSemaphorePermit,
+/// A response body that holds a guard until it is dropped: its upstream's in-flight
+/// permit, or its caller's count of requests in flight.
+pub(crate) struct Holding<B, G> {
+    pub(crate) inner: B,
+    pub(crate) _guard: G,
 }
 
-impl<B: http_body::Body + Unpin> http_body::Body for Permitted<B> {
+impl<B: http_body::Body + Unpin, G: Unpin> http_body::Body for Holding<B, G> {
     type Data = B::Data;
     type Error = B::Error;
 

@@ -27,10 +27,12 @@ use sshttp_protocol::{
     ChannelEvent, HTTP_RESET, HTTP_TRAILERS, HeaderList, Reset, ResetCode, Trailers, WireMessage,
 };
 
+mod algorithms;
 pub mod body;
 pub mod pattern;
 mod tunnel;
 
+pub use algorithms::{AlgorithmError, Algorithms};
 pub use body::{Body, BodyError, BodySender, Delivery};
 pub use tunnel::Tunnel;
 
@@ -125,6 +127,12 @@ impl KeyPair {
     /// The public key's fingerprint as OpenSSH prints it (`SHA256:…`).
     pub fn fingerprint(&self) -> String {
         fingerprint(self.key.public_key())
+    }
+
+    /// Whether it is an RSA key, whose private-key operations are not constant-time
+    /// in the rsa crate (RUSTSEC-2023-0071, the Marvin attack).
+    pub fn is_rsa(&self) -> bool {
+        matches!(self.key.algorithm(), Algorithm::Rsa { .. })
     }
 }
 

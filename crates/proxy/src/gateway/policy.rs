@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use sshttp_ssh::Body;
@@ -17,18 +17,21 @@ use tower::ServiceBuilder;
 use tower::layer::layer_fn;
 use tower_service::Service;
 
+use super::rate::Refusal;
 use super::{CountedBody, JWKS_PATH, Site, State, Vhost, jwks_response, sign};
+use crate::config::RateLimitConfig;
 use crate::gate::Route;
 use crate::identity::SSHTTP_IDENTITY_ASSERTION;
 use crate::metrics::Metrics;
-use crate::upstream::{GatewayBody, UpstreamBody, error_response};
+use crate::ssh::Refused;
+use crate::upstream::{GatewayBody, Holding, UpstreamBody, error_response};
 
 /// What every stage returns: a response, never an error (failures are responses).
 pub(super) type Answer =
     Pin<Box<dyn Future<Output = Result<Response<GatewayBody>, Infallible>> + Send>>;
 
 /// The stack [`stack`] builds.
-pub(super) type Stack = Admit<Jwks<Identity<BodyLimit<Forward>>>>;
+pub(super) type Stack = Admit<RateLimit<Jwks<Identity<BodyLimit<Forward>>>>>;
 
 /// The bytes of request body the upstream has read, for the access log: put in the
 /// request's extensions by the observer (`GatewayService`), counted by [`BodyLimit`].
@@ -40,11 +43,17 @@ pub(super) struct RequestBytes(pub(super) Arc<AtomicU64>);
 pub(super) fn stack(state: &Arc<State>) -> Stack {
     let admit_state = state.clone();
     let issuer = state.issuer.clone();
+    let rate_metrics = state.metrics.clone();
     ServiceBuilder::new()
         // The vhost the SSH layer routed to, in the configuration now in force.
         .layer(layer_fn(move |inner| Admit {
             inner,
             state: admit_state.clone(),
+        }))
+        // The vhost's per-caller limits: 429 past the rate or the requests in flight.
+        .layer(layer_fn(move |inner| RateLimit {
+            inner,
+            metrics: rate_metrics.clone(),
         }))
         // The vhost's JWKS, answered here and never forwarded.
         .layer(layer_fn(|inner| Jwks { inner }))
@@ -108,6 +117,87 @@ where
             .insert(Admitted { site, vhost, route });
         self.inner.call(request)
     }
+}
+
+/// The vhost's per-caller limits (spec §11.3): a request over the rate or over the
+/// caller's requests in flight is answered 429 with `retry-after`; an admitted one
+/// counts as in flight until its response body has been sent or dropped.
+#[derive(Clone)]
+pub(super) struct RateLimit<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Service<Request<Body>> for RateLimit<S>
+where
+    S: Service<
+            Request<Body>,
+            Response = Response<GatewayBody>,
+            Error = Infallible,
+            Future = Answer,
+        >,
+{
+    type Response = Response<GatewayBody>;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Answer {
+        let Some(Admitted { vhost, route, .. }) = request.extensions().get::<Admitted>() else {
+            return self.inner.call(request);
+        };
+        let limits = &vhost.limits;
+        match limits.admit(&route.identity.limit_key(None)) {
+            Ok(in_flight) => {
+                let forwarded = self.inner.call(request);
+                Box::pin(async move {
+                    let response = forwarded.await?;
+                    Ok(response.map(|body| {
+                        Holding {
+                            inner: body,
+                            _guard: in_flight,
+                        }
+                        .boxed_unsync()
+                    }))
+                })
+            }
+            Err(refusal) => {
+                self.metrics.rate_limited(&route.vhost, refusal.reason());
+                answer(too_many_requests(&route.vhost, limits.config(), &refusal))
+            }
+        }
+    }
+}
+
+/// The 429 of a per-caller limit, with `retry-after` and the line a command shows.
+fn too_many_requests(
+    vhost: &str,
+    config: &RateLimitConfig,
+    refusal: &Refusal,
+) -> Response<GatewayBody> {
+    let retry_after = refusal.retry_after_secs();
+    let line = match refusal {
+        Refusal::Rate { .. } => {
+            let per_second = config.requests_per_second.unwrap_or(0.0);
+            let burst = config.burst_or_default();
+            format!(
+                "over the limit of {per_second} requests per second (burst {burst}) per caller of {vhost}; retry after {retry_after} s"
+            )
+        }
+        Refusal::InFlight => format!(
+            "at the limit of {} requests in flight per caller of {vhost}; retry after {retry_after} s",
+            config.max_in_flight
+        ),
+    };
+    let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, &line);
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response.extensions_mut().insert(Refused(line));
+    response
 }
 
 /// Answers [`JWKS_PATH`] with the keys that verify the site's assertions.

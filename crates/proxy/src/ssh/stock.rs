@@ -25,6 +25,12 @@ use crate::gate::Route;
 /// `SSH_EXTENDED_DATA_STDERR`.
 const STDERR: u32 = 1;
 
+/// Marks a response the gateway made itself to refuse a request (a per-caller limit,
+/// spec §11.3): a command shows this line on standard error, with the status's exit
+/// status, instead of writing the body to standard output (spec §14.8).
+#[derive(Debug, Clone)]
+pub(crate) struct Refused(pub(crate) String);
+
 /// How the gateway writes its own text for one session (spec §14.7).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Terminal {
@@ -293,6 +299,13 @@ pub(super) async fn serve<S, B>(
         }
     };
     let status = response.status();
+    if let Some(Refused(line)) = response.extensions().get::<Refused>()
+        && !prepared.show_head
+    {
+        let line = format!("{status}: {line}");
+        finish(&write, Some(&line), exit_status(status), terminal).await;
+        return;
+    }
     if prepared.show_head {
         let head = terminal.head(Some(status), response.headers());
         let _ = write.extended_data_bytes(STDERR, head).await;
