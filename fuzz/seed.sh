@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Writes one seed per golden vector into fuzz/corpus/<target>/, so fuzzing starts from
+# Writes one seed per golden vector into fuzz/corpus/<target>/, and copies seeds/, so fuzzing starts from
 # valid messages of every kind. request_open seeds get a leading method byte.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,3 +31,9 @@ for block in text.split("\n\n"):
     os.makedirs(f"corpus/{target}", exist_ok=True)
     open(f"corpus/{target}/{fields['name']}", "wb").write(data)
 PY
+# The text parsers' seeds (and regression inputs) are kept in seeds/<target>/.
+for dir in seeds/*/; do
+    target=$(basename "$dir")
+    mkdir -p "corpus/$target"
+    cp "$dir"* "corpus/$target/"
+done

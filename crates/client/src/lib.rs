@@ -67,3 +67,38 @@ pub use sshttp_protocol as protocol;
 pub use sshttp_ssh::{Body, BodyError, KeyPair, UserCertificate};
 pub use upgrade::Upgraded;
 pub use url::SCHEME;
+
+/// Entry points for the cargo-fuzz targets in `fuzz/` to the private parsers; not an
+/// API (the `fuzzing` feature exists for `fuzz/` alone).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::path::Path;
+
+    /// Parses known_hosts text and looks a host up in it; never panics.
+    pub fn known_hosts(text: &str, host: &str, port: u16) -> usize {
+        let hosts = crate::known_hosts::KnownHosts::parse(text, Path::new("fuzz"));
+        let _ = hosts.has_cert_authority(host, port);
+        hosts.known_algorithms(host, port).len()
+    }
+
+    /// Parses ssh_config text (an `Include` reads nothing outside an empty directory)
+    /// and resolves `alias` in it; never panics.
+    pub fn ssh_config(text: &str, alias: &str) -> bool {
+        let context = crate::ssh_config::Context {
+            home: "/nonexistent/sshttp-fuzz".into(),
+            local_user: "fuzz".to_owned(),
+        };
+        match crate::ssh_config::SshConfig::parse(
+            text,
+            Path::new("/nonexistent/sshttp-fuzz/config"),
+            &context,
+        ) {
+            Ok(config) => {
+                let _ = config.resolve(alias, None, None);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}

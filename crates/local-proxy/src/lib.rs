@@ -289,8 +289,14 @@ impl ProxyConfig {
             path: path.display().to_string(),
             source,
         })?;
-        let file: ProxyFile = toml::from_str(&text).map_err(|error| LocalProxyError::Parse {
-            path: path.display().to_string(),
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses a forward proxy configuration; `origin` (usually its path) names it in
+    /// errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, LocalProxyError> {
+        let file: ProxyFile = toml::from_str(text).map_err(|error| LocalProxyError::Parse {
+            path: origin.to_owned(),
             message: error.to_string(),
         })?;
         let routes = file

@@ -28,3 +28,14 @@ pub(crate) mod upstream;
 
 pub use error::{Error, ErrorKind};
 pub use sshttp_protocol as protocol;
+
+/// Entry points for the cargo-fuzz targets in `fuzz/` to the private parsers; not an
+/// API (the `fuzzing` feature exists for `fuzz/` alone).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses authorized_keys text, options included; never panics.
+    pub fn authorized_keys(text: &str) -> bool {
+        crate::auth::AuthorizedKeys::parse(text, "fuzz").is_ok()
+    }
+}

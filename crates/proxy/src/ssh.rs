@@ -302,6 +302,9 @@ where
                 () = session => {}
                 () = watchdog => {}
             }
+            // The connection is over, whichever side ended it: request tasks still
+            // waiting for a service to take a body stop waiting (`BodyDeadline::gone`).
+            close.cancel();
         });
     }
 }
@@ -751,13 +754,14 @@ where
                 let service = self.service.clone();
                 let limits = self.shared.limits.clone();
                 let shared = self.shared.clone();
+                let gone = self.close.clone();
                 tokio::spawn(async move {
                     match opened.kind {
                         RequestKind::Connect { vhost, grant } => {
                             serve_connect(channel, vhost, *grant, &shared, limits, service).await;
                         }
                         RequestKind::Upgrade => {
-                            serve_upgrade(channel, opened.parts, service, &shared).await;
+                            serve_upgrade(channel, opened.parts, service, &shared, &gone).await;
                         }
                         RequestKind::Plain => {
                             let OpenedRequest {
@@ -766,7 +770,8 @@ where
                                 length,
                                 ..
                             } = opened;
-                            serve_request(channel, parts, body, length, service, &shared).await;
+                            serve_request(channel, parts, body, length, service, &shared, &gone)
+                                .await;
                         }
                     }
                     drop(slot);
@@ -955,7 +960,7 @@ where
             Ok(prepared) => {
                 let service = self.service.clone();
                 let limits = self.shared.limits.clone();
-                let deadline = BodyDeadline::of(&self.shared);
+                let deadline = BodyDeadline::of(&self.shared, &self.close);
                 tokio::spawn(async move {
                     stock::serve(stock.channel, prepared, service, limits, terminal, deadline)
                         .await;
@@ -1146,6 +1151,7 @@ async fn serve_request<S, B>(
     length: BodyLength,
     mut service: S,
     shared: &ServerConfig,
+    gone: &CancellationToken,
 ) where
     S: Service<http::Request<Body>, Response = http::Response<B>>,
     S::Error: Into<BoxError>,
@@ -1178,7 +1184,7 @@ async fn serve_request<S, B>(
                 sender,
                 request_done.clone(),
                 cancel_tx,
-                BodyDeadline::of(shared),
+                BodyDeadline::of(shared, gone),
             ));
             Box::pin(async move { cancel_rx.await.ok().flatten() })
         }
@@ -1193,7 +1199,7 @@ async fn serve_request<S, B>(
     parts.extensions.insert(InterimSender(interim_tx));
     let call = call_service(&mut service, http::Request::from_parts(parts, body));
     let mut call = std::pin::pin!(call);
-    let deadline = BodyDeadline::of(shared);
+    let deadline = BodyDeadline::of(shared, gone);
     let mut state = RequestChannel::AwaitingResponse;
     loop {
         state = match state {
@@ -1267,13 +1273,27 @@ async fn send_reset(write: &ChannelWriteHalf<Msg>, reason: Option<ResetReason>) 
 struct BodyDeadline {
     idle: std::time::Duration,
     stats: Arc<ConnectionStats>,
+    /// Cancelled when the connection has ended: a reader blocked on a service that
+    /// does not take the request body stops waiting and cancels the request, instead
+    /// of holding it until the upstream's response timeout.
+    gone: CancellationToken,
 }
 
 impl BodyDeadline {
-    fn of(shared: &ServerConfig) -> Self {
+    fn of(shared: &ServerConfig, gone: &CancellationToken) -> Self {
         Self {
             idle: shared.connections.body_idle_timeout,
             stats: shared.stats.clone(),
+            gone: gone.clone(),
+        }
+    }
+
+    /// Delivers `event` to `body`, unless the connection ends first (`Err`): then the
+    /// service, which was not taking the body, is never told it is complete.
+    async fn deliver(&self, body: &mut BodySender, event: BodyEvent) -> Result<Delivery, ()> {
+        tokio::select! {
+            delivered = body.deliver(event) => Ok(delivered),
+            () = self.gone.cancelled() => Err(()),
         }
     }
 
@@ -1330,6 +1350,7 @@ async fn serve_upgrade<S, B>(
     parts: http::request::Parts,
     mut service: S,
     shared: &ServerConfig,
+    gone: &CancellationToken,
 ) where
     S: Service<http::Request<Body>, Response = http::Response<B>>,
     S::Error: Into<BoxError>,
@@ -1360,7 +1381,7 @@ async fn serve_upgrade<S, B>(
     };
     if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         let request_done = AtomicBool::new(true);
-        let deadline = BodyDeadline::of(shared);
+        let deadline = BodyDeadline::of(shared, gone);
         let owed = tokio::select! {
             biased;
             aborted = watch_abort(&mut read, &mut reader) => aborted,
@@ -1590,17 +1611,34 @@ async fn read_request(
                     ..
                 }
         );
-        match &mut sender {
-            Some(body) if !reader.is_done() => match body.deliver(reader.on_event(event)).await {
-                Delivery::Continue => {}
-                Delivery::Complete => {
+        let taking = if reader.is_done() {
+            None
+        } else {
+            sender.as_mut()
+        };
+        match taking {
+            Some(body) => match deadline.deliver(body, reader.on_event(event)).await {
+                Err(()) => {
+                    // The connection ended while the service was not taking the body:
+                    // the request is cancelled (the task serving it drops the call,
+                    // and with it the upstream exchange), and the body ends in an
+                    // error if the service still reads it.
+                    let _ = cancel.send(None);
+                    let description = "the client's connection ended".to_owned();
+                    deadline
+                        .abort_body(sender.take(), ResetCode::CANCEL, description, false)
+                        .await;
+                    return;
+                }
+                Ok(Delivery::Continue) => {}
+                Ok(Delivery::Complete) => {
                     request_done.store(true, Ordering::Release);
                     // Dropping the sender ends the body the service reads.
                     sender = None;
                 }
                 // The service no longer reads the body; later data is discarded.
-                Delivery::Dropped => sender = None,
-                Delivery::Aborted(aborted) => {
+                Ok(Delivery::Dropped) => sender = None,
+                Ok(Delivery::Aborted(aborted)) => {
                     let reason = aborted
                         .reset_peer
                         .then_some((aborted.code, aborted.description));
@@ -1611,7 +1649,7 @@ async fn read_request(
             // The body was delivered, or the service stopped reading it: what follows
             // still keeps to the rules, so data past a delimited body (or a second
             // http-trailers) is a protocol error, never passed on (spec §9.5).
-            _ => match reader.on_event(event) {
+            None => match reader.on_event(event) {
                 BodyEvent::Aborted(aborted) if aborted.reset_peer => {
                     let _ = cancel.send(Some((aborted.code, aborted.description)));
                     return;

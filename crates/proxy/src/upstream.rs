@@ -194,6 +194,14 @@ impl UpstreamClient {
                 }),
                 None,
             ),
+            Ok(Err(error)) if request_body_failed(&error) => {
+                // The client's request body failed (aborted, stalled, malformed
+                // chunking through a tunnel): the client's error, not the upstream's.
+                let cause = sshttp_ssh::error_chain(&error);
+                tracing::debug!(%vhost, %cause, "request body failed");
+                let message = format!("the request body could not be read: {}", body_cause(&error));
+                (error_response(StatusCode::BAD_REQUEST, &message), None)
+            }
             Ok(Err(error)) => {
                 let failure = if error.is_connect() {
                     UpstreamFailure::Connect
@@ -222,6 +230,31 @@ impl UpstreamClient {
             }
         }
     }
+}
+
+/// Whether hyper failed because the request body it was sending failed (hyper calls
+/// that a user error: the body stream is the caller's).
+fn request_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(hyper) = error.downcast_ref::<hyper::Error>()
+            && hyper.is_user()
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// The innermost cause of a failed request body: what went wrong with it, without
+/// hyper's layers of "error from user's Body stream".
+fn body_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = error;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    innermost.to_string()
 }
 
 /// A response body that holds a guard until it is dropped: its upstream's in-flight

@@ -264,7 +264,18 @@ pub(super) async fn serve<S, B>(
             {
                 let event = reader.on_event(event);
                 let done = matches!(event, BodyEvent::End | BodyEvent::Aborted(_));
-                let _ = body.deliver(event).await;
+                if stdin_deadline.deliver(body, event).await.is_err() {
+                    // The connection ended while the service was not taking stdin:
+                    // the command is abandoned (the call dropped), and the body ends
+                    // in an error if the service still reads it.
+                    let _ = closed_tx.send(None);
+                    let description = "the client's connection ended".to_owned();
+                    let code = sshttp_protocol::ResetCode::CANCEL;
+                    stdin_deadline
+                        .abort_body(sender.take(), code, description, false)
+                        .await;
+                    return;
+                }
                 if done {
                     sender = None;
                 }
