@@ -457,20 +457,54 @@ impl russh::client::Handler for TrustingClient {
 
 /// A bare russh connection to `addr`, authenticated as `tester` with a fresh key.
 pub async fn bare_session(addr: SocketAddr) -> russh::client::Handle<TrustingClient> {
+    raw_session(addr, "tester", None).await
+}
+
+/// A bare russh connection to `addr`, not yet authenticated.
+pub async fn raw_handshake(addr: SocketAddr) -> russh::client::Handle<TrustingClient> {
     let config = std::sync::Arc::new(russh::client::Config::default());
-    let mut handle = russh::client::connect(config, addr, TrustingClient)
+    tokio::time::timeout(
+        COMMAND_PATIENCE,
+        russh::client::connect(config, addr, TrustingClient),
+    )
+    .await
+    .expect("no SSH handshake with the gateway")
+    .unwrap()
+}
+
+/// A bare russh connection to `addr`, authenticated as `user` with `key` (a fresh
+/// Ed25519 key if `None`).
+pub async fn raw_session(
+    addr: SocketAddr,
+    user: &str,
+    key: Option<&russh::keys::PrivateKey>,
+) -> russh::client::Handle<TrustingClient> {
+    let mut handle = raw_handshake(addr).await;
+    let key = key.cloned().unwrap_or_else(|| {
+        russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519).unwrap()
+    });
+    let key = russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None);
+    let auth = tokio::time::timeout(COMMAND_PATIENCE, handle.authenticate_publickey(user, key))
         .await
+        .expect("no answer to authentication")
         .unwrap();
-    let key = client::Identity::generate_ed25519().unwrap();
-    let key = russh::keys::PrivateKeyWithHashAlg::new(sshttp_ssh::russh_key(&key).clone(), None);
-    assert!(
-        handle
-            .authenticate_publickey("tester", key)
-            .await
-            .unwrap()
-            .success()
-    );
+    assert!(auth.success(), "the gateway refused the key");
     handle
+}
+
+/// `sshttp proxy` in reverse mode on a loopback port, serving `vhost` of `gateway`
+/// (an `sshttp://` URL) with `client`: its address.
+pub async fn reverse_proxy(client: client::Client, gateway: &str, vhost: &str) -> SocketAddr {
+    let mode = local_proxy::Mode::Reverse {
+        gateway: gateway.parse().unwrap(),
+        vhost: vhost.into(),
+    };
+    let mut config = local_proxy::ProxyConfig::new(mode);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let proxy = local_proxy::LocalProxy::bind(config, client).await.unwrap();
+    let addr = proxy.local_addr().unwrap();
+    tokio::spawn(proxy.run());
+    addr
 }
 
 /// An upstream that reports, for each request, whether its body arrived complete

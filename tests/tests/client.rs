@@ -1227,17 +1227,7 @@ async fn a_body_its_client_abandons_reaches_the_upstream_through_the_local_proxy
     let gateway = gateway_for(&upstream).await;
     let home = tempfile::tempdir().unwrap();
     let client = pinned_client(&gateway, home.path()).build().unwrap();
-    let mode = sshttp_tests::local_proxy::Mode::Reverse {
-        gateway: url(&gateway, "").parse().unwrap(),
-        vhost: "api.test".into(),
-    };
-    let mut config = sshttp_tests::local_proxy::ProxyConfig::new(mode);
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    let proxy = sshttp_tests::local_proxy::LocalProxy::bind(config, client)
-        .await
-        .unwrap();
-    let addr = proxy.local_addr().unwrap();
-    tokio::spawn(proxy.run());
+    let addr = sshttp_tests::reverse_proxy(client, &url(&gateway, ""), "api.test").await;
 
     let wait = Duration::from_secs(10);
     for (framing, start) in [

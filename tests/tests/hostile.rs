@@ -29,13 +29,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg};
 use russh::{Channel, ChannelMsg, ChannelOpenRejection, client};
 use sshttp_tests::protocol::{
     HEADER_CHANNEL, HeaderList, HeaderOpen, OpenFailureReason, RequestBody, RequestOpen, Target,
     WireMessage,
 };
-use sshttp_tests::{Gateway, Upstream, text};
+use sshttp_tests::{Gateway, TrustingClient, Upstream, text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -193,6 +193,16 @@ impl Site {
         );
     }
 
+    /// After an attack from `raw`: an honest client is served, `raw` disconnects,
+    /// and the gauges return to `baseline`.
+    async fn wind_down(&self, raw: Raw, baseline: Gauges) {
+        self.serves_an_honest_client("/honest").await;
+        let _ = raw
+            .disconnect(russh::Disconnect::ByApplication, "", "")
+            .await;
+        self.released(baseline).await;
+    }
+
     /// Waits until the gauges are back at `baseline`: everything the attack held has
     /// been released.
     async fn released(&self, baseline: Gauges) {
@@ -207,6 +217,17 @@ impl Site {
                 "the gateway still holds {now:?}, {baseline:?} before the attack"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// No request but the honest ones reached `a.test`'s upstream with its body
+    /// complete; `what` says what the test sent, for the failure.
+    fn no_hostile_body_completed(&self, what: &str) {
+        for received in self.a.received() {
+            assert!(
+                received.target.starts_with("/honest") || received.body.is_err(),
+                "{what}: {received:?}"
+            );
         }
     }
 
@@ -259,49 +280,12 @@ impl Gauges {
 // ---------------------------------------------------------------------------------
 // A raw russh client.
 
-struct RawClient;
-
-impl client::Handler for RawClient {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        // The gateway was started by this test on 127.0.0.1 a moment ago.
-        Ok(true)
-    }
-}
-
-type Raw = client::Handle<RawClient>;
+type Raw = client::Handle<TrustingClient>;
 type RawChannel = Channel<client::Msg>;
 
-/// A raw connection, not yet authenticated.
-async fn handshake(addr: SocketAddr) -> Raw {
-    tokio::time::timeout(
-        PATIENCE,
-        client::connect(Arc::new(client::Config::default()), addr, RawClient),
-    )
-    .await
-    .expect("no SSH handshake with the gateway")
-    .unwrap()
-}
-
-/// A raw connection authenticated with `key` (a fresh one if `None`).
+/// A raw connection authenticated as `mallory` with `key` (a fresh one if `None`).
 async fn raw(addr: SocketAddr, key: Option<&PrivateKey>) -> Raw {
-    let mut handle = handshake(addr).await;
-    let key = key
-        .cloned()
-        .unwrap_or_else(|| PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap());
-    let auth = tokio::time::timeout(
-        PATIENCE,
-        handle.authenticate_publickey("mallory", PrivateKeyWithHashAlg::new(Arc::new(key), None)),
-    )
-    .await
-    .expect("no answer to authentication")
-    .unwrap();
-    assert!(auth.success(), "the gateway refused the key");
-    handle
+    sshttp_tests::raw_session(addr, "mallory", key).await
 }
 
 /// Opens a channel of `channel_type` with `payload`: the channel, or the refusal.
@@ -486,11 +470,7 @@ async fn malformed_open_payloads_for_every_channel_type_are_refused_and_the_conn
         let mut channel = self::open(&raw, "http-get", open).await.unwrap();
         assert!(status_on(&mut channel).await.is_success());
     }
-    site.serves_an_honest_client("/honest").await;
-    let _ = raw
-        .disconnect(russh::Disconnect::ByApplication, "", "")
-        .await;
-    site.released(baseline).await;
+    site.wind_down(raw, baseline).await;
     let hostile: Vec<String> = site
         .a
         .targets()
@@ -630,11 +610,7 @@ async fn unknown_channel_types_and_requests_are_refused_and_every_want_reply_ans
         }
     }
     assert_eq!(status, Some(StatusCode::OK));
-    site.serves_an_honest_client("/honest").await;
-    let _ = raw
-        .disconnect(russh::Disconnect::ByApplication, "", "")
-        .await;
-    site.released(baseline).await;
+    site.wind_down(raw, baseline).await;
     site.nothing_hostile_reached_an_upstream();
 }
 
@@ -795,11 +771,7 @@ async fn header_injection_is_refused_on_method_channels_and_the_exec_path() {
             "{what}: the diagnostic echoes a NUL"
         );
     }
-    site.serves_an_honest_client("/honest").await;
-    let _ = raw
-        .disconnect(russh::Disconnect::ByApplication, "", "")
-        .await;
-    site.released(baseline).await;
+    site.wind_down(raw, baseline).await;
     site.nothing_hostile_reached_an_upstream();
 }
 
@@ -821,11 +793,7 @@ async fn header_injection_is_refused_in_http1_through_ssh_l_and_connect() {
             "{what} through CONNECT: {answer:?}"
         );
     }
-    site.serves_an_honest_client("/honest").await;
-    let _ = raw
-        .disconnect(russh::Disconnect::ByApplication, "", "")
-        .await;
-    site.released(baseline).await;
+    site.wind_down(raw, baseline).await;
     site.nothing_hostile_reached_an_upstream();
 }
 
@@ -842,17 +810,7 @@ async fn header_injection_is_refused_by_the_local_proxy() {
         .build()
         .unwrap();
     let gateway = format!("sshttp://mallory@127.0.0.1:{}", site.gateway.addr.port());
-    let mode = sshttp_tests::local_proxy::Mode::Reverse {
-        gateway: gateway.parse().unwrap(),
-        vhost: "a.test".into(),
-    };
-    let mut config = sshttp_tests::local_proxy::ProxyConfig::new(mode);
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    let proxy = sshttp_tests::local_proxy::LocalProxy::bind(config, client)
-        .await
-        .unwrap();
-    let addr = proxy.local_addr().unwrap();
-    tokio::spawn(proxy.run());
+    let addr = sshttp_tests::reverse_proxy(client, &gateway, "a.test").await;
     for (what, line) in HTTP1_INJECTIONS {
         let mut socket = TcpStream::connect(addr).await.unwrap();
         let request = format!("GET /evil HTTP/1.1\r\nhost: a.test\r\n{line}\r\n\r\n");
@@ -955,11 +913,7 @@ async fn request_smuggling_through_ssh_l_and_connect_never_reaches_the_upstream(
             "a malformed request reached the upstream complete: {received:?}"
         );
     }
-    site.serves_an_honest_client("/honest").await;
-    let _ = raw
-        .disconnect(russh::Disconnect::ByApplication, "", "")
-        .await;
-    site.released(baseline).await;
+    site.wind_down(raw, baseline).await;
     assert!(
         !site
             .a
@@ -1032,12 +986,7 @@ async fn ten_thousand_channel_opens_on_one_connection_are_capped_and_released() 
         .disconnect(russh::Disconnect::ByApplication, "", "")
         .await;
     site.released(baseline).await;
-    for received in site.a.received() {
-        assert!(
-            received.target.starts_with("/honest") || received.body.is_err(),
-            "a flooded request reached the upstream complete: {received:?}"
-        );
-    }
+    site.no_hostile_body_completed("a flooded request reached the upstream complete");
     site.serves_an_honest_client("/honest-after-flood").await;
 }
 
@@ -1152,12 +1101,7 @@ async fn slowloris_in_a_body_is_reset_and_the_upstream_sees_it_aborted() {
         .disconnect(russh::Disconnect::ByApplication, "", "")
         .await;
     site.released(baseline).await;
-    for received in site.a.received() {
-        assert!(
-            received.target.starts_with("/honest") || received.body.is_err(),
-            "a stalled body reached the upstream complete: {received:?}"
-        );
-    }
+    site.no_hostile_body_completed("a stalled body reached the upstream complete");
 }
 
 #[tokio::test]
@@ -1176,7 +1120,7 @@ async fn authentication_brute_force_is_cut_after_max_auth_tries_on_every_connect
         .map(|_| {
             let addr = site.gateway.addr;
             tokio::spawn(async move {
-                let mut handle = handshake(addr).await;
+                let mut handle = sshttp_tests::raw_handshake(addr).await;
                 let mut tried = 0;
                 for _ in 0..50 {
                     let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
@@ -1379,11 +1323,7 @@ async fn a_host_other_than_the_authorised_vhost_is_refused_on_every_path() {
     )
     .await;
     assert_eq!(statuses(&answer), [200], "{answer}");
-    site.serves_an_honest_client("/honest").await;
-    let _ = raw
-        .disconnect(russh::Disconnect::ByApplication, "", "")
-        .await;
-    site.released(baseline).await;
+    site.wind_down(raw, baseline).await;
     site.nothing_hostile_reached_an_upstream();
 }
 
@@ -1597,12 +1537,7 @@ async fn data_past_the_window_ends_that_connection_and_nothing_is_buffered_for_i
     assert!(report["sent"].as_u64().unwrap() < 64 << 20, "{report}");
     site.serves_an_honest_client("/honest").await;
     site.released(baseline).await;
-    for received in site.a.received() {
-        assert!(
-            received.target.starts_with("/honest") || received.body.is_err(),
-            "a flooded body reached the upstream complete: {received:?}"
-        );
-    }
+    site.no_hostile_body_completed("a flooded body reached the upstream complete");
 }
 
 #[tokio::test]
@@ -1613,10 +1548,5 @@ async fn an_oversized_packet_ends_that_connection_only() {
     assert_eq!(report["alive"], false, "{report}");
     site.serves_an_honest_client("/honest").await;
     site.released(baseline).await;
-    for received in site.a.received() {
-        assert!(
-            received.target.starts_with("/honest") || received.body.is_err(),
-            "an oversized packet's body reached the upstream: {received:?}"
-        );
-    }
+    site.no_hostile_body_completed("an oversized packet's body reached the upstream");
 }

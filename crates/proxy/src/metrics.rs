@@ -393,38 +393,49 @@ impl Metrics {
                 histogram.count
             )?;
         }
-        family(
+        counters_by_vhost(
             out,
-            "sshttp_upstream_errors_total",
-            "counter",
-            "Requests the upstream could not serve, by vhost and kind (connect, timeout, busy, other).",
+            &vhosts,
+            (
+                "sshttp_upstream_errors_total",
+                "Requests the upstream could not serve, by vhost and kind (connect, timeout, busy, other).",
+            ),
+            "kind",
+            |metrics| &metrics.upstream_errors,
         )?;
-        for (vhost, metrics) in vhosts.iter() {
-            for (kind, count) in &metrics.upstream_errors {
-                writeln!(
-                    out,
-                    "sshttp_upstream_errors_total{{vhost=\"{}\",kind=\"{kind}\"}} {count}",
-                    Escaped(vhost)
-                )?;
-            }
-        }
-        family(
+        counters_by_vhost(
             out,
-            "sshttp_rate_limited_total",
-            "counter",
-            "Requests answered 429 by the vhost's per-caller limits, by vhost and reason (rate, in_flight).",
+            &vhosts,
+            (
+                "sshttp_rate_limited_total",
+                "Requests answered 429 by the vhost's per-caller limits, by vhost and reason (rate, in_flight).",
+            ),
+            "reason",
+            |metrics| &metrics.rate_limited,
         )?;
-        for (vhost, metrics) in vhosts.iter() {
-            for (reason, count) in &metrics.rate_limited {
-                writeln!(
-                    out,
-                    "sshttp_rate_limited_total{{vhost=\"{}\",reason=\"{reason}\"}} {count}",
-                    Escaped(vhost)
-                )?;
-            }
-        }
         Ok(())
     }
+}
+
+/// A counter family labelled by vhost and `label`, from one map per vhost.
+fn counters_by_vhost(
+    out: &mut String,
+    vhosts: &BTreeMap<String, VhostMetrics>,
+    (name, help): (&str, &str),
+    label: &str,
+    series: impl Fn(&VhostMetrics) -> &BTreeMap<&'static str, u64>,
+) -> fmt::Result {
+    family(out, name, "counter", help)?;
+    for (vhost, metrics) in vhosts {
+        for (value, count) in series(metrics) {
+            writeln!(
+                out,
+                "{name}{{vhost=\"{}\",{label}=\"{value}\"}} {count}",
+                Escaped(vhost)
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn decrement(gauge: &AtomicU64) {

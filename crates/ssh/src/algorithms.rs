@@ -76,11 +76,9 @@ impl Algorithms {
     /// or the first name russh does not implement.
     pub fn preferred(&self) -> Result<russh::Preferred, AlgorithmError> {
         let kex_known = || {
-            russh::kex::ALL_KEX_ALGORITHMS
-                .iter()
-                .map(|name| name.as_ref())
-                .filter(|name| !KEX_EXTENSIONS.iter().any(|ext| ext.as_ref() == *name))
-                .collect::<Vec<&'static str>>()
+            let mut names = known(russh::kex::ALL_KEX_ALGORITHMS);
+            names.retain(|name| !KEX_EXTENSIONS.iter().any(|ext| ext.as_ref() == *name));
+            names
         };
         let mut kex = names("key exchange", &self.kex, kex_known, |name| {
             russh::kex::Name::try_from(name)
@@ -97,23 +95,13 @@ impl Algorithms {
         let cipher = names(
             "cipher",
             &self.ciphers,
-            || {
-                russh::cipher::ALL_CIPHERS
-                    .iter()
-                    .map(|name| name.as_ref())
-                    .collect()
-            },
+            || known(russh::cipher::ALL_CIPHERS),
             |name| russh::cipher::Name::try_from(name).ok(),
         )?;
         let mac = names(
             "MAC",
             &self.macs,
-            || {
-                russh::mac::ALL_MAC_ALGORITHMS
-                    .iter()
-                    .map(|name| name.as_ref())
-                    .collect()
-            },
+            || known(russh::mac::ALL_MAC_ALGORITHMS),
             |name| russh::mac::Name::try_from(name).ok(),
         )?;
         Ok(russh::Preferred {
@@ -124,6 +112,11 @@ impl Algorithms {
             ..russh::Preferred::default()
         })
     }
+}
+
+/// The names of one of russh's lists of algorithms.
+fn known<N: AsRef<str>>(all: &'static [&'static N]) -> Vec<&'static str> {
+    all.iter().map(|name| name.as_ref()).collect()
 }
 
 /// Each of `list` as russh's type, in order; an unknown name or an empty list is an
