@@ -320,9 +320,8 @@ async fn stock_openssh_client_uses_the_demo_with_the_commands_serve_prints() {
         assert_eq!(output.stdout, png, "the file arrives byte for byte");
 
         let output = ssh.output(&["get", "/echo", "-i", "-H", "'x-test: 1'"], b"");
-        let head = String::from_utf8_lossy(&output.stderr);
-        assert!(head.starts_with("200 OK\n"), "{head}");
         let echo = String::from_utf8_lossy(&output.stdout);
+        assert!(echo.starts_with("HTTP/1.1 200 OK\n"), "{echo}");
         assert!(echo.contains("x-test: 1"), "{echo}");
         assert!(echo.contains("sshttp-user: alice"), "{echo}");
 
@@ -431,38 +430,171 @@ async fn host_keys_of_several_algorithms_and_a_host_certificate_satisfy_openssh(
 }
 
 #[tokio::test]
-async fn a_pty_gets_its_head_in_colour_with_crlf_and_the_body_unaltered() {
+async fn a_pty_gets_its_head_in_colour_and_text_with_crlf_and_no_binary() {
     let (_state, _serve, ssh) = demo_with_ssh();
     tokio::task::spawn_blocking(move || {
-        let with_pty = |term: &str| {
-            let mut command = ssh.command_with(&["-tt"], &["get", "/multiply?a=4&b=5", "-i"]);
+        let with_pty = |term: &str, args: &[&str]| {
+            let mut command = ssh.command_with(&["-tt"], args);
             command.env("TERM", term);
             run(&mut command, b"")
         };
 
-        let output = with_pty("xterm-256color");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        // The head first, on standard output, coloured; the text body with CR LF.
+        let output = with_pty("xterm-256color", &["get", "/multiply?a=4&b=5", "-i"]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
-            stderr.starts_with("\x1b[1;32m200 OK\x1b[0m\r\n\x1b[36m"),
-            "{stderr:?} {:?}",
-            String::from_utf8_lossy(&output.stdout)
+            stdout.starts_with("\x1b[1;32mHTTP/1.1 200 OK\x1b[0m\r\n\x1b[36m"),
+            "{stdout:?}"
         );
-        assert_eq!(output.stdout, b"20\n", "the body is never altered");
+        assert!(stdout.ends_with("\r\n\r\n20\r\n"), "{stdout:?}");
+        assert!(
+            !stdout.replace("\r\n", "").contains('\n'),
+            "a bare LF: {stdout:?}"
+        );
         assert_eq!(output.status.code(), Some(0));
 
-        let output = with_pty("dumb");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.starts_with("200 OK\r\n"), "{stderr:?}");
+        let output = with_pty("dumb", &["get", "/multiply?a=4&b=5", "-i"]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.starts_with("HTTP/1.1 200 OK\r\n"), "{stdout:?}");
         assert!(
-            !stderr.contains('\x1b'),
-            "TERM=dumb: no escapes: {stderr:?}"
+            !stdout.contains('\x1b'),
+            "TERM=dumb: no escapes: {stdout:?}"
         );
-        assert_eq!(output.stdout, b"20\n");
+        assert!(stdout.ends_with("\r\n20\r\n"), "{stdout:?}");
 
-        let mut command = ssh.command_with(&["-tt"], &["get", "/no/such/file"]);
-        command.env("TERM", "xterm");
-        let output = run(&mut command, b"");
+        // A binary body is not written to a terminal, and the user is told why.
+        let output = with_pty("xterm", &["get", "/images/header.png"]);
+        assert_eq!(output.status.code(), Some(1));
+        assert!(
+            output.stdout.is_empty(),
+            "{} bytes of PNG on a terminal",
+            output.stdout.len()
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("binary (image) body is not written to a terminal"),
+            "{stderr:?}"
+        );
+        assert!(stderr.contains("> FILE"), "{stderr:?}");
+
+        let output = with_pty("xterm", &["get", "/no/such/file"]);
         assert_eq!(output.status.code(), Some(4));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("404 Not Found (GET /no/such/file)"),
+            "{stderr:?}"
+        );
+
+        // Without a terminal the same body arrives byte for byte.
+        let output = ssh.output(&["get", "/multiply?a=4&b=5"], b"");
+        assert_eq!(output.stdout, b"20\n");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn plain_ssh_names_failures_shows_help_and_reads_a_field_ssh_split() {
+    let (_state, _serve, ssh) = demo_with_ssh();
+    tokio::task::spawn_blocking(move || {
+        // Every non-2xx is named on stderr; the body still comes on stdout.
+        for (args, status, exit) in [
+            (&["get", "/missing"][..], "404 Not Found (GET /missing)", 4),
+            (&["frobnicate"][..], "404 Not Found (GET /frobnicate)", 4),
+        ] {
+            let output = ssh.output(args, b"");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(exit), "{args:?}: {stderr}");
+            assert_eq!(stderr.trim_end(), format!("sshttp: {status}"), "{args:?}");
+        }
+        // head is a method, and shows the head.
+        let output = ssh.output(&["head", "/multiply?a=2&b=3"], b"");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0));
+        assert!(stdout.starts_with("HTTP/1.1 200 OK\n"), "{stdout:?}");
+        assert!(
+            stdout.ends_with("\n\n"),
+            "no body after the head: {stdout:?}"
+        );
+        // help is the info screen.
+        let output = ssh.output(&["help"], b"");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0));
+        assert!(stdout.contains("This is not a shell"), "{stdout}");
+        assert!(
+            stdout.contains("quote a value with spaces twice"),
+            "{stdout}"
+        );
+        // A field quoted once in the shell: ssh splits it, the gateway reads it whole.
+        let output = ssh.output(&["get", "/echo", "-H", "accept: application/json"], b"");
+        let echo = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(echo.contains("accept: application/json"), "{echo}");
+        // A word the grammar does not take gets a usage error that says how to quote.
+        let output = ssh.output(&["get", "/echo", "-H", "'x:1'", "stray"], b"");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2));
+        assert!(
+            stderr.contains("quote a word that holds spaces twice"),
+            "{stderr}"
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_only_vhost_is_the_default_and_several_need_one_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let vhost = |name: &str| {
+        format!("[[vhost]]\nname = \"{name}\"\nupstream = \"demo\"\nauth = \"any-key\"\n")
+    };
+    let start = |name: &str, vhosts: &str| {
+        let config = dir.path().join(name);
+        let state = dir.path().join(format!("{name}.state"));
+        std::fs::write(
+            &config,
+            format!(
+                "listen = [\"127.0.0.1:0\"]\nstate_dir = \"{}\"\n{vhosts}",
+                state.display()
+            ),
+        )
+        .unwrap();
+        let serve = Serve::start(&["--config", config.to_str().unwrap()]);
+        let ssh = StockSsh::new(&state, serve.addr.port());
+        (serve, ssh)
+    };
+    let (_one, one_ssh) = start("one.toml", &vhost("only.test"));
+    let (_two, two_ssh) = start(
+        "two.toml",
+        &format!("{}{}", vhost("a.test"), vhost("b.test")),
+    );
+    tokio::task::spawn_blocking(move || {
+        let output = one_ssh.output(&["multiply", "a=3", "b=4"], b"");
+        assert_eq!(
+            (output.status.code(), output.stdout.as_slice()),
+            (Some(0), &b"12\n"[..]),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let output = two_ssh.output(&["multiply", "a=3", "b=4"], b"");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(4), "{stderr}");
+        assert!(stderr.contains("421"), "{stderr}");
+        assert!(stderr.contains("-o SetEnv=HTTP_HOST=VHOST"), "{stderr}");
+        let named = two_ssh
+            .command_with(
+                &["-o", "SetEnv=HTTP_HOST=b.test"],
+                &["multiply", "a=3", "b=4"],
+            )
+            .output()
+            .unwrap();
+        assert_eq!(named.stdout, b"12\n");
     })
     .await
     .unwrap();

@@ -115,24 +115,40 @@ fn method_form(
         show_head: false,
         reads_body,
     };
+    let mut words = words.peekable();
     while let Some(word) = words.next() {
         match word.as_slice() {
             b"-i" => request.show_head = true,
             b"-H" => {
-                let field = words
+                let mut field = words
                     .next()
-                    .ok_or_else(|| UsageError("-H needs 'name: value'".to_owned()))?;
-                request.headers.push(header_field(field)?);
+                    .ok_or_else(|| UsageError("-H needs 'name: value'".to_owned()))?
+                    .clone();
+                // ssh joins its arguments with spaces, so `-H 'accept: text/plain'`
+                // typed in a shell arrives as `-H accept: text/plain`: a name with an
+                // empty value takes the words that follow, up to the next option.
+                if field.trim_ascii_end().ends_with(b":") {
+                    while let Some(next) = words.next_if(|next| !is_option(next)) {
+                        field.push(b' ');
+                        field.extend_from_slice(next);
+                    }
+                }
+                request.headers.push(header_field(&field)?);
             }
             other => {
                 return Err(UsageError(format!(
-                    "unexpected {:?} (options: -H 'name: value', -i)",
+                    "unexpected {:?} (options: -H 'name: value', -i); ssh joins its arguments with spaces, so quote a word that holds spaces twice: ssh GATEWAY \"get /path -H 'name: a b'\"",
                     String::from_utf8_lossy(other)
                 )));
             }
         }
     }
     Ok(request)
+}
+
+/// The options of the method form.
+fn is_option(word: &[u8]) -> bool {
+    matches!(word, b"-i" | b"-H")
 }
 
 fn header_field(word: &[u8]) -> Result<(HeaderName, HeaderValue), UsageError> {
@@ -340,6 +356,25 @@ mod tests {
         assert_eq!(target("status"), "/status");
         assert_eq!(target("a b=c=d"), "/a?b=c%3Dd");
         assert!(ExecRequest::parse(b"x =v").is_err());
+    }
+
+    #[test]
+    fn a_header_whose_quotes_ssh_dropped_takes_the_words_up_to_the_next_option() {
+        // What `ssh gw get /x -H 'accept: application/json' -i` sends.
+        let request = ExecRequest::parse(b"get /x -H accept: application/json -i").unwrap();
+        assert_eq!(request.headers[0].0, "accept");
+        assert_eq!(request.headers[0].1, "application/json");
+        assert!(request.show_head);
+        let request = ExecRequest::parse(b"get /x -H x-note: a b c -H y: 1").unwrap();
+        assert_eq!(request.headers[0].1, "a b c");
+        assert_eq!(request.headers[1].1, "1");
+        // A field with its value in the same word takes nothing more.
+        let error = ExecRequest::parse(b"get /x -H a:1 extra").unwrap_err();
+        assert!(error.0.contains("unexpected \"extra\""), "{error}");
+        assert!(
+            error.0.contains("quote a word that holds spaces twice"),
+            "{error}"
+        );
     }
 
     #[test]

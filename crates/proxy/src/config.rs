@@ -38,7 +38,8 @@ pub struct Config {
     pub host_certificates: Vec<PathBuf>,
     /// Where generated state (host key, assertion key) lives, if anywhere.
     pub state_dir: Option<PathBuf>,
-    /// The vhost for requests that name none.
+    /// The vhost for requests that name none: `default_vhost`, or the only vhost of
+    /// a configuration that has one.
     pub default_vhost: Option<String>,
     /// The virtual hosts.
     pub vhosts: Vec<VhostConfig>,
@@ -435,7 +436,12 @@ impl Config {
                 "no [[vhost]]: a gateway needs at least one virtual host".to_owned(),
             ));
         }
-        let default_vhost = file.default_vhost.map(|name| name.to_ascii_lowercase());
+        // A gateway with one vhost needs no default_vhost: that one is the default.
+        let default_vhost = match (file.default_vhost, vhosts.as_slice()) {
+            (Some(name), _) => Some(name.to_ascii_lowercase()),
+            (None, [only]) => Some(only.name.clone()),
+            (None, _) => None,
+        };
         if let Some(name) = &default_vhost
             && !vhosts.iter().any(|vhost| &vhost.name == name)
         {
@@ -896,6 +902,27 @@ mod tests {
 
     const ONE_VHOST: &str =
         "state_dir = \"/s\"\n[[vhost]]\nname = \"a\"\nupstream = \"demo\"\nauth = \"any-key\"\n";
+
+    #[test]
+    fn the_only_vhost_is_the_default_and_several_need_default_vhost() {
+        let config = Config::parse(ONE_VHOST, Path::new("/")).unwrap();
+        assert_eq!(config.default_vhost.as_deref(), Some("a"));
+        let two = format!(
+            "{ONE_VHOST}[[vhost]]\nname = \"b\"\nupstream = \"demo\"\nauth = \"any-key\"\n"
+        );
+        assert_eq!(
+            Config::parse(&two, Path::new("/")).unwrap().default_vhost,
+            None
+        );
+        let chosen = format!("default_vhost = \"B\"\n{two}");
+        assert_eq!(
+            Config::parse(&chosen, Path::new("/"))
+                .unwrap()
+                .default_vhost
+                .as_deref(),
+            Some("b")
+        );
+    }
 
     #[test]
     fn a_vhost_rate_limit_is_off_by_default_and_checked_when_set() {

@@ -110,7 +110,7 @@ pub(crate) fn route_in(
             .ok_or_else(|| {
                 (
                     OpenFailureReason::UNKNOWN_VHOST,
-                    "no host named and this gateway has no default vhost".to_owned(),
+                    "no vhost named, and this gateway serves several without a default_vhost: name one (a request's host field; with ssh, -o SetEnv=HTTP_HOST=VHOST)".to_owned(),
                 )
             })?
             .to_owned(),

@@ -914,6 +914,11 @@ where
             return Ok(());
         };
         session.channel_success(channel)?;
+        // `ssh gw help` is the info screen of `ssh gw` (spec §14.9).
+        if stock::asks_for_help(data) {
+            self.show_info(stock);
+            return Ok(());
+        }
         let Some(in_flight) = self.shared.drain.enter() else {
             let failure = stock::Failure {
                 message: "the gateway is shutting down".to_owned(),
@@ -985,28 +990,7 @@ where
             return Ok(());
         };
         session.channel_success(channel)?;
-        let host = stock
-            .http_host
-            .as_deref()
-            .and_then(|host| HeaderValue::from_str(host).ok());
-        let (text, exit) = match self.route(host.as_ref()) {
-            Ok(route) => (stock::info_screen(&route), 0),
-            Err((reason, description)) => {
-                let status = reason.http_status();
-                (
-                    format!("{status}: {description}\n"),
-                    sshttp_protocol::exec::exit_status(status),
-                )
-            }
-        };
-        let text = stock.terminal.lines(&text);
-        tokio::spawn(async move {
-            let (_read, write) = stock.channel.split();
-            let _ = write.data_bytes(text).await;
-            let _ = write.exit_status(exit).await;
-            let _ = write.eof().await;
-            let _ = write.close().await;
-        });
+        self.show_info(stock);
         Ok(())
     }
 
@@ -1125,6 +1109,33 @@ where
 }
 
 impl<S> ConnectionHandler<S> {
+    /// Writes the info screen (spec §14.9) for the vhost the session names, or why
+    /// there is none, then ends the session.
+    fn show_info(&self, stock: StockSession) {
+        let host = stock
+            .http_host
+            .as_deref()
+            .and_then(|host| HeaderValue::from_str(host).ok());
+        let (text, exit) = match self.route(host.as_ref()) {
+            Ok(route) => (stock::info_screen(&route), 0),
+            Err((reason, description)) => {
+                let status = reason.http_status();
+                (
+                    format!("{status}: {description}\n"),
+                    sshttp_protocol::exec::exit_status(status),
+                )
+            }
+        };
+        let text = stock.terminal.lines(&text);
+        tokio::spawn(async move {
+            let (_read, write) = stock.channel.split();
+            let _ = write.data_bytes(text).await;
+            let _ = write.exit_status(exit).await;
+            let _ = write.eof().await;
+            let _ = write.close().await;
+        });
+    }
+
     /// Channel data arrived: on a header channel that is a protocol error that closes
     /// it (spec §5.7); other channels read their data themselves.
     fn data_on(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), russh::Error> {

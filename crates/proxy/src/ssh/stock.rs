@@ -86,8 +86,9 @@ impl Terminal {
     fn head(self, status: Option<http::StatusCode>, fields: &HeaderMap) -> String {
         let mut text = String::new();
         if let Some(status) = status {
+            // curl -i's status line: the protocol the upstream spoke, as HTTP/1.1.
             let line = format!(
-                "{} {}",
+                "HTTP/1.1 {} {}",
                 status.as_u16(),
                 status.canonical_reason().unwrap_or("")
             );
@@ -102,6 +103,23 @@ impl Terminal {
         }
         text.push('\n');
         self.lines(&text)
+    }
+
+    /// How a body with these fields is written to this session.
+    fn body_mode(self, fields: &HeaderMap) -> BodyMode {
+        if !self.pty {
+            return BodyMode::Bytes;
+        }
+        let content_type = fields
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok());
+        if is_text(content_type) {
+            BodyMode::Text
+        } else if content_type.is_some_and(|kind| kind.starts_with("image/")) {
+            BodyMode::Refuse("binary (image)")
+        } else {
+            BodyMode::Refuse("binary")
+        }
     }
 
     fn diagnostic(self, message: &str) -> String {
@@ -205,6 +223,11 @@ async fn abandon(write: &ChannelWriteHalf<Msg>, stalled: Option<String>, termina
     }
 }
 
+/// Whether a command asks for the info screen: `help`, `-h` or `--help`.
+pub(super) fn asks_for_help(command: &[u8]) -> bool {
+    matches!(command.trim_ascii(), b"help" | b"-h" | b"--help")
+}
+
 /// Untrusted text without control characters (spec §17.12).
 fn printable(text: &str) -> String {
     text.chars()
@@ -287,6 +310,7 @@ pub(super) async fn serve<S, B>(
         }
     });
 
+    let (method, target) = (prepared.parts.method.clone(), prepared.parts.uri.clone());
     let call = service.call(http::Request::from_parts(prepared.parts, body));
     let outcome = tokio::select! {
         // A client gone or a stalled stdin wins over a response ready at once.
@@ -317,10 +341,32 @@ pub(super) async fn serve<S, B>(
         finish(&write, Some(&line), exit_status(status), terminal).await;
         return;
     }
-    if prepared.show_head {
+    // With -i, and always for HEAD, the head comes first on standard output, as
+    // curl -i writes it (spec §14.6).
+    let show_head = prepared.show_head || method == http::Method::HEAD;
+    if show_head {
         let head = terminal.head(Some(status), response.headers());
-        let _ = write.extended_data_bytes(STDERR, head).await;
+        if write.data_bytes(Bytes::from(head)).await.is_err() {
+            return;
+        }
+    } else if !status.is_success() {
+        let what = format!("{status} ({method} {target})");
+        let line = terminal.diagnostic(&what);
+        let _ = write.extended_data_bytes(STDERR, line).await;
     }
+    // On a terminal, text is written with CR LF line ends and binary not at all
+    // (spec §14.7); without one, the body is written byte for byte.
+    let mut text = match terminal.body_mode(response.headers()) {
+        BodyMode::Bytes => None,
+        BodyMode::Text => Some(CrLf::default()),
+        BodyMode::Refuse(kind) => {
+            let message = format!(
+                "a {kind} body is not written to a terminal: redirect it (ssh -T GATEWAY get PATH > FILE) or leave out -t"
+            );
+            finish(&write, Some(&message), EXIT_NO_RESPONSE, terminal).await;
+            return;
+        }
+    };
     let mut body = std::pin::pin!(response.into_body());
     loop {
         let frame = tokio::select! {
@@ -338,7 +384,10 @@ pub(super) async fn serve<S, B>(
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(mut data) => {
                     let length = data.remaining();
-                    let bytes: Bytes = data.copy_to_bytes(length);
+                    let mut bytes: Bytes = data.copy_to_bytes(length);
+                    if let Some(text) = &mut text {
+                        bytes = text.translate(&bytes);
+                    }
                     // A client that grants no window for the body idle timeout is
                     // abandoned: exit status 1 (no complete response), then EOF and
                     // CLOSE, which need no window.
@@ -353,9 +402,9 @@ pub(super) async fn serve<S, B>(
                     }
                 }
                 Err(frame) => {
-                    if let (true, Some(trailers)) = (prepared.show_head, frame.trailers_ref()) {
+                    if let (true, Some(trailers)) = (show_head, frame.trailers_ref()) {
                         let text = terminal.head(None, trailers);
-                        let _ = write.extended_data_bytes(STDERR, text).await;
+                        let _ = write.data_bytes(Bytes::from(text)).await;
                     }
                 }
             },
@@ -367,6 +416,65 @@ pub(super) async fn serve<S, B>(
         }
     }
     finish(&write, None, exit_status(status), terminal).await;
+}
+
+/// How a response body is written to the session (spec §14.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyMode {
+    /// Byte for byte: no terminal.
+    Bytes,
+    /// Text on a terminal: LF becomes CR LF.
+    Text,
+    /// Binary on a terminal: not written; the kind says what it is.
+    Refuse(&'static str),
+}
+
+/// Whether a `content-type` is text a terminal can show: `text/*`, JSON, XML,
+/// JavaScript, form data, or none at all.
+fn is_text(content_type: Option<&str>) -> bool {
+    let Some(content_type) = content_type else {
+        return true;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence.starts_with("text/")
+        || essence.ends_with("+json")
+        || essence.ends_with("+xml")
+        || matches!(
+            essence.as_str(),
+            "application/json"
+                | "application/xml"
+                | "application/javascript"
+                | "application/x-ndjson"
+                | "application/x-www-form-urlencoded"
+                | "application/problem+json"
+                | ""
+        )
+}
+
+/// LF to CR LF for a terminal in raw mode, across chunk boundaries; CR LF already in
+/// the text stays as it is.
+#[derive(Debug, Default)]
+struct CrLf {
+    after_cr: bool,
+}
+
+impl CrLf {
+    fn translate(&mut self, chunk: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(chunk.len().saturating_add(chunk.len() / 16));
+        for &byte in chunk {
+            if byte == b'\n' && !self.after_cr {
+                out.push(b'\r');
+            }
+            out.push(byte);
+            self.after_cr = byte == b'\r';
+        }
+        Bytes::from(out)
+    }
 }
 
 /// The text of `ssh gw` without a command (spec §14.9).
@@ -382,10 +490,21 @@ pub(super) fn info_screen(route: &Route) -> String {
          \n\
          This is not a shell. Each command is an HTTP request:\n\
          \x20 ssh GATEWAY get /path              GET, body to stdout\n\
-         \x20 ssh GATEWAY 'get /path -i'         with the response head on stderr\n\
+         \x20 ssh GATEWAY get /path -i           the response head first, as curl -i\n\
+         \x20 ssh GATEWAY head /path             the response head only\n\
          \x20 ssh GATEWAY post /path < file      POST stdin\n\
          \x20 ssh GATEWAY name k=v ...           GET /name?k=v (RPC form)\n\
-         \x20 ssh -o SetEnv=HTTP_HOST=VHOST GATEWAY get /   another virtual host\n",
+         \x20 ssh GATEWAY get /path -H 'accept: text/plain'\n\
+         \x20                                     a field; ssh joins words with spaces, so\n\
+         \x20                                     quote a value with spaces twice:\n\
+         \x20 ssh GATEWAY \"get /path -H 'x-note: a  b'\"\n\
+         \x20 ssh -o SetEnv=HTTP_HOST=VHOST GATEWAY get /   another virtual host\n\
+         \x20 ssh GATEWAY help                   this screen\n\
+         \n\
+         A status other than 2xx is named on stderr, and the exit status is its class:\n\
+         0 for 2xx, 3 for 3xx, 4 for 4xx, 5 for 5xx, 1 for no complete response, 2 for\n\
+         a command that does not parse. On a terminal (ssh -t) text bodies get CR LF\n\
+         line ends and binary bodies are not written: redirect them instead.\n",
         vhost = route.vhost,
         user = identity.user,
     )
@@ -406,7 +525,7 @@ mod tests {
         let terminal = Terminal::default();
         assert_eq!(
             head(terminal),
-            "404 Not Found\ncontent-type: text/plain\n\n"
+            "HTTP/1.1 404 Not Found\ncontent-type: text/plain\n\n"
         );
         assert_eq!(terminal.diagnostic("no\x07pe"), "sshttp: no?pe\n");
     }
@@ -416,7 +535,7 @@ mod tests {
         let terminal = Terminal::with_pty("dumb");
         assert_eq!(
             head(terminal),
-            "404 Not Found\r\ncontent-type: text/plain\r\n\r\n"
+            "HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\n\r\n"
         );
         assert_eq!(Terminal::with_pty(""), terminal);
     }
@@ -426,13 +545,58 @@ mod tests {
         let terminal = Terminal::with_pty("xterm-256color");
         assert_eq!(
             head(terminal),
-            "\x1b[1;33m404 Not Found\x1b[0m\r\n\x1b[36mcontent-type\x1b[0m: text/plain\r\n\r\n"
+            "\x1b[1;33mHTTP/1.1 404 Not Found\x1b[0m\r\n\x1b[36mcontent-type\x1b[0m: text/plain\r\n\r\n"
         );
         assert_eq!(
             terminal.diagnostic("refused"),
             "\x1b[1;31msshttp:\x1b[0m refused\r\n"
         );
         let ok = terminal.head(Some(http::StatusCode::OK), &HeaderMap::new());
-        assert!(ok.starts_with("\x1b[1;32m200 OK"), "{ok:?}");
+        assert!(ok.starts_with("\x1b[1;32mHTTP/1.1 200 OK"), "{ok:?}");
+    }
+
+    #[test]
+    fn on_a_terminal_text_gets_crlf_across_chunks_and_binary_is_refused() {
+        let mut crlf = CrLf::default();
+        assert_eq!(&crlf.translate(b"a\nb\r")[..], b"a\r\nb\r");
+        // The CR ended the last chunk: the LF that starts this one is its pair.
+        assert_eq!(&crlf.translate(b"\nc\n\n")[..], b"\nc\r\n\r\n");
+        let fields = |content_type: &str| {
+            let mut fields = HeaderMap::new();
+            fields.insert("content-type", content_type.parse().unwrap());
+            fields
+        };
+        let pty = Terminal::with_pty("xterm");
+        assert_eq!(
+            pty.body_mode(&fields("text/html; charset=utf-8")),
+            BodyMode::Text
+        );
+        assert_eq!(pty.body_mode(&fields("application/json")), BodyMode::Text);
+        assert_eq!(
+            pty.body_mode(&fields("application/vnd.api+json")),
+            BodyMode::Text
+        );
+        assert_eq!(pty.body_mode(&HeaderMap::new()), BodyMode::Text);
+        assert_eq!(
+            pty.body_mode(&fields("image/png")),
+            BodyMode::Refuse("binary (image)")
+        );
+        assert_eq!(
+            pty.body_mode(&fields("application/octet-stream")),
+            BodyMode::Refuse("binary")
+        );
+        assert_eq!(
+            Terminal::default().body_mode(&fields("image/png")),
+            BodyMode::Bytes
+        );
+    }
+
+    #[test]
+    fn help_is_asked_for_by_the_usual_words() {
+        for command in [&b"help"[..], b" help\n", b"--help", b"-h"] {
+            assert!(asks_for_help(command), "{command:?}");
+        }
+        assert!(!asks_for_help(b"get /help"));
+        assert!(!asks_for_help(b"helpdesk"));
     }
 }
