@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use http::Method;
 use sshttp_proxy::config::{AuthConfig, Config, Upstream};
 use sshttp_proxy::gateway::Gateway;
@@ -29,7 +29,7 @@ use crate::fetch::{BodyArgs, FetchArgs, help};
 ///
 /// The wire protocol is specified in spec/protocol.md.
 #[derive(Debug, Parser)]
-#[command(name = "sshttp", version, about, long_about)]
+#[command(name = "sshttp", version, propagate_version = true, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -152,6 +152,24 @@ enum Command {
         #[command(flatten)]
         body: BodyArgs,
     },
+    /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell.
+    ///
+    /// Examples:
+    ///   sshttp completions bash > ~/.local/share/bash-completion/completions/sshttp
+    ///   sshttp completions zsh > "${fpath[1]}/_sshttp"
+    ///   sshttp completions fish > ~/.config/fish/completions/sshttp.fish
+    #[command(verbatim_doc_comment)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) of sshttp and its commands.
+    ///
+    /// Examples:
+    ///   sshttp man > sshttp.1 && man ./sshttp.1
+    ///   sshttp man | sudo tee /usr/local/share/man/man1/sshttp.1 > /dev/null
+    #[command(verbatim_doc_comment)]
+    Man,
     /// Send a DELETE request (a body is optional) and write the response body to stdout.
     #[command(
         after_help = help::short(help::DELETE),
@@ -163,6 +181,35 @@ enum Command {
         #[command(flatten)]
         body: BodyArgs,
     },
+}
+
+/// Writes `bytes` to stdout; a reader that stopped early (`| head`) is no error.
+fn print_all(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written,
+    }
+}
+
+/// The manual page: `sshttp` with a section per command (clap_mangen renders one
+/// command per page; the subcommands follow as sections of the same page).
+fn man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let command = Cli::command();
+    clap_mangen::Man::new(command.clone()).render(out)?;
+    for sub in command
+        .get_subcommands()
+        .filter(|sub| sub.get_name() != "help")
+    {
+        let name = format!("sshttp {}", sub.get_name());
+        let man = clap_mangen::Man::new(sub.clone());
+        writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+        man.render_description_section(out)?;
+        man.render_options_section(out)?;
+        man.render_extra_section(out)?;
+    }
+    Ok(())
 }
 
 // mimalloc rather than glibc's malloc: a profile of `sshttp serve` under small requests
@@ -193,6 +240,18 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::CheckConfig { file } => {
             init_logs("info");
             runtime()?.block_on(check_config(file))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "sshttp", &mut script);
+            print_all(&script)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            man_page(&mut page)?;
+            print_all(&page)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Get(request) => (Method::GET, request, None),

@@ -254,3 +254,108 @@ async fn serve_writes_one_access_line_per_request_with_its_outcome() {
     .await
     .unwrap();
 }
+
+/// The real binary with `args`: its exit code, stdout and stderr.
+fn sshttp(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_sshttp"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_command_has_a_version_completions_for_each_shell_and_a_man_page() {
+    let version = env!("CARGO_PKG_VERSION");
+    for command in [
+        &["--version"][..],
+        &["serve", "--version"],
+        &["get", "--version"],
+    ] {
+        let (code, stdout, stderr) = sshttp(command);
+        assert_eq!(code, Some(0), "{command:?}: {stderr}");
+        assert!(
+            stdout.trim_end().ends_with(version),
+            "{command:?}: {stdout}"
+        );
+    }
+    // Each script is one the shell itself accepts (bash and zsh parse it without
+    // running it; the others are checked for their completion function).
+    for (shell, mark) in [
+        ("bash", "complete -F _sshttp"),
+        ("zsh", "#compdef sshttp"),
+        ("fish", "complete -c sshttp"),
+        ("elvish", "set edit:completion:arg-completer[sshttp]"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let (code, script, stderr) = sshttp(&["completions", shell]);
+        assert_eq!(code, Some(0), "{shell}: {stderr}");
+        assert!(script.contains(mark), "{shell}: {script}");
+        assert!(
+            script.contains("check-config"),
+            "{shell}: the commands are completed"
+        );
+    }
+    let (_, bash, _) = sshttp(&["completions", "bash"]);
+    let mut parse = Command::new("bash")
+        .arg("-n")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    parse
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(bash.as_bytes())
+        .unwrap();
+    assert!(parse.wait().unwrap().success(), "bash rejects the script");
+    let (code, _, stderr) = sshttp(&["completions", "tcsh"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("possible values"), "{stderr}");
+
+    // The manual: a page `man` renders, with every command in it.
+    let (code, page, stderr) = sshttp(&["man"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(page.contains(".TH sshttp 1"), "{page}");
+    for command in [
+        "serve",
+        "proxy",
+        "check-config",
+        "get",
+        "post",
+        "completions",
+    ] {
+        assert!(
+            page.contains(&format!(".SH \"SSHTTP {}\"", command.to_uppercase())),
+            "no section for {command}"
+        );
+    }
+    let mut man = Command::new("man")
+        .args(["-l", "-"])
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "80")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run man: {error} (.ci/run installs man-db)"));
+    man.stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let rendered = man.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    assert!(text.contains("SSHTTP SERVE"), "{text}");
+    assert!(text.contains("--config"), "{text}");
+}
