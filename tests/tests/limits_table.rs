@@ -137,10 +137,11 @@ fn backticked(cell: &str) -> Option<&str> {
 /// constructors.
 fn evaluate(expression: &str) -> String {
     let expression = expression.replace('_', "");
-    if let Some(secs) = call(&expression, "Duration::fromsecs(") {
+    let expression = expression.trim_start_matches("std::time::");
+    if let Some(secs) = call(expression, "Duration::fromsecs(") {
         return format!("{} s", integer(secs));
     }
-    if let Some(millis) = call(&expression, "Duration::frommillis(") {
+    if let Some(millis) = call(expression, "Duration::frommillis(") {
         return format!("{} ms", integer(millis));
     }
     if expression == "Duration::ZERO" {
@@ -233,6 +234,7 @@ fn the_evaluator_reads_what_limit_constants_are_written_with() {
     assert_eq!(evaluate("Duration::from_secs(120)"), "120 s");
     assert_eq!(evaluate("Duration::from_millis(5)"), "5 ms");
     assert_eq!(evaluate("Duration::ZERO"), "0 s");
+    assert_eq!(evaluate("std::time::Duration::from_secs(3)"), "3 s");
     assert_eq!(evaluate("1_000_000.0"), "1000000");
     assert_eq!(evaluate("0.5"), "0.5");
 }

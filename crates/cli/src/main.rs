@@ -13,7 +13,7 @@ mod fetch;
 mod proxy;
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -91,13 +91,20 @@ enum Command {
     Proxy(proxy::ProxyArgs),
     /// Check a gateway configuration file and the files it names, then exit.
     ///
-    /// Exits 0 and prints a summary if `sshttp serve --config FILE` would start with it.
+    /// Exits 0 and prints a summary if `sshttp serve --config FILE` would start with it;
+    /// otherwise prints `error:` with each cause on a line, and a `hint:`, and exits 1.
+    /// It creates nothing (no state directory, no key) and warns about upstreams it
+    /// cannot connect to now.
     ///
     /// Example: sshttp check-config /etc/sshttp/gateway.toml
+    #[command(verbatim_doc_comment)]
     CheckConfig {
         /// The configuration file.
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Do not try to connect to the upstreams.
+        #[arg(long)]
+        skip_upstreams: bool,
     },
     /// Send a GET request to a gateway and write the response body to stdout.
     ///
@@ -237,10 +244,12 @@ fn main() -> anyhow::Result<ExitCode> {
             runtime()?.block_on(proxy::run(args))?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::CheckConfig { file } => {
-            init_logs("info");
-            runtime()?.block_on(check_config(file))?;
-            return Ok(ExitCode::SUCCESS);
+        Command::CheckConfig {
+            file,
+            skip_upstreams,
+        } => {
+            init_logs("warn");
+            return Ok(runtime()?.block_on(check_config(&file, skip_upstreams)));
         }
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -379,22 +388,105 @@ async fn serve(
     Ok(())
 }
 
-async fn check_config(file: PathBuf) -> anyhow::Result<()> {
-    let mut config = Config::load(&file)?;
-    // Bind nothing: check the files and keys the configuration names, on port 0.
-    config.listen = vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))];
-    config.metrics_listen = config
-        .metrics_listen
-        .map(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    let lines = summary(&config);
-    Gateway::bind_with_demo(config, None, Some(sshttp_demo::launch))
-        .await
-        .with_context(|| format!("{} is not usable", file.display()))?;
+/// How long check-config tries to connect to one upstream.
+const UPSTREAM_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `sshttp check-config`: the summary and exit status 0, or each cause of the first
+/// error on a line of its own with a hint and exit status 1. Never a backtrace: the
+/// error is the operator's to fix, not a bug to report.
+async fn check_config(file: &Path, skip_upstreams: bool) -> ExitCode {
+    // Errors of loading name the file already; those of the files it names get it.
+    let checked = match Config::load(file) {
+        Ok(config) => match Gateway::check(&config).await {
+            Ok(notes) => Ok((config, notes)),
+            Err(error) => Err((format!("{}: ", file.display()), error)),
+        },
+        Err(error) => Err((String::new(), error)),
+    };
+    let (config, notes) = match checked {
+        Ok(checked) => checked,
+        Err((prefix, error)) => {
+            let mut shown = format!("{prefix}{error}");
+            eprintln!("error: {shown}");
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                // One line per cause: a cause its parent already quoted is not repeated.
+                let text = cause.to_string();
+                if !shown.contains(&text) {
+                    eprintln!("  because: {text}");
+                }
+                shown = text;
+                source = cause.source();
+            }
+            eprintln!("hint: {}", config_hint(&error, file));
+            return ExitCode::FAILURE;
+        }
+    };
     println!("{}: OK", file.display());
-    for line in lines {
+    for line in summary(&config) {
         println!("{line}");
     }
-    Ok(())
+    for note in notes {
+        println!("note: {note}");
+    }
+    if !skip_upstreams {
+        for (vhost, url) in config
+            .vhosts
+            .iter()
+            .filter_map(|vhost| match &vhost.upstream {
+                Upstream::Url { url, .. } => Some((&vhost.name, url)),
+                Upstream::Demo { .. } => None,
+            })
+        {
+            if let Err(why) = probe(url).await {
+                eprintln!("warning: vhost {vhost:?}: upstream {url} cannot be reached now: {why}");
+                eprintln!(
+                    "hint: start it before the gateway takes requests (they get 502 until then), or pass --skip-upstreams"
+                );
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// What the operator can do about a configuration that does not check.
+fn config_hint(error: &sshttp_proxy::Error, file: &Path) -> String {
+    match error.kind() {
+        sshttp_proxy::ErrorKind::Read => {
+            "check that the file named exists and that this user may read it".to_owned()
+        }
+        sshttp_proxy::ErrorKind::Syntax => format!(
+            "{} must be TOML with the keys of the README's \"Configuration\" section",
+            file.display()
+        ),
+        _ => "fix the setting named above; the README's \"Configuration\" section lists every key"
+            .to_owned(),
+    }
+}
+
+/// Connects to an upstream's host and port once, without sending anything.
+async fn probe(url: &http::Uri) -> Result<(), String> {
+    let host = url.host().unwrap_or_default().trim_matches(['[', ']']);
+    let port = url
+        .port_u16()
+        .unwrap_or(if url.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    match tokio::time::timeout(
+        UPSTREAM_PROBE_TIMEOUT,
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!(
+            "no connection within {} s",
+            UPSTREAM_PROBE_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 fn summary(config: &Config) -> Vec<String> {

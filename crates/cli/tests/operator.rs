@@ -359,3 +359,77 @@ fn every_command_has_a_version_completions_for_each_shell_and_a_man_page() {
     assert!(text.contains("SSHTTP SERVE"), "{text}");
     assert!(text.contains("--config"), "{text}");
 }
+
+#[test]
+fn check_config_creates_nothing_warns_about_upstreams_and_never_prints_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let unreachable = closed.local_addr().unwrap();
+    drop(closed);
+    let text = format!(
+        "state_dir = \"state\"\n[identity_assertion]\nalgorithm = \"eddsa\"\n\
+         [[vhost]]\nname = \"a.test\"\nupstream = \"http://{unreachable}\"\nauth = \"any-key\"\nidentity_assertion = true\n"
+    );
+    let (code, stdout, stderr) = check_config(dir.path(), "gateway.toml", &text);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("vhost a.test (default)"),
+        "the only vhost: {stdout}"
+    );
+    assert!(
+        stdout.contains("note: the first run generates an Ed25519 host key"),
+        "{stdout}"
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "check-config created the state directory"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "warning: vhost \"a.test\": upstream http://{unreachable}/ cannot be reached now"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+
+    let file = dir.path().join("gateway.toml");
+    let skipped = Command::new(env!("CARGO_BIN_EXE_sshttp"))
+        .args(["check-config", "--skip-upstreams"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(skipped.status.success());
+    assert!(
+        skipped.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&skipped.stderr)
+    );
+
+    // A port out of range, with RUST_BACKTRACE set: one error line, a hint, no trace.
+    std::fs::write(
+        &file,
+        "state_dir = \"state\"\n[[vhost]]\nname = \"a.test\"\nupstream = \"http://127.0.0.1:99999\"\nauth = \"any-key\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sshttp"))
+        .arg("check-config")
+        .arg(&file)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(
+        lines[0].contains("port 99999 is not a port (1 to 65535)"),
+        "{stderr}"
+    );
+    assert!(lines[1].starts_with("hint: "), "{stderr}");
+    assert!(
+        !stderr.contains("backtrace") && !stderr.contains("Stack"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("state").exists());
+}

@@ -590,6 +590,21 @@ impl VhostConfig {
             if url.host().is_none() {
                 return Err(context(format!("upstream {:?} has no host", file.upstream)));
             }
+            // http::Uri takes `:99999` and then has no port at all (the scheme's
+            // default would be used): the port as written must be one.
+            let authority = url.authority().map_or("", |authority| authority.as_str());
+            let after_host = authority
+                .rsplit_once(']')
+                .map_or(authority, |(_, rest)| rest);
+            if let Some((_, port)) = after_host.rsplit_once(':')
+                && !port.is_empty()
+                && !matches!(port.parse::<u16>(), Ok(1..))
+            {
+                return Err(context(format!(
+                    "upstream {:?}: port {port} is not a port (1 to 65535)",
+                    file.upstream
+                )));
+            }
             if url.query().is_some() {
                 return Err(context(format!(
                     "upstream {:?} must not have a query",
@@ -887,6 +902,14 @@ mod tests {
             (
                 &vhost("upstream = \"http://x\"\nauth = \"any-key\"\nca_file = \"ca.pem\""),
                 "only apply to an https upstream",
+            ),
+            (
+                &vhost("upstream = \"http://127.0.0.1:99999\"\nauth = \"any-key\""),
+                "port 99999 is not a port (1 to 65535)",
+            ),
+            (
+                &vhost("upstream = \"http://[::1]:0\"\nauth = \"any-key\""),
+                "port 0 is not a port",
             ),
         ];
         for (text, expected) in cases {

@@ -120,6 +120,8 @@ impl Site {
             );
         }
         let assertion = match &config.assertion {
+            // A check reads the key if it is there and never generates one.
+            Some(assertion) if demos.checking && !assertion.key.exists() => None,
             Some(assertion) => {
                 let signer = AssertionSigner::load_or_generate(&assertion.key, assertion.algorithm)
                     .map_err(|error| {
@@ -157,6 +159,9 @@ pub type DemoLauncher =
 struct DemoUpstreams {
     launcher: Option<DemoLauncher>,
     started: HashMap<PathBuf, SocketAddr>,
+    /// Checking a configuration (`sshttp check-config`): nothing is started, and no
+    /// key is generated.
+    checking: bool,
 }
 
 impl DemoUpstreams {
@@ -165,11 +170,7 @@ impl DemoUpstreams {
         static_dir: Option<&Path>,
         config: &Config,
     ) -> Result<SocketAddr, Error> {
-        let Some(launch) = self.launcher else {
-            return Err(Error::invalid(
-                "upstream \"demo\" is not built into this gateway",
-            ));
-        };
+        let launcher = self.launcher;
         let (dir, builtin) = match (static_dir, &config.state_dir) {
             (Some(dir), _) => (dir.to_owned(), false),
             (None, Some(state)) => (state.join("demo-files"), true),
@@ -178,6 +179,15 @@ impl DemoUpstreams {
                     "the demo upstream needs static_dir or a state_dir",
                 ));
             }
+        };
+        if self.checking {
+            // Nothing listens there: a check builds the upstream client, never calls it.
+            return Ok(SocketAddr::from(([127, 0, 0, 1], 9)));
+        }
+        let Some(launch) = launcher else {
+            return Err(Error::invalid(
+                "upstream \"demo\" is not built into this gateway",
+            ));
         };
         if let Some(addr) = self.started.get(&dir) {
             return Ok(*addr);
@@ -558,6 +568,64 @@ impl Gateway {
         Self::bind_with_demo(config, config_path, None).await
     }
 
+    /// Checks `config` as [`bind_with_demo`](Gateway::bind_with_demo) would use it:
+    /// reads the host keys and certificates, the authorized_keys and CA files, the
+    /// identity assertion key and the upstreams' TLS settings. Unlike binding, it
+    /// creates nothing: no directory, no key, no listener, no demo upstream. Returns
+    /// notes about what running it would create.
+    pub async fn check(config: &Config) -> Result<Vec<String>, Error> {
+        let mut notes = Vec::new();
+        if config.host_keys.is_empty() {
+            let Some(dir) = &config.state_dir else {
+                return Err(Error::invalid("no host_keys and no state_dir"));
+            };
+            let path = dir.join(GENERATED_HOST_KEY);
+            if path.exists() {
+                KeyPair::load(&path).map_err(Error::io(format!("host key {}", path.display())))?;
+            } else {
+                notes.push(format!(
+                    "the first run generates an Ed25519 host key in {}",
+                    path.display()
+                ));
+            }
+        }
+        let mut host_keys = Vec::new();
+        for path in &config.host_keys {
+            host_keys.push(
+                KeyPair::load(path).map_err(Error::io(format!("host key {}", path.display())))?,
+            );
+        }
+        for path in &config.host_certificates {
+            let certificate = HostCertificate::load(path)
+                .map_err(Error::io(format!("host certificate {}", path.display())))?;
+            let certified = sshttp_ssh::russh_certificate(&certificate).public_key();
+            if !host_keys.is_empty()
+                && !host_keys
+                    .iter()
+                    .any(|key| sshttp_ssh::russh_key(key).public_key().key_data() == certified)
+            {
+                return Err(Error::invalid(format!(
+                    "host certificate {} certifies none of the host keys",
+                    path.display()
+                )));
+            }
+        }
+        if let Some(assertion) = &config.assertion
+            && !assertion.key.exists()
+        {
+            notes.push(format!(
+                "the first run generates the identity assertion key {}",
+                assertion.key.display()
+            ));
+        }
+        let mut demos = DemoUpstreams {
+            checking: true,
+            ..DemoUpstreams::default()
+        };
+        Site::load(config, &mut demos).await?;
+        Ok(notes)
+    }
+
     /// [`bind`](Gateway::bind), with the demo upstream available to vhosts whose
     /// upstream is `"demo"`.
     pub async fn bind_with_demo(
@@ -599,7 +667,7 @@ impl Gateway {
         let issuer = first_key.fingerprint();
         let mut demos = DemoUpstreams {
             launcher: demo,
-            started: HashMap::new(),
+            ..DemoUpstreams::default()
         };
         let site = Site::load(&config, &mut demos).await?;
         let state = Arc::new(State {
