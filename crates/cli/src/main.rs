@@ -10,6 +10,7 @@
 #![allow(rustdoc::broken_intra_doc_links, rustdoc::bare_urls)]
 
 mod fetch;
+mod logs;
 mod proxy;
 
 use std::io::IsTerminal as _;
@@ -68,6 +69,10 @@ enum Command {
         /// or TOKIO_WORKER_THREADS].
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
+        /// How logs and access lines are written: text, or one JSON object per line
+        /// for log shippers [default: the configuration's log_format, else text].
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        log_format: Option<LogFormatArg>,
     },
     /// Run a local HTTP proxy that carries browser and curl traffic to gateways over SSH.
     ///
@@ -233,14 +238,26 @@ fn main() -> anyhow::Result<ExitCode> {
             state_dir,
             static_dir,
             threads,
+            log_format,
         } => {
-            let _logs = init_server_logs();
+            // The flag, else the configuration's log_format (read here, before anything
+            // is logged; serve reads it again, reporting any error in that format).
+            let json = match log_format {
+                Some(format) => format == LogFormatArg::Json,
+                None => config
+                    .as_deref()
+                    .and_then(|path| Config::load(path).ok())
+                    .is_some_and(|config| {
+                        config.log_format == sshttp_proxy::config::LogFormat::Json
+                    }),
+            };
+            let _logs = init_server_logs(json);
             let runtime = server_runtime(threads)?;
             runtime.block_on(serve(config, listen, state_dir, static_dir))?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Proxy(args) => {
-            let _logs = init_server_logs();
+            let _logs = init_server_logs(args.json_logs());
             runtime()?.block_on(proxy::run(args))?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -302,21 +319,33 @@ fn server_runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runt
 /// a server's worker threads queue each line (the access log is one per request) and
 /// never wait for the write, unless that thread falls 64k lines behind, when they wait
 /// rather than lose lines. The guard flushes what is queued when dropped.
-fn init_server_logs() -> tracing_appender::non_blocking::WorkerGuard {
+fn init_server_logs(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(SERVER_LOG_QUEUE)
         .thread_name("sshttp-log")
         .finish(std::io::stderr());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(writer);
+    if json {
+        logs.event_format(logs::JsonLines).init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     guard
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormatArg {
+    /// tracing's text lines.
+    Text,
+    /// One JSON object per event: time, level, target, then the event's fields.
+    Json,
 }
 
 /// Log lines a server queues for its log thread before its workers wait for it.

@@ -13,6 +13,9 @@ use crate::fetch::{SshArgs, client_builder};
 /// The options of `sshttp proxy`.
 #[derive(Debug, Args)]
 pub(crate) struct ProxyArgs {
+    /// How logs are written: text, or one JSON object per line [default: text].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<crate::LogFormatArg>,
     /// Listen here [default: 127.0.0.1:8080]. An address other than loopback also needs
     /// --public.
     #[arg(long, value_name = "ADDR")]
@@ -46,6 +49,13 @@ pub(crate) struct ProxyArgs {
     max_connections: Option<usize>,
     #[command(flatten)]
     ssh: SshArgs,
+}
+
+impl ProxyArgs {
+    /// Whether logs are JSON lines.
+    pub(crate) fn json_logs(&self) -> bool {
+        self.log_format == Some(crate::LogFormatArg::Json)
+    }
 }
 
 pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {

@@ -433,3 +433,137 @@ fn check_config_creates_nothing_warns_about_upstreams_and_never_prints_a_backtra
     );
     assert!(!dir.path().join("state").exists());
 }
+
+/// The next JSON log line on `lines` whose `target` is `target`.
+fn next_json(lines: &Receiver<String>, target: &str) -> serde_json::Value {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no {target} line within 10 s"));
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
+        if value["target"] == target {
+            return value;
+        }
+    }
+}
+
+#[tokio::test]
+async fn json_logs_carry_refused_keys_access_lines_and_what_a_reload_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(&dir.path().join("other"), "ed25519");
+    std::fs::copy(dir.path().join("other.pub"), dir.path().join("keys")).unwrap();
+    let vhost = |name: &str| {
+        format!(
+            "[[vhost]]\nname = \"{name}\"\nupstream = \"demo\"\nauth = \"authorized-keys\"\nauthorized_keys = \"keys\"\n"
+        )
+    };
+    let config = dir.path().join("gateway.toml");
+    let text = |vhosts: &str| {
+        format!(
+            "listen = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\nlog_format = \"json\"\n{vhosts}"
+        )
+    };
+    std::fs::write(&config, text(&vhost("a.test"))).unwrap();
+    let (serve, lines) = Serve::logging(&["--config", config.to_str().unwrap()], "info");
+    let ssh = StockSsh::new(&dir.path().join("state"), serve.addr.port());
+    let fingerprint = ssh.fingerprint();
+    let pid = serve.child.id().to_string();
+    let dir_path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        // A key no vhost admits: refused, and said so with who and why.
+        let output = ssh.output(&["get", "/"], b"");
+        assert_eq!(output.status.code(), Some(255));
+        let refused = next_json(&lines, "sshttp::auth");
+        assert_eq!(refused["message"], "authentication refused", "{refused}");
+        assert_eq!(refused["user"], "alice", "{refused}");
+        assert_eq!(refused["fingerprint"], fingerprint.as_str(), "{refused}");
+        assert!(
+            refused["client"]
+                .as_str()
+                .unwrap()
+                .starts_with("127.0.0.1:"),
+            "{refused}"
+        );
+        assert!(
+            refused["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{refused}"
+        );
+        assert!(
+            refused["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{refused}"
+        );
+
+        // The key admitted and a vhost added: the reload says what changed.
+        std::fs::copy(ssh.dir.path().join("id.pub"), dir_path.join("keys")).unwrap();
+        let both = format!("{}{}", vhost("a.test"), vhost("b.test"));
+        std::fs::write(dir_path.join("gateway.toml"), text(&both)).unwrap();
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let mut changes = Vec::new();
+        loop {
+            let line = next_json(&lines, "sshttp_proxy::gateway");
+            if line["message"] == "reload changed" {
+                changes.push(line["change"].as_str().unwrap().to_owned());
+            }
+            if line["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("configuration reloaded"))
+            {
+                break;
+            }
+        }
+        assert!(
+            changes
+                .iter()
+                .any(|change| change.starts_with("added vhost b.test")),
+            "{changes:?}"
+        );
+        assert!(
+            changes
+                .iter()
+                .any(|change| change.starts_with("changed default_vhost")),
+            "the only vhost was the default: {changes:?}"
+        );
+
+        // An access line, with the client's address and the query.
+        let output = ssh
+            .command_with(
+                &["-o", "SetEnv=HTTP_HOST=b.test"],
+                &["multiply", "a=2", "b=3"],
+            )
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.stdout,
+            b"6\n",
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let access = next_json(&lines, "sshttp::access");
+        for (field, value) in [
+            ("vhost", "b.test"),
+            ("user", "alice"),
+            ("method", "GET"),
+            ("path", "/multiply"),
+            ("query", "a=2&b=3"),
+            ("outcome", "complete"),
+        ] {
+            assert_eq!(access[field], value, "{field} of {access}");
+        }
+        assert_eq!(access["status"], 200, "{access}");
+        assert!(
+            access["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{access}"
+        );
+        assert!(access["duration_ms"].is_u64(), "{access}");
+        assert_eq!(access["level"], "INFO");
+    })
+    .await
+    .unwrap();
+}

@@ -53,6 +53,19 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The SSH algorithms offered (`[algorithms]`; spec §17.14).
     pub algorithms: Algorithms,
+    /// How logs are written (`log_format`): text lines, or one JSON object per event.
+    pub log_format: LogFormat,
+}
+
+/// How `sshttp serve` writes its logs and access lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// tracing's text lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per event, for log shippers.
+    Json,
 }
 
 /// The caps and deadlines on connections (spec §11.2).
@@ -257,6 +270,8 @@ struct File {
     metrics: Option<MetricsFile>,
     #[serde(default)]
     algorithms: AlgorithmsFile,
+    #[serde(default)]
+    log_format: LogFormat,
 }
 
 /// `[algorithms]`: each list, if given, replaces the default one.
@@ -508,6 +523,7 @@ impl Config {
             assertion,
             metrics_listen: file.metrics.map(|metrics| metrics.listen),
             algorithms,
+            log_format: file.log_format,
         })
     }
 
@@ -532,6 +548,7 @@ impl Config {
             assertion: None,
             metrics_listen: None,
             algorithms: Algorithms::default(),
+            log_format: LogFormat::Text,
         }
     }
 

@@ -8,7 +8,7 @@
 //! The access log and metrics observe it from outside, written when the response
 //! body ends or the client goes away.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -439,10 +439,12 @@ impl http_body::Body for CountedBody {
 struct AccessRecord {
     started: Instant,
     vhost: String,
+    client: String,
     user: String,
     fingerprint: String,
     method: http::Method,
     path: String,
+    query: String,
     status: Option<StatusCode>,
     request_bytes: Arc<AtomicU64>,
     response_bytes: u64,
@@ -457,12 +459,16 @@ impl AccessRecord {
         Self {
             started: Instant::now(),
             vhost: route.map(|route| route.vhost.clone()).unwrap_or_default(),
+            client: identity
+                .and_then(|id| id.peer)
+                .map_or_else(|| "-".to_owned(), |peer| peer.to_string()),
             user: identity.map(|id| id.user.clone()).unwrap_or_default(),
             fingerprint: identity
                 .and_then(|id| id.key_fingerprint.clone())
                 .unwrap_or_else(|| "-".to_owned()),
             method: request.method().clone(),
             path: request.uri().path().to_owned(),
+            query: request.uri().query().unwrap_or("-").to_owned(),
             status: None,
             request_bytes: Arc::new(AtomicU64::new(0)),
             response_bytes: 0,
@@ -489,10 +495,12 @@ impl Drop for AccessRecord {
         tracing::info!(
             target: "sshttp::access",
             vhost = %self.vhost,
+            client = %self.client,
             user = %self.user,
             fingerprint = %self.fingerprint,
             method = %self.method,
             path = %self.path,
+            query = %self.query,
             status,
             request_bytes,
             response_bytes = self.response_bytes,
@@ -558,6 +566,8 @@ pub struct Gateway {
     host_keys: Vec<KeyPair>,
     generated_host_key: Option<PathBuf>,
     shutdown_grace: Duration,
+    /// The settings in force, described for the log of what a reload changes.
+    settings: BTreeMap<String, String>,
 }
 
 impl Gateway {
@@ -729,6 +739,7 @@ impl Gateway {
             host_keys,
             generated_host_key,
             shutdown_grace: config.gateway.shutdown_grace,
+            settings: settings(&config),
         })
     }
 
@@ -842,17 +853,24 @@ impl Gateway {
             return;
         };
         let loaded = match Config::load(&path) {
-            Ok(config) => Site::load(&config, &mut self.demos).await,
+            Ok(config) => Site::load(&config, &mut self.demos)
+                .await
+                .map(|site| (site, settings(&config))),
             Err(error) => Err(error),
         };
         match loaded {
-            Ok(site) => {
+            Ok((site, settings)) => {
                 match self.state.site.write() {
                     Ok(mut current) => *current = Arc::new(site),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(site),
                 }
                 self.state.metrics.config_reloaded(true);
-                tracing::info!(path = %path.display(), "configuration reloaded (listen addresses and host keys need a restart)");
+                let changes = changes(&self.settings, &settings);
+                for change in &changes {
+                    tracing::info!(path = %path.display(), %change, "reload changed");
+                }
+                self.settings = settings;
+                tracing::info!(path = %path.display(), changes = changes.len(), "configuration reloaded (listen addresses and host keys need a restart)");
             }
             Err(error) => {
                 self.state.metrics.config_reloaded(false);
@@ -861,6 +879,57 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The settings of `config` a reload can change, one line each, by name: what the
+/// log of a reload compares.
+fn settings(config: &Config) -> BTreeMap<String, String> {
+    let mut settings = BTreeMap::new();
+    for vhost in &config.vhosts {
+        let upstream = match &vhost.upstream {
+            Upstream::Url { url, .. } => url.to_string(),
+            Upstream::Demo { static_dir } => match static_dir {
+                Some(dir) => format!("demo serving {}", dir.display()),
+                None => "demo".to_owned(),
+            },
+        };
+        settings.insert(
+            format!("vhost {}", vhost.name),
+            format!(
+                "upstream {upstream}, auth {:?}, identity_assertion {}, rate_limit {:?}",
+                vhost.auth, vhost.identity_assertion, vhost.rate_limit
+            ),
+        );
+    }
+    settings.insert(
+        "default_vhost".to_owned(),
+        format!("{:?}", config.default_vhost),
+    );
+    settings.insert("limits".to_owned(), format!("{:?}", config.limits));
+    settings.insert("gateway limits".to_owned(), format!("{:?}", config.gateway));
+    settings.insert(
+        "identity_assertion".to_owned(),
+        format!("{:?}", config.assertion),
+    );
+    settings
+}
+
+/// What differs between two [`settings`]: `added …`, `removed …`, `changed …`.
+fn changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
+    let mut changes = Vec::new();
+    for (name, old) in before {
+        match after.get(name) {
+            None => changes.push(format!("removed {name}")),
+            Some(new) if new != old => changes.push(format!("changed {name}: {old} -> {new}")),
+            Some(_) => {}
+        }
+    }
+    for (name, new) in after {
+        if !before.contains_key(name) {
+            changes.push(format!("added {name}: {new}"));
+        }
+    }
+    changes
 }
 
 /// Raises the soft limit on open file descriptors to the hard limit, as servers

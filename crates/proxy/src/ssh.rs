@@ -459,10 +459,13 @@ impl<S> ConnectionHandler<S> {
                 let key = connection_key(&grant, self.peer);
                 let Some(slot) = self.admission.enter_key(&key) else {
                     tracing::warn!(
-                        peer = %self.peer,
+                        target: "sshttp::auth",
+                        client = %self.peer,
+                        user,
                         %key,
                         max = self.admission.limits().max_connections_per_key,
-                        "authentication refused: the key has its maximum of connections"
+                        reason = "the key has its maximum of connections",
+                        "authentication refused"
                     );
                     return self.refused();
                 };
@@ -474,6 +477,25 @@ impl<S> ConnectionHandler<S> {
             }
             None => {
                 ConnectionStats::count(&self.shared.stats.auth_failures);
+                let (kind, fingerprint) = match credential {
+                    Credential::Anonymous => ("none", "-".to_owned()),
+                    Credential::Key(key) => ("publickey", sshttp_ssh::fingerprint(key)),
+                    Credential::Certificate(certificate) => (
+                        "certificate",
+                        sshttp_ssh::fingerprint(&russh::keys::PublicKey::from(
+                            certificate.public_key().clone(),
+                        )),
+                    ),
+                };
+                tracing::info!(
+                    target: "sshttp::auth",
+                    client = %self.peer,
+                    user,
+                    credential = kind,
+                    fingerprint = %fingerprint,
+                    reason = "no vhost admits this credential for this user",
+                    "authentication refused"
+                );
                 self.refused()
             }
         }

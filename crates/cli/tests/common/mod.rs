@@ -159,10 +159,22 @@ impl Serve {
         filter: &str,
     ) -> (Self, tempfile::TempDir, std::sync::mpsc::Receiver<String>) {
         let state = tempfile::tempdir().unwrap();
+        let state_dir = state.path().to_str().unwrap();
+        let args = ["--listen", "127.0.0.1:0", "--state-dir", state_dir];
+        let (serve, lines) = Self::logging(&args, filter);
+        (serve, state, lines)
+    }
+
+    /// `sshttp serve ARGS`, logging with the `RUST_LOG` filter `filter`; each line it
+    /// writes to stderr arrives on the receiver.
+    pub(crate) fn logging(
+        args: &[&str],
+        filter: &str,
+    ) -> (Self, std::sync::mpsc::Receiver<String>) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sshttp"));
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(state.path())
+            .arg("serve")
+            .args(args)
             .env("RUST_LOG", filter)
             .stderr(Stdio::piped());
         let mut serve = Self::spawn_ready(command);
@@ -175,7 +187,7 @@ impl Serve {
                 let _ = lines_tx.send(line);
             }
         });
-        (serve, state, lines)
+        (serve, lines)
     }
 }
 
