@@ -85,7 +85,7 @@ enum Command {
     ///
     /// Examples:
     ///   sshttp proxy --route 'localhost=sshttp://127.0.0.1:2222'
-    ///   curl -x http://127.0.0.1:8080 http://localhost/multiply?a=4&b=5
+    ///   curl -x http://127.0.0.1:8080 'http://localhost/multiply?a=4&b=5'
     ///   chromium --proxy-server=http://127.0.0.1:8080 --proxy-bypass-list='<-loopback>'
     ///   sshttp proxy --route '*.example.com=sshttp://alice@gw.example.com'
     ///   sshttp proxy --to sshttp://127.0.0.1:2222 --vhost localhost --listen 127.0.0.1:8000

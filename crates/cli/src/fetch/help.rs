@@ -2,7 +2,7 @@
 
 /// `sshttp get` examples.
 pub(crate) const GET: &str = "  \
-  sshttp get sshttp://localhost:2222/multiply?a=4\\&b=5
+  sshttp get 'sshttp://localhost:2222/multiply?a=4&b=5'
   sshttp get -i -H 'accept: application/json' 'sshttp://localhost:2222/multiply?a=6&b=7'
   sshttp get --vhost static.example.com sshttp://gw.example.com/images/header.png -o header.png
   sshttp get --fail --host-key SHA256:… sshttp://alice@gw.example.com:2222/status
