@@ -49,7 +49,8 @@ pub(crate) struct FetchArgs {
     /// (5xx).
     #[arg(long)]
     fail: bool,
-    /// Ask this vhost behind the gateway instead of the URL's host.
+    /// Ask this vhost behind the gateway [default: the host the URL connects to, or
+    /// the gateway's default vhost when that is an IP address].
     #[arg(long, value_name = "NAME")]
     vhost: Option<String>,
     /// How long the whole request may take, the body included.

@@ -706,3 +706,46 @@ fn write_file(path: &Path, pattern: &Pattern, size: u64) {
     pattern.write(&mut file, size);
     file.flush().unwrap();
 }
+
+#[test]
+fn a_url_naming_an_address_or_an_ssh_config_alias_reaches_the_default_vhost() {
+    let (serve, _state) = demo();
+    let caller = Caller::new(&serve);
+    let port = serve.addr.port();
+    // An IP address names no vhost: the request carries none, and the demo's default
+    // vhost answers.
+    let output = run(
+        caller
+            .command_url(
+                "get",
+                &format!("sshttp://127.0.0.1:{port}/multiply?a=2&b=3"),
+            )
+            .args(["--host-key", &caller.fingerprint]),
+        b"",
+    );
+    assert_success(&output);
+    assert_eq!(stdout(&output), "6\n");
+    // An ssh_config alias: the vhost is the host it stands for (here an address).
+    std::fs::write(
+        caller.home.path().join(".ssh/config"),
+        format!("Host gw\n  HostName 127.0.0.1\n  Port {port}\n"),
+    )
+    .unwrap();
+    let output = run(
+        caller
+            .command_url("get", "sshttp://gw/multiply?a=3&b=3")
+            .args(["--host-key", &caller.fingerprint]),
+        b"",
+    );
+    assert_success(&output);
+    assert_eq!(stdout(&output), "9\n");
+    // A vhost the user names stays strict.
+    let output = run(
+        caller
+            .command_url("get", &format!("sshttp://127.0.0.1:{port}/"))
+            .args(["--host-key", &caller.fingerprint, "--vhost", "nope.test"]),
+        b"",
+    );
+    assert_ne!(output.status.code(), Some(0));
+    assert!(stderr(&output).contains("nope.test"), "{}", stderr(&output));
+}

@@ -495,7 +495,8 @@ impl Client {
     }
 
     /// Sends an `http::Request` whose URI is an `sshttp://` URL; the `host` header, if
-    /// present, picks the vhost (otherwise the URL's host does).
+    /// present, picks the vhost; otherwise the host the URL connects to does, and an
+    /// address picks none, so that the gateway's default applies (spec §15).
     pub(crate) async fn send_http(
         &self,
         request: http::Request<Body>,
@@ -536,18 +537,23 @@ impl Client {
         // A CONNECT names its vhost and port in the `host` field, which becomes the
         // authority-form target (spec §8.2); it needs no header channel.
         let connect = parts.method == Method::CONNECT;
-        // The vhost travels once per connection, on its header channel.
+        // The vhost travels once per connection, on its header channel. A request
+        // that names none gets the host it connects to, unless that is an address,
+        // which names no vhost: then it carries none and the gateway's default
+        // applies (spec §15).
         let vhost = match parts.headers.remove(HOST) {
-            Some(host) => host.to_str().map_err(Error::builder)?.to_ascii_lowercase(),
+            Some(host) => Some(host.to_str().map_err(Error::builder)?.to_ascii_lowercase()),
             None if connect => {
                 return Err(Error::builder(
                     "a CONNECT needs a host field naming host:port",
                 ));
             }
-            None => target.vhost.clone(),
+            None => self.default_vhost(&target),
         };
         parts.uri = if connect {
             let authority = vhost
+                .as_deref()
+                .unwrap_or_default()
                 .parse::<http::uri::Authority>()
                 .ok()
                 .filter(|authority| authority.port_u16().is_some())
@@ -563,24 +569,29 @@ impl Client {
             port: target.port,
             user: target.user.clone().or_else(|| config.user.clone()),
         };
-        let host = HeaderValue::from_str(&vhost).map_err(Error::builder)?;
+        let host = vhost
+            .as_deref()
+            .map(HeaderValue::from_str)
+            .transpose()
+            .map_err(Error::builder)?;
         let (request_body, mut streamed) = prepare_body(&config.limits, &mut parts, body).await?;
         // A second attempt only when the first found the connection gone before the
         // gateway saw the request, and the body can be sent again.
         for attempt in 0..2 {
             let session = self.inner.pool.checkout(&key, || self.dial(&key)).await?;
             let permit = session.channel_permit().await;
-            let header_id = if connect {
-                None
-            } else {
-                let header_id = session.header_if_open(&vhost);
-                // Until the vhost's header channel is open, the request names its vhost
-                // itself (header-id 0).
-                match header_id {
-                    None => parts.headers.insert(HOST, host.clone()),
-                    Some(_) => parts.headers.remove(HOST),
-                };
-                header_id
+            let header_id = match (&vhost, &host) {
+                (Some(vhost), Some(host)) if !connect => {
+                    let header_id = session.header_if_open(vhost);
+                    // Until the vhost's header channel is open, the request names its
+                    // vhost itself (header-id 0).
+                    match header_id {
+                        None => parts.headers.insert(HOST, host.clone()),
+                        Some(_) => parts.headers.remove(HOST),
+                    };
+                    header_id
+                }
+                _ => None,
             };
             let opened = session
                 .connection()
@@ -603,6 +614,22 @@ impl Client {
             }
         }
         Err(Error::new(Kind::Disconnected))
+    }
+
+    /// The vhost of a request that names none (spec §15): the host the client
+    /// connects to, that is ssh_config's HostName for an alias, else the URL's host;
+    /// `None` if that is an IP address, which is never a vhost name.
+    fn default_vhost(&self, target: &Target) -> Option<String> {
+        let host_name = self.inner.ssh_config.as_ref().and_then(|ssh_config| {
+            ssh_config
+                .resolve(&target.host, target.user.as_deref(), target.port)
+                .host_name
+        });
+        let host = host_name.unwrap_or_else(|| target.host.clone());
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            return None;
+        }
+        Some(host.to_ascii_lowercase())
     }
 
     /// Resolves how to reach `key`'s gateway: ssh_config, then the builder's settings.
