@@ -947,12 +947,24 @@ fn expand_tilde<'a>(
 }
 
 /// Reads one file, bounded by [`MAX_FILE_BYTES`]. `Ok(None)` when it does not exist.
+/// Only a regular file is read: a device or a FIFO (`Include /dev/tty`, found by the
+/// ssh_config fuzz target) would block the client forever.
 fn read_file(path: &Path) -> Result<Option<String>, ReadError> {
+    // Checked before opening too: opening a FIFO blocks until a writer comes.
+    match std::fs::metadata(path) {
+        Ok(metadata) if !metadata.is_file() => return Err(ReadError::NotRegular),
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(ReadError::Io(error)),
+    }
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(ReadError::Io(error)),
     };
+    if !file.metadata().map_err(ReadError::Io)?.is_file() {
+        return Err(ReadError::NotRegular);
+    }
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES.saturating_add(1))
         .read_to_end(&mut bytes)
@@ -967,6 +979,7 @@ fn read_file(path: &Path) -> Result<Option<String>, ReadError> {
 enum ReadError {
     Io(io::Error),
     TooLarge,
+    NotRegular,
 }
 
 impl ReadError {
@@ -978,6 +991,7 @@ impl ReadError {
             Self::TooLarge => {
                 ConfigError::file(path, format!("larger than {MAX_FILE_BYTES} bytes"), None)
             }
+            Self::NotRegular => ConfigError::file(path, "not a regular file".to_owned(), None),
         }
     }
 }
@@ -1284,6 +1298,12 @@ impl<'a> Loader<'a> {
                                 "{keyword}: {} is larger than {MAX_FILE_BYTES} bytes",
                                 path.display()
                             ),
+                        ));
+                    }
+                    Err(ReadError::NotRegular) => {
+                        return Err(ConfigError::at(
+                            &at,
+                            format!("{keyword}: {} is not a regular file", path.display()),
                         ));
                     }
                 };
@@ -2246,6 +2266,23 @@ mod tests {
     }
 
     #[test]
+    fn include_of_a_device_or_a_fifo_is_an_error_not_a_hang() {
+        // Found by the ssh_config fuzz target: `Include /dev/console` blocked reading
+        // the console. A FIFO would block in open itself.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for target in ["/dev/null", "/dev/zero", fifo.to_str().unwrap()] {
+            let error = parse_err(&format!("Include {target}\n"));
+            assert!(error.contains("not a regular file"), "{target}: {error}");
+        }
+    }
+
+    #[test]
     fn include_relative_to_dot_ssh_with_sorted_glob() {
         let home = tempfile::tempdir().expect("tempdir");
         let ssh = home.path().join(".ssh");
@@ -2432,8 +2469,7 @@ mod tests {
 
         let error =
             SshConfig::load(&[dir.path().to_path_buf()], &context()).expect_err("a directory");
-        assert!(error.to_string().contains("cannot read"), "{error}");
-        assert!(std::error::Error::source(&error).is_some());
+        assert!(error.to_string().contains("not a regular file"), "{error}");
 
         let including = format!("\nInclude {}\n", big.display());
         let error = SshConfig::parse(&including, Path::new("/test/config"), &context())
