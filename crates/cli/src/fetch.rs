@@ -23,6 +23,10 @@ use self::report::Failure;
 /// How much of a file or of stdin is read at once for a request body.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// How many redirects `-L` follows unless `--max-redirs` says (curl's default is 50;
+/// browsers and reqwest stop at 10 or 20).
+const DEFAULT_MAX_REDIRECTS: usize = 10;
+
 /// The content-type of a `-d`/`--data-binary` body unless `-H` sets one (as curl).
 const DEFAULT_BODY_TYPE: &str = "application/x-www-form-urlencoded";
 
@@ -35,19 +39,43 @@ pub(crate) struct FetchArgs {
     /// Add a request header (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     headers: Vec<(HeaderName, HeaderValue)>,
-    /// Write the body to FILE instead of stdout, with a progress bar when stderr is a
-    /// terminal.
+    /// Write the body to FILE instead of stdout (`-` is stdout), with a progress bar
+    /// when stderr is a terminal.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// Print the response head (status line, headers, an empty line) before the body.
     #[arg(short, long)]
     include: bool,
+    /// Send this method instead of the command's (as curl -X), e.g. -X PURGE.
+    #[arg(short = 'X', long = "request", value_name = "METHOD", value_parser = parse_method)]
+    request_method: Option<Method>,
+    /// Send HEAD and print the response head only (as curl -I).
+    #[arg(short = 'I', long = "head")]
+    head_only: bool,
+    /// Follow redirects (3xx with a location) on the same gateway, at most
+    /// --max-redirs times; a redirect to another gateway or scheme is an error that
+    /// names it, never followed silently.
+    #[arg(short = 'L', long = "location")]
+    follow: bool,
+    /// How many redirects -L follows.
+    #[arg(long = "max-redirs", value_name = "N", default_value_t = DEFAULT_MAX_REDIRECTS)]
+    max_redirects: usize,
+    /// Print nothing but the body: no progress bar, no error line (see -S).
+    #[arg(short, long)]
+    silent: bool,
+    /// With -s, still print the error line when there is one.
+    #[arg(short = 'S', long)]
+    show_error: bool,
+    /// After the transfer, print FORMAT on stdout with %{http_code}, %{size_download},
+    /// %{time_total}, %{url_effective} and \n replaced (as curl -w).
+    #[arg(short = 'w', long = "write-out", value_name = "FORMAT")]
+    write_out: Option<String>,
     /// Show the SSH and HTTP steps, and the request and response heads, on stderr.
     #[arg(short, long)]
     pub(crate) verbose: bool,
     /// With a status of 400 or more, print nothing of the body, and exit 4 (4xx) or 5
     /// (5xx).
-    #[arg(long)]
+    #[arg(short, long)]
     fail: bool,
     /// Ask this vhost behind the gateway [default: the host the URL connects to, or
     /// the gateway's default vhost when that is an IP address].
@@ -111,12 +139,32 @@ pub(crate) struct BodyArgs {
 
 /// Runs one request; the exit status says how it went.
 pub(crate) async fn run(method: Method, args: FetchArgs, body: Option<BodyArgs>) -> ExitCode {
+    let method = match (&args.request_method, args.head_only) {
+        (Some(method), _) => method.clone(),
+        (None, true) => Method::HEAD,
+        (None, false) => method,
+    };
     match fetch(&method, &args, body).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            report::print(&failure, &method, &args);
+            if !args.silent || args.show_error {
+                report::print(&failure, &method, &args);
+            }
             ExitCode::from(failure.exit_status())
         }
+    }
+}
+
+impl FetchArgs {
+    /// `sshttp head` takes no -o or -i: it prints the head, and there is no body.
+    pub(crate) fn check_for_head(&self) -> Result<(), String> {
+        if self.output.is_some() || self.include {
+            return Err(
+                "sshttp head prints the response head and there is no body: -o and -i do nothing here"
+                    .to_owned(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -165,17 +213,54 @@ async fn fetch(method: &Method, args: &FetchArgs, body: Option<BodyArgs>) -> Res
         }
         None => Body::empty(),
     };
-    let mut request = client
-        .request(method.clone(), args.url.as_str())
-        .build()
-        .map_err(Failure::Client)?;
-    *request.headers_mut() = headers;
-    *request.body_mut() = body;
-    if args.verbose {
-        output::print_request(&request);
-    }
-
-    let response = client.execute(request).await.map_err(Failure::Client)?;
+    let started = std::time::Instant::now();
+    let mut url = args.url.clone();
+    let mut method = method.clone();
+    let mut body = Some(body);
+    let mut redirects = 0;
+    let response = loop {
+        let mut request = client
+            .request(method.clone(), url.as_str())
+            .build()
+            .map_err(Failure::Client)?;
+        *request.headers_mut() = headers.clone();
+        *request.body_mut() = body.take().unwrap_or_else(Body::empty);
+        if args.verbose {
+            output::print_request(&request);
+        }
+        let response = client.execute(request).await.map_err(Failure::Client)?;
+        let Some(location) = args.follow.then(|| redirect_location(&response)).flatten() else {
+            break response;
+        };
+        if redirects >= args.max_redirects {
+            return Err(Failure::usage(
+                format!(
+                    "more than {} redirects, the last to {location}",
+                    args.max_redirects
+                ),
+                Some("raise --max-redirs, or look at the redirects with -v".to_owned()),
+            ));
+        }
+        let next = follow(&url, &location)?;
+        if args.verbose {
+            eprintln!("* following {} to {next}", response.status());
+        }
+        // 303 turns any method into GET; the others keep a bodiless method.
+        if response.status() == StatusCode::SEE_OTHER && method != Method::HEAD {
+            method = Method::GET;
+        } else if !matches!(method, Method::GET | Method::HEAD) {
+            return Err(Failure::usage(
+                format!(
+                    "{} to {next}: a {method} body is not sent again",
+                    response.status()
+                ),
+                Some("send the request to the new location yourself".to_owned()),
+            ));
+        }
+        redirects = redirects.saturating_add(1);
+        url = next;
+    };
+    let method = &method;
     if args.verbose {
         if let Some(InterimResponses(interim)) = response.extensions().get() {
             for head in interim {
@@ -195,9 +280,83 @@ async fn fetch(method: &Method, args: &FetchArgs, body: Option<BodyArgs>) -> Res
     let length = (*method != Method::HEAD)
         .then(|| response.content_length())
         .flatten();
-    let sink = Sink::open(args.output.as_deref(), length).await?;
-    let head = (args.include || method == Method::HEAD).then(|| Head::of(&response));
-    stream(response, sink, head).await
+    let output = args
+        .output
+        .as_deref()
+        .filter(|path| path.as_os_str() != "-");
+    let sink = Sink::open(output, length, !args.silent).await?;
+    let head = (args.include || *method == Method::HEAD).then(|| Head::of(&response));
+    let effective = response.url().to_string();
+    let size = stream(response, sink, head).await?;
+    if let Some(format) = &args.write_out {
+        let text = write_out(format, status, size, started.elapsed(), &effective);
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdout = tokio::io::stdout();
+        let written = match stdout.write_all(text.as_bytes()).await {
+            Ok(()) => stdout.flush().await,
+            Err(error) => Err(error),
+        };
+        written.map_err(|error| Failure::Output {
+            to: "stdout".to_owned(),
+            error,
+        })?;
+    }
+    Ok(())
+}
+
+/// The location a 3xx response redirects to, if it has one.
+fn redirect_location(response: &Response) -> Option<String> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let location = response.headers().get(http::header::LOCATION)?;
+    location.to_str().ok().map(str::to_owned)
+}
+
+/// The URL `location` points to from `url`: a path on the same gateway, or an
+/// `sshttp://` URL of the same gateway. Anything else is refused, naming it: a redirect
+/// must not carry the caller's key to a server they did not name.
+fn follow(url: &str, location: &str) -> Result<String, Failure> {
+    let refuse = |why: &str| {
+        Failure::usage(
+            format!("not following the redirect to {location}: {why}"),
+            Some("request it yourself if you trust it".to_owned()),
+        )
+    };
+    if location.starts_with('/') && !location.starts_with("//") {
+        let base: http::Uri = url.parse().map_err(|_| refuse("bad URL"))?;
+        let authority = base.authority().map_or("", |authority| authority.as_str());
+        return Ok(format!("sshttp://{authority}{location}"));
+    }
+    let next: http::Uri = location.parse().map_err(|_| refuse("not a URL"))?;
+    let base: http::Uri = url.parse().map_err(|_| refuse("bad URL"))?;
+    if next.scheme_str() != Some("sshttp") {
+        return Err(refuse("it leaves sshttp"));
+    }
+    let host = |uri: &http::Uri| {
+        uri.authority()
+            .map(|authority| (authority.host().to_ascii_lowercase(), authority.port_u16()))
+    };
+    if host(&next) != host(&base) {
+        return Err(refuse("it is another gateway"));
+    }
+    Ok(location.to_owned())
+}
+
+/// curl's -w: the variables it names, and `\n`.
+fn write_out(format: &str, status: StatusCode, size: u64, elapsed: Duration, url: &str) -> String {
+    format
+        .replace("%{http_code}", status.as_str())
+        .replace("%{response_code}", status.as_str())
+        .replace("%{size_download}", &size.to_string())
+        .replace("%{time_total}", &format!("{:.6}", elapsed.as_secs_f64()))
+        .replace("%{url_effective}", url)
+        .replace("\\n", "\n")
+}
+
+/// `-X`: an HTTP method token.
+fn parse_method(text: &str) -> Result<Method, String> {
+    Method::from_bytes(text.as_bytes()).map_err(|_| format!("{text:?} is not an HTTP method"))
 }
 
 /// The client as the options ask; the rest follows ~/.ssh/config and OpenSSH's defaults.
@@ -284,15 +443,23 @@ async fn request_body(data: &str) -> Result<(Body, Option<u64>), Failure> {
     Ok((Body::wrap_stream(stream), length))
 }
 
-/// Moves the response body into the sink as it arrives, after the head if asked.
-async fn stream(mut response: Response, mut sink: Sink, head: Option<Head>) -> Result<(), Failure> {
+/// Moves the response body into the sink as it arrives, after the head if asked: the
+/// bytes of body written.
+async fn stream(
+    mut response: Response,
+    mut sink: Sink,
+    head: Option<Head>,
+) -> Result<u64, Failure> {
     if let Some(head) = head {
         sink.write(head.as_bytes()).await?;
     }
+    let mut size = 0u64;
     while let Some(chunk) = response.chunk().await.map_err(Failure::Client)? {
+        size = size.saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
         sink.write(&chunk).await?;
     }
-    sink.finish().await
+    sink.finish().await?;
+    Ok(size)
 }
 
 /// `-H 'name: value'`.

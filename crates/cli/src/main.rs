@@ -115,8 +115,10 @@ enum Command {
     ///
     /// The URL is sshttp://[user@]host[:port]/path?query (spec/protocol.md §15): SSH to
     /// host:port (22 by default) as user, with keys from --identity, the ssh-agent and
-    /// ~/.ssh, the host key checked against ~/.ssh/known_hosts; the vhost is the URL's
-    /// host unless --vhost names another.
+    /// ~/.ssh, the host key checked against ~/.ssh/known_hosts. The vhost is the host the
+    /// URL connects to (for an ~/.ssh/config alias, the host it stands for; for an IP
+    /// address, the gateway's default vhost) unless --vhost names another. curl's
+    /// habits work: -f, -s, -S, -X, -I, -L, -o -, -w '%{http_code}'.
     #[command(
         after_help = help::short(help::GET),
         after_long_help = help::long(help::GET)
@@ -281,7 +283,13 @@ fn main() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Get(request) => (Method::GET, request, None),
-        Command::Head(request) => (Method::HEAD, request, None),
+        Command::Head(request) => {
+            if let Err(message) = request.check_for_head() {
+                eprintln!("error: {message}");
+                return Ok(ExitCode::from(2));
+            }
+            (Method::HEAD, request, None)
+        }
         Command::Post { request, body } => (Method::POST, request, Some(body)),
         Command::Put { request, body } => (Method::PUT, request, Some(body)),
         Command::Patch { request, body } => (Method::PATCH, request, Some(body)),

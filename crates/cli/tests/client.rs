@@ -496,7 +496,7 @@ fn help_shows_examples_and_the_exit_statuses() {
         .unwrap();
     assert_success(&output);
     let help = stdout(&output);
-    assert!(help.contains("sshttp get sshttp://localhost:2222/multiply?a=4\\&b=5"));
+    assert!(help.contains("sshttp get 'sshttp://localhost:2222/multiply?a=4&b=5'"));
     assert!(help.contains("Exit status:"), "{help}");
     let output = Command::new(env!("CARGO_BIN_EXE_sshttp"))
         .args(["post", "-h"])
@@ -584,9 +584,12 @@ const GIB: u64 = 1024 * 1024 * 1024;
 /// allocator's buffers. Since the binary allocates with mimalloc (issue 17: a quarter
 /// more small requests per second through the gateway), which keeps freed pages for
 /// reuse rather than returning them at once, sending and receiving at once peaked at
-/// 75 MiB. 96 MiB leaves room for timing differences and is still a tenth of the
-/// body: a client that held the body would blow it.
-const PEAK_MEMORY_BOUND: u64 = 96 * 1024 * 1024;
+/// 75 MiB. Issue 18's session measured it again, ten runs: 74-86 MiB alone, but 100
+/// and 137 MiB once each while other tests or a fuzzer loaded the machine (a send
+/// buffer that grows while the socket is slow, and the allocator keeping the old
+/// one's pages). 160 MiB leaves room for that and is still under a sixth of the body:
+/// a client that held the body would blow it.
+const PEAK_MEMORY_BOUND: u64 = 160 * 1024 * 1024;
 
 /// Runs `command` with `input` (if any) written to its stdin by one thread, its stdout
 /// checked against the pattern by another, and its peak resident memory (VmHWM)
@@ -748,4 +751,130 @@ fn a_url_naming_an_address_or_an_ssh_config_alias_reaches_the_default_vhost() {
     );
     assert_ne!(output.status.code(), Some(0));
     assert!(stderr(&output).contains("nope.test"), "{}", stderr(&output));
+}
+
+#[test]
+fn curl_habits_fail_silent_request_head_location_output_and_write_out() {
+    let (serve, _state) = demo();
+    let caller = Caller::new(&serve);
+    // -f: a 4xx prints nothing of the body and exits 4; -s hides the error line, -S
+    // shows it again.
+    let output = run(caller.pinned("get", "/missing").arg("-f"), b"");
+    assert_eq!(output.status.code(), Some(4));
+    assert!(stdout(&output).is_empty());
+    assert!(stderr(&output).contains("error: "), "{}", stderr(&output));
+    let output = run(caller.pinned("get", "/missing").args(["-f", "-s"]), b"");
+    assert_eq!(output.status.code(), Some(4));
+    assert!(stderr(&output).is_empty(), "{}", stderr(&output));
+    let output = run(caller.pinned("get", "/missing").args(["-fsS"]), b"");
+    assert!(stderr(&output).contains("error: "), "{}", stderr(&output));
+    // -X: another method; -I: the head only.
+    let output = run(caller.pinned("get", "/echo").args(["-X", "PURGE"]), b"");
+    assert_success(&output);
+    assert!(
+        stdout(&output).starts_with("PURGE /echo HTTP/1.1"),
+        "{}",
+        stdout(&output)
+    );
+    let output = run(caller.pinned("get", "/multiply?a=2&b=2").arg("-I"), b"");
+    assert_success(&output);
+    assert!(
+        stdout(&output).starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        !stdout(&output).contains("\r\n\r\n4"),
+        "no body: {}",
+        stdout(&output)
+    );
+    // -L follows the demo's 303 from /app to /app/ on the same gateway; without it the
+    // 303 is the answer.
+    let output = run(
+        caller.pinned("get", "/app").args(["-w", "%{http_code}\n"]),
+        b"",
+    );
+    assert_success(&output);
+    assert_eq!(stdout(&output), "303\n");
+    let output = run(
+        caller.pinned("get", "/app").args([
+            "-L",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code} %{url_effective}\n",
+        ]),
+        b"",
+    );
+    assert_success(&output);
+    let text = stdout(&output);
+    assert!(text.contains("<html"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "200 sshttp://localhost:{}/app/",
+            serve.addr.port()
+        )),
+        "{text}"
+    );
+    // --max-redirs 0: the redirect is an error that says so.
+    let output = run(
+        caller
+            .pinned("get", "/app")
+            .args(["-L", "--max-redirs", "0"]),
+        b"",
+    );
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        stderr(&output).contains("more than 0 redirects"),
+        "{}",
+        stderr(&output)
+    );
+    // head refuses the options that do nothing for it.
+    let output = run(caller.pinned("head", "/").args(["-o", "x"]), b"");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("-o and -i do nothing here"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn the_progress_bar_names_the_file_and_ends_without_an_eta() {
+    let (serve, _state) = demo();
+    let caller = Caller::new(&serve);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("header.png");
+    let command = caller.pinned("get", "/images/header.png");
+    let line = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|arg| format!("'{}'", arg.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // `script` gives the command a terminal, so that it draws its bar.
+    let output = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{line} -o '{}'", target.display()),
+            "/dev/null",
+        ])
+        .env("HOME", caller.home.path())
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run script (util-linux): {error}"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let shown = String::from_utf8_lossy(&output.stdout);
+    let last = shown
+        .split(['\r', '\n'])
+        .map(|line| line.replace("\x1b[2K", ""))
+        .rfind(|line| !line.trim().is_empty())
+        .unwrap_or_default();
+    assert!(last.starts_with("header.png "), "{last:?} in {shown:?}");
+    assert!(last.contains(" in ") && last.contains("/s)"), "{last:?}");
+    assert!(!last.contains("eta"), "{last:?}");
+    assert!(target.exists());
 }

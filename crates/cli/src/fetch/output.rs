@@ -12,11 +12,14 @@ use tokio::io::AsyncWriteExt as _;
 
 use super::report::Failure;
 
-/// The progress bar of a download of known length.
+/// The progress bar of a download of known length: the file's name, the bar as wide as
+/// the terminal allows, the rate, and the time left.
 const BAR_TEMPLATE: &str =
-    "{bytes:>10} / {total_bytes} [{bar:30}] {percent:>3}% {bytes_per_sec:>12} eta {eta}";
+    "{prefix} {bytes:>10} / {total_bytes} [{wide_bar}] {percent:>3}% {bytes_per_sec:>12} eta {eta}";
 /// The progress line of a download of unknown length.
-const SPINNER_TEMPLATE: &str = "{spinner} {bytes:>10} {bytes_per_sec:>12} {elapsed}";
+const SPINNER_TEMPLATE: &str = "{prefix} {spinner} {bytes:>10} {bytes_per_sec:>12} {elapsed}";
+/// What stays when the download is complete: no bar, no "eta 0s".
+const DONE_TEMPLATE: &str = "{prefix} {bytes} in {elapsed} ({bytes_per_sec})";
 
 /// The response body's destination.
 pub(super) struct Sink {
@@ -30,8 +33,13 @@ enum Target {
 }
 
 impl Sink {
-    /// Stdout, or `path` created (or truncated) now; `length` sizes the progress bar.
-    pub(super) async fn open(path: Option<&Path>, length: Option<u64>) -> Result<Self, Failure> {
+    /// Stdout, or `path` created (or truncated) now; `length` sizes the progress bar,
+    /// shown if `progress` and stderr is a terminal.
+    pub(super) async fn open(
+        path: Option<&Path>,
+        length: Option<u64>,
+        progress: bool,
+    ) -> Result<Self, Failure> {
         let Some(path) = path else {
             return Ok(Self {
                 target: Target::Stdout(tokio::io::stdout()),
@@ -46,7 +54,7 @@ impl Sink {
             })?;
         Ok(Self {
             target: Target::File(file, path.to_path_buf()),
-            progress: progress_bar(length),
+            progress: progress.then(|| progress_bar(path, length)).flatten(),
         })
     }
 
@@ -70,6 +78,9 @@ impl Sink {
         };
         flushed.map_err(|error| self.failed(error))?;
         if let Some(progress) = self.progress.take() {
+            if let Ok(style) = ProgressStyle::with_template(DONE_TEMPLATE) {
+                progress.set_style(style);
+            }
             progress.finish();
         }
         Ok(())
@@ -97,7 +108,7 @@ impl Drop for Sink {
 }
 
 /// A bar on stderr when it is a terminal; nothing when it is piped or a file.
-fn progress_bar(length: Option<u64>) -> Option<ProgressBar> {
+fn progress_bar(path: &Path, length: Option<u64>) -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
@@ -114,6 +125,8 @@ fn progress_bar(length: Option<u64>) -> Option<ProgressBar> {
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
+    let name = path.file_name().unwrap_or(path.as_os_str());
+    bar.set_prefix(name.to_string_lossy().into_owned());
     Some(bar)
 }
 

@@ -166,7 +166,7 @@ fn refusal_hint(reason: OpenFailureReason, args: &FetchArgs) -> String {
                 "the gateway serves no vhost {vhost}: check --vhost (`sshttp serve` lists the \
                  vhosts it serves)"
             ),
-            None => "the gateway serves no vhost by the URL's host name: name one with --vhost"
+            None => "the gateway serves no vhost by the host name the URL connects to: name one with --vhost, or use the gateway's address to reach its default vhost"
                 .to_owned(),
         },
         OpenFailureReason::ADMINISTRATIVELY_PROHIBITED => {
