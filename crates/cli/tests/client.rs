@@ -20,7 +20,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{Serve, keygen, run};
+use crate::common::{Serve, keygen, public_of, run};
 
 /// The demo's own copy of the file it serves at `/images/header.png`.
 const HEADER_PNG: &str = concat!(
@@ -877,4 +877,39 @@ fn the_progress_bar_names_the_file_and_ends_without_an_eta() {
     assert!(last.contains(" in ") && last.contains("/s)"), "{last:?}");
     assert!(!last.contains("eta"), "{last:?}");
     assert!(target.exists());
+}
+
+#[test]
+fn host_key_alias_names_the_known_hosts_entry() {
+    let (serve, state) = demo();
+    let caller = Caller::new(&serve);
+    let port = serve.addr.port();
+    let host_key = public_of(&state.path().join("ssh_host_ed25519_key"));
+    let known = caller.home.path().join("known_hosts");
+    // The key is recorded only under the alias, as OpenSSH's HostKeyAlias records it.
+    std::fs::write(&known, format!("[gateway-alias]:{port} {host_key}\n")).unwrap();
+    let config = |alias_line: &str| {
+        std::fs::write(
+            caller.home.path().join(".ssh/config"),
+            format!("Host gw\n  HostName localhost\n  Port {port}\n{alias_line}"),
+        )
+        .unwrap();
+    };
+    let get = || {
+        run(
+            caller
+                .command_url("get", "sshttp://gw/multiply?a=5&b=5")
+                .arg("--known-hosts")
+                .arg(&known),
+            b"",
+        )
+    };
+    config("");
+    let output = get();
+    assert_ne!(output.status.code(), Some(0), "trusted without the alias");
+    assert!(stderr(&output).contains("localhost"), "{}", stderr(&output));
+    config("  HostKeyAlias gateway-alias\n");
+    let output = get();
+    assert_success(&output);
+    assert_eq!(stdout(&output), "25\n");
 }

@@ -680,6 +680,10 @@ impl Client {
             None => HostKeyCheck::KnownHosts(known_hosts_check(config, &host_config, &home)),
         };
         Ok(Dial {
+            host_key_name: host_config
+                .host_key_alias
+                .clone()
+                .unwrap_or_else(|| host.clone()),
             host,
             port,
             user,

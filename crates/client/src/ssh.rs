@@ -55,8 +55,11 @@ pub struct ConnectOptions {
 
 /// Everything one connection attempt needs, resolved.
 pub(crate) struct Dial {
-    /// The host to reach (after ssh_config's HostName) and to look up in known_hosts.
+    /// The host to reach (after ssh_config's HostName).
     pub(crate) host: String,
+    /// The name its key is looked up and recorded under in known_hosts: ssh_config's
+    /// HostKeyAlias, else `host`.
+    pub(crate) host_key_name: String,
     pub(crate) port: u16,
     pub(crate) user: String,
     pub(crate) host_key: HostKeyCheck,
@@ -127,6 +130,7 @@ impl Connection {
             .collect();
         let dial = Dial {
             host: addr.ip().to_string(),
+            host_key_name: addr.ip().to_string(),
             port: addr.port(),
             user: options.user,
             host_key: options.host_key,
@@ -164,7 +168,7 @@ impl Connection {
     async fn dial_now(dial: &Dial) -> Result<Self, Error> {
         let transport = &dial.transport;
         let mut preferred = preferred(transport);
-        let preferences = dial.host_key.preferences(&dial.host, dial.port);
+        let preferences = dial.host_key.preferences(&dial.host_key_name, dial.port);
         if !preferences.known_algorithms.is_empty() {
             // Known algorithms first, as OpenSSH orders HostKeyAlgorithms, so that a
             // gateway with several host keys presents the one known_hosts records.
@@ -206,7 +210,7 @@ impl Connection {
         let rejected = Arc::new(Mutex::new(None));
         let handler = ClientHandler {
             check: dial.host_key.clone(),
-            host: dial.host.clone(),
+            host: dial.host_key_name.clone(),
             port: dial.port,
             rejected: rejected.clone(),
         };

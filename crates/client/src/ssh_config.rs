@@ -53,6 +53,8 @@ pub(crate) struct HostConfig {
     /// HostName with `%h` expanded, lowercased unless it is an address (the name ssh
     /// connects to and looks up in known_hosts).
     pub(crate) host_name: Option<String>,
+    /// HostKeyAlias: the name the host key is looked up and recorded under instead.
+    pub(crate) host_key_alias: Option<String>,
     /// The port asked for explicitly, else Port.
     pub(crate) port: Option<u16>,
     /// The user asked for explicitly, else User with its tokens expanded.
@@ -410,6 +412,7 @@ impl SshConfig {
         });
         HostConfig {
             host_name: state.host_name.map(|_| host.clone()),
+            host_key_alias: state.host_key_alias.map(str::to_ascii_lowercase),
             port: state.port,
             user,
             identity_files: state
@@ -1953,6 +1956,7 @@ mod tests {
             config.certificate_files,
             paths(&["/home/alice/bob-cert.pub"])
         );
+        assert_eq!(config.host_key_alias.as_deref(), Some("key"));
         assert_eq!(
             config.user_known_hosts_files,
             paths(&["/home/alice/.ssh/kh_web.example", "/home/alice/kh2"])
