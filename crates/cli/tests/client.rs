@@ -913,3 +913,118 @@ fn host_key_alias_names_the_known_hosts_entry() {
     assert_success(&output);
     assert_eq!(stdout(&output), "25\n");
 }
+
+/// A real OpenSSH sshd on a free loopback port, admitting `authorized` as root, with
+/// TCP forwarding: a jump host. Its port and host key line; stopped when dropped.
+struct Sshd {
+    child: std::process::Child,
+    port: u16,
+    host_key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    fn start(authorized: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        keygen(&dir.path().join("host"), "ed25519");
+        std::fs::copy(authorized, dir.path().join("authorized_keys")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {keys}\n\
+                 PidFile none\nStrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n\
+                 AllowTcpForwarding yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n",
+                host = dir.path().join("host").display(),
+                keys = dir.path().join("authorized_keys").display(),
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot run sshd: {error} (.ci/run installs openssh-server)")
+            });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let host_key = public_of(&dir.path().join("host"));
+        Self {
+            child,
+            port,
+            host_key,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn proxy_jump_reaches_the_gateway_through_a_real_sshd() {
+    let (serve, state) = demo();
+    let caller = Caller::new(&serve);
+    let sshd = Sshd::start(&caller.key.with_extension("pub"));
+    let port = serve.addr.port();
+    let known = caller.home.path().join("known_hosts");
+    std::fs::write(
+        &known,
+        format!(
+            "[127.0.0.1]:{} {}\n[gw.internal]:{port} {}\n",
+            sshd.port,
+            sshd.host_key,
+            public_of(&state.path().join("ssh_host_ed25519_key"))
+        ),
+    )
+    .unwrap();
+    // The gateway's name resolves only on the jump host's side (the jump host asks for
+    // it by the name HostName gives: here 127.0.0.1 seen from the jump host); the key
+    // is recorded under the alias gw.internal.
+    std::fs::write(
+        caller.home.path().join(".ssh/config"),
+        format!(
+            "Host gw\n  HostName 127.0.0.1\n  Port {port}\n  HostKeyAlias gw.internal\n  ProxyJump jumper\n\
+             Host jumper\n  HostName 127.0.0.1\n  Port {}\n  User root\n  IdentityFile {}\n",
+            sshd.port,
+            caller.key.display()
+        ),
+    )
+    .unwrap();
+    let output = run(
+        caller
+            .command_url("get", "sshttp://gw/multiply?a=6&b=7")
+            .arg("--known-hosts")
+            .arg(&known),
+        b"",
+    );
+    assert_success(&output);
+    assert_eq!(stdout(&output), "42\n");
+
+    // Without the jump host the same name does not connect through it: stopping sshd
+    // makes the request fail with the jump host named.
+    drop(sshd);
+    let output = run(
+        caller
+            .command_url("get", "sshttp://gw/multiply?a=6&b=7")
+            .arg("--known-hosts")
+            .arg(&known),
+        b"",
+    );
+    assert_ne!(output.status.code(), Some(0));
+}

@@ -634,6 +634,21 @@ impl Client {
 
     /// Resolves how to reach `key`'s gateway: ssh_config, then the builder's settings.
     async fn dial(&self, key: &SessionKey) -> Result<Dial, Error> {
+        let (mut dial, jumps) = self.dial_hop(key).await?;
+        // ProxyJump a,b: a directly, b through a, the gateway through b (as ssh -J).
+        let mut through: Option<Box<Dial>> = None;
+        for hop in jumps {
+            let hop = parse_jump(&hop)?;
+            let (mut jump, _) = self.dial_hop(&hop).await?;
+            jump.jump = through.take();
+            through = Some(Box::new(jump));
+        }
+        dial.jump = through;
+        Ok(dial)
+    }
+
+    /// How to reach one host by itself, and the jump hosts ssh_config names for it.
+    async fn dial_hop(&self, key: &SessionKey) -> Result<(Dial, Vec<String>), Error> {
         let config = &self.inner.config;
         let host_config = match &self.inner.ssh_config {
             Some(ssh_config) => ssh_config.resolve(&key.host, key.user.as_deref(), key.port),
@@ -679,7 +694,7 @@ impl Client {
             Some(check) => check.clone(),
             None => HostKeyCheck::KnownHosts(known_hosts_check(config, &host_config, &home)),
         };
-        Ok(Dial {
+        let dial = Dial {
             host_key_name: host_config
                 .host_key_alias
                 .clone()
@@ -696,8 +711,43 @@ impl Client {
                 .compression
                 .or(host_config.compression)
                 .unwrap_or(false),
-        })
+            jump: None,
+        };
+        Ok((dial, host_config.proxy_jump))
     }
+}
+
+/// One hop of ProxyJump, `[user@]host[:port]` (an IPv6 address in brackets).
+fn parse_jump(hop: &str) -> Result<SessionKey, Error> {
+    let bad = || Error::builder(format!("ProxyJump {hop:?} is not [user@]host[:port]"));
+    let (user, rest) = match hop.rsplit_once('@') {
+        Some((user, rest)) if !user.is_empty() => (Some(user.to_owned()), rest),
+        Some(_) => return Err(bad()),
+        None => (None, hop),
+    };
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, after) = bracketed.split_once(']').ok_or_else(bad)?;
+            let port = match after.strip_prefix(':') {
+                Some(port) => Some(port.parse::<u16>().map_err(|_| bad())?),
+                None if after.is_empty() => None,
+                None => return Err(bad()),
+            };
+            (host, port)
+        }
+        None => match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port.parse::<u16>().map_err(|_| bad())?)),
+            None => (rest, None),
+        },
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok(SessionKey {
+        host: host.to_owned(),
+        port,
+        user,
+    })
 }
 
 fn known_hosts_check(config: &Config, host: &HostConfig, home: &Path) -> KnownHostsCheck {
@@ -727,4 +777,30 @@ fn known_hosts_check(config: &Config, host: &HostConfig, home: &Path) -> KnownHo
         });
     check.hash_recorded = host.hash_known_hosts.unwrap_or(false);
     check
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jump_host_is_user_at_host_colon_port() {
+        let hop = |text: &str| {
+            let key = parse_jump(text).unwrap();
+            (key.user, key.host, key.port)
+        };
+        assert_eq!(hop("j1"), (None, "j1".to_owned(), None));
+        assert_eq!(
+            hop("bob@j1:2201"),
+            (Some("bob".to_owned()), "j1".to_owned(), Some(2201))
+        );
+        assert_eq!(
+            hop("[2001:db8::1]:22"),
+            (None, "2001:db8::1".to_owned(), Some(22))
+        );
+        assert_eq!(hop("a@b@c"), (Some("a@b".to_owned()), "c".to_owned(), None));
+        for bad in ["", "@j1", "j1:port", "[::1", "[::1]x", "j1:99999"] {
+            assert!(parse_jump(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -68,6 +68,9 @@ pub(crate) struct Dial {
     pub(crate) transport: Transport,
     pub(crate) connect_timeout: Option<std::time::Duration>,
     pub(crate) compression: bool,
+    /// ssh_config's ProxyJump: the SSH host the connection goes through (a
+    /// `direct-tcpip` channel of its own connection), itself maybe through another.
+    pub(crate) jump: Option<Box<Dial>>,
 }
 
 struct ClientHandler {
@@ -107,6 +110,9 @@ pub struct Connection {
     limits: Limits,
     /// Open header channels, kept so that their defaults stay in force.
     header_channels: Mutex<HashMap<NonZeroU32, Channel<client::Msg>>>,
+    /// The jump host's connection the SSH connection runs through, kept open as long
+    /// as it is (ProxyJump).
+    _jump: Option<Box<Connection>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -142,6 +148,7 @@ impl Connection {
             transport: options.transport,
             connect_timeout: None,
             compression: false,
+            jump: None,
         };
         Self::dial(&dial).await
     }
@@ -214,8 +221,42 @@ impl Connection {
             port: dial.port,
             rejected: rejected.clone(),
         };
-        let address = (dial.host.as_str(), dial.port);
-        let mut handle = match client::connect(Arc::new(config), address, handler).await {
+        let config = Arc::new(config);
+        let (connected, jump) = match &dial.jump {
+            None => {
+                let address = (dial.host.as_str(), dial.port);
+                (client::connect(config, address, handler).await, None)
+            }
+            Some(jump) => {
+                // OpenSSH's -J: an SSH connection to the jump host, a direct-tcpip
+                // channel from it to the gateway, and the gateway's SSH over that.
+                let through = Box::pin(Self::dial(jump)).await?;
+                let channel = through
+                    .handle
+                    .channel_open_direct_tcpip(
+                        dial.host.as_str(),
+                        u32::from(dial.port),
+                        "127.0.0.1",
+                        0,
+                    )
+                    .await
+                    .map_err(|error| {
+                        Error::with(
+                            Kind::Connect,
+                            format!(
+                                "the jump host {}:{} did not open a channel to {}:{}: {error}",
+                                jump.host, jump.port, dial.host, dial.port
+                            ),
+                        )
+                    })?;
+                let stream = channel.into_stream();
+                (
+                    client::connect_stream(config, stream, handler).await,
+                    Some(Box::new(through)),
+                )
+            }
+        };
+        let mut handle = match connected {
             Ok(handle) => handle,
             Err(error) => {
                 let problem = rejected.lock().ok().and_then(|mut slot| slot.take());
@@ -230,6 +271,7 @@ impl Connection {
             handle,
             limits: dial.limits.clone(),
             header_channels: Mutex::new(HashMap::new()),
+            _jump: jump,
         })
     }
 

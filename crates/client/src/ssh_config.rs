@@ -55,6 +55,9 @@ pub(crate) struct HostConfig {
     pub(crate) host_name: Option<String>,
     /// HostKeyAlias: the name the host key is looked up and recorded under instead.
     pub(crate) host_key_alias: Option<String>,
+    /// ProxyJump: the jump hosts, `[user@]host[:port]` each, first to last (`none`
+    /// gives none).
+    pub(crate) proxy_jump: Vec<String>,
     /// The port asked for explicitly, else Port.
     pub(crate) port: Option<u16>,
     /// The user asked for explicitly, else User with its tokens expanded.
@@ -413,6 +416,11 @@ impl SshConfig {
         HostConfig {
             host_name: state.host_name.map(|_| host.clone()),
             host_key_alias: state.host_key_alias.map(str::to_ascii_lowercase),
+            proxy_jump: state
+                .proxy_jump
+                .filter(|jump| !jump.eq_ignore_ascii_case("none"))
+                .map(|jump| jump.split(',').map(|hop| hop.trim().to_owned()).collect())
+                .unwrap_or_default(),
             port: state.port,
             user,
             identity_files: state
@@ -537,6 +545,7 @@ enum CriterionKind {
 enum Directive {
     HostName(Template),
     HostKeyAlias(String),
+    ProxyJump(String),
     Port(u16),
     User(UserValue),
     IdentityFile(KeyFile),
@@ -580,6 +589,7 @@ struct State<'a> {
     /// Set for the final pass: the expanded, lowercased host name.
     final_host: Option<String>,
     host_key_alias: Option<&'a str>,
+    proxy_jump: Option<&'a str>,
     port: Option<u16>,
     user: Option<UserSetting<'a>>,
     identity_files: Vec<&'a KeyFile>,
@@ -609,6 +619,9 @@ impl<'a> State<'a> {
             }
             Directive::HostKeyAlias(alias) => {
                 self.host_key_alias.get_or_insert(alias);
+            }
+            Directive::ProxyJump(jump) => {
+                self.proxy_jump.get_or_insert(jump);
             }
             Directive::Port(port) => {
                 self.port.get_or_insert(*port);
@@ -1090,6 +1103,7 @@ impl<'a> Loader<'a> {
                 Directive::HostName(template(keyword, &value, HOST_NAME_SYNTAX, context, &at)?)
             }
             "hostkeyalias" => Directive::HostKeyAlias(single(keyword, args, &at)?),
+            "proxyjump" => Directive::ProxyJump(single(keyword, args, &at)?),
             "port" => {
                 let value = single(keyword, args, &at)?;
                 match parse_port(&value) {
@@ -1957,6 +1971,20 @@ mod tests {
             paths(&["/home/alice/bob-cert.pub"])
         );
         assert_eq!(config.host_key_alias.as_deref(), Some("key"));
+        let jumps = resolve(
+            "Host a\n  ProxyJump bob@j1:2201, j2\nHost *\n  ProxyJump j3\n",
+            "a",
+        );
+        assert_eq!(
+            jumps.proxy_jump,
+            ["bob@j1:2201", "j2"],
+            "the first one found applies"
+        );
+        assert!(
+            resolve("Host a\n  ProxyJump none\n", "a")
+                .proxy_jump
+                .is_empty()
+        );
         assert_eq!(
             config.user_known_hosts_files,
             paths(&["/home/alice/.ssh/kh_web.example", "/home/alice/kh2"])
