@@ -644,7 +644,7 @@ pub async fn finishes(mut command: std::process::Command) -> (Option<i32>, Strin
     .unwrap()
 }
 
-/// Waits for `child` for at most [`COMMAND_COMMAND_PATIENCE`]: its exit code and standard
+/// Waits for `child` for at most [`COMMAND_PATIENCE`]: its exit code and standard
 /// error; kills it and fails the test if it hung.
 pub fn wait_within(mut child: std::process::Child) -> (Option<i32>, String) {
     let deadline = std::time::Instant::now() + COMMAND_PATIENCE;
