@@ -476,6 +476,19 @@ async fn a_pty_gets_its_head_in_colour_and_text_with_crlf_and_no_binary() {
             "{stderr:?}"
         );
         assert!(stderr.contains("> FILE"), "{stderr:?}");
+        // A HEAD of the same image has no body to refuse: its head is shown.
+        let output = with_pty("xterm", &["head", "/images/header.png"]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{:?}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains("content-type\x1b[0m: image/png"),
+            "{stdout:?}"
+        );
 
         let output = with_pty("xterm", &["get", "/no/such/file"]);
         assert_eq!(output.status.code(), Some(4));

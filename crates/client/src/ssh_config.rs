@@ -1972,7 +1972,7 @@ mod tests {
         );
         assert_eq!(config.host_key_alias.as_deref(), Some("key"));
         let jumps = resolve(
-            "Host a\n  ProxyJump bob@j1:2201, j2\nHost *\n  ProxyJump j3\n",
+            "Host a\n  ProxyJump bob@j1:2201,j2\nHost *\n  ProxyJump j3\n",
             "a",
         );
         assert_eq!(

@@ -232,15 +232,14 @@ impl UpstreamClient {
     }
 }
 
-/// Whether hyper failed because the request body it was sending failed (hyper calls
-/// that a user error: the body stream is the caller's).
+/// Whether hyper failed because the request body it was sending failed: a user
+/// error (the body stream is the caller's) that carries the body's own error. hyper's
+/// other user errors (a dispatch task gone, say) carry none and stay the upstream's.
 fn request_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(error) = cause {
-        if let Some(hyper) = error.downcast_ref::<hyper::Error>()
-            && hyper.is_user()
-        {
-            return true;
+        if let Some(hyper) = error.downcast_ref::<hyper::Error>() {
+            return hyper.is_user() && std::error::Error::source(hyper).is_some();
         }
         cause = error.source();
     }

@@ -356,17 +356,8 @@ pub(super) async fn serve<S, B>(
     }
     // On a terminal, text is written with CR LF line ends and binary not at all
     // (spec §14.7); without one, the body is written byte for byte.
-    let mut text = match terminal.body_mode(response.headers()) {
-        BodyMode::Bytes => None,
-        BodyMode::Text => Some(CrLf::default()),
-        BodyMode::Refuse(kind) => {
-            let message = format!(
-                "a {kind} body is not written to a terminal: redirect it (ssh -T GATEWAY get PATH > FILE) or leave out -t"
-            );
-            finish(&write, Some(&message), EXIT_NO_RESPONSE, terminal).await;
-            return;
-        }
-    };
+    let mode = terminal.body_mode(response.headers());
+    let mut text = (mode == BodyMode::Text).then(CrLf::default);
     let mut body = std::pin::pin!(response.into_body());
     loop {
         let frame = tokio::select! {
@@ -384,6 +375,14 @@ pub(super) async fn serve<S, B>(
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(mut data) => {
                     let length = data.remaining();
+                    if let (BodyMode::Refuse(kind), 1..) = (mode, length) {
+                        // Only a body that has bytes: a HEAD, 204 or empty one is fine.
+                        let message = format!(
+                            "a {kind} body is not written to a terminal: redirect it (ssh -T GATEWAY get PATH > FILE) or leave out -t"
+                        );
+                        finish(&write, Some(&message), EXIT_NO_RESPONSE, terminal).await;
+                        return;
+                    }
                     let mut bytes: Bytes = data.copy_to_bytes(length);
                     if let Some(text) = &mut text {
                         bytes = text.translate(&bytes);
