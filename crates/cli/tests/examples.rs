@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use crate::common::{Serve, StockSsh, keygen};
 
 /// The programs whose command lines count as examples.
-const PROGRAMS: [&str; 5] = ["sshttp", "ssh", "curl", "chromium", "cargo"];
+const PROGRAMS: [&str; 7] = ["sshttp", "ssh", "scp", "sftp", "curl", "chromium", "cargo"];
 
 /// The example lines of `sshttp … --help` for every subcommand.
 fn help_examples() -> Vec<String> {

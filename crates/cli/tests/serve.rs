@@ -938,3 +938,81 @@ async fn out_of_file_descriptors_the_gateway_sheds_idle_connections_and_serves()
         "sshttp serve exited"
     );
 }
+
+#[tokio::test]
+async fn scp_and_sftp_read_a_vhosts_files_and_nothing_else() {
+    let files = tempfile::tempdir().unwrap();
+    // Larger than one SFTP read, so that scp reads it in ranges (206 responses).
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 17u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    std::fs::write(files.path().join("big.bin"), &big).unwrap();
+    let (serve, state) = Serve::demo(&["--static-dir", files.path().to_str().unwrap()]);
+    let ssh = StockSsh::new(state.path(), serve.addr.port());
+    let port = serve.addr.port().to_string();
+    tokio::task::spawn_blocking(move || {
+        let options = |command: &mut Command| {
+            command
+                .args([
+                    "-F",
+                    "/dev/null",
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "StrictHostKeyChecking=yes",
+                ])
+                .arg("-o")
+                .arg(format!(
+                    "UserKnownHostsFile={}",
+                    ssh.dir.path().join("known_hosts").display()
+                ))
+                .args(["-o", "IdentitiesOnly=yes", "-i"])
+                .arg(ssh.dir.path().join("id"));
+        };
+        let local = ssh.dir.path().join("copy.bin");
+        let mut scp = Command::new("scp");
+        scp.args(["-P", &port]);
+        options(&mut scp);
+        scp.arg("alice@127.0.0.1:/big.bin").arg(&local);
+        let output = run(&mut scp, b"");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(std::fs::read(&local).unwrap() == big, "scp's copy differs");
+
+        // sftp: a get works, listing, writing and a missing file are refused with a
+        // reason, and the session ends with exit status 0 for what worked.
+        let fetched = ssh.dir.path().join("fetched.bin");
+        let batch = format!(
+            "get /big.bin {}\n-ls /\n-put {} /upload.bin\n-get /missing.bin {}\n",
+            fetched.display(),
+            local.display(),
+            ssh.dir.path().join("missing").display()
+        );
+        let mut sftp = Command::new("sftp");
+        sftp.args(["-P", &port, "-b", "-"]);
+        options(&mut sftp);
+        sftp.arg("alice@127.0.0.1");
+        let output = run(&mut sftp, batch.as_bytes());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        assert!(
+            std::fs::read(&fetched).unwrap() == big,
+            "sftp's copy differs"
+        );
+        assert!(
+            stderr.contains("Permission denied"),
+            "listing and put are refused: {stderr}"
+        );
+        assert!(
+            stderr.contains("not found") || stderr.contains("No such file"),
+            "{stderr}"
+        );
+        assert!(!ssh.dir.path().join("missing").exists());
+    })
+    .await
+    .unwrap();
+}

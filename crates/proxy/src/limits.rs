@@ -72,6 +72,10 @@ pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
 
 // ---- fixed ----
 
+/// Files open at once in one SFTP session (spec §14.13); a further open is refused
+/// with `SSH_FX_FAILURE` until one is closed.
+pub const MAX_SFTP_OPEN_FILES: usize = 64;
+
 /// Interim responses queued per request before the gateway writes them.
 pub const MAX_QUEUED_INTERIM: usize = 8;
 

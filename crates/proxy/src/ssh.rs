@@ -42,6 +42,7 @@ use tower_service::Service;
 
 mod admission;
 mod forward;
+mod sftp;
 mod stock;
 
 pub use admission::ConnectionStats;
@@ -1088,6 +1089,39 @@ where
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        // sftp: the vhost's files, read-only (spec §14.13), for `scp` and `sftp`.
+        if name == "sftp"
+            && let Some(stock) = self.sessions.remove(&channel)
+        {
+            let host = stock
+                .http_host
+                .as_deref()
+                .and_then(|host| HeaderValue::from_str(host).ok());
+            match self.route(host.as_ref()) {
+                Ok(route) => {
+                    session.channel_success(channel)?;
+                    let files = sftp::Files::new(self.service.clone(), route);
+                    // When the client ends the session: exit status 0 and EOF, then
+                    // the close of the dropped stream, as sshd ends sftp-server's.
+                    let handle = session.handle();
+                    let on_end = async move {
+                        let _ = handle.exit_status_request(channel, 0).await;
+                        let _ = handle.eof(channel).await;
+                    };
+                    let stream = sftp::EndSignal::new(stock.channel.into_stream(), on_end);
+                    russh_sftp::server::run(stream, files).await;
+                }
+                Err((reason, description)) => {
+                    let status = reason.http_status();
+                    let line = stock
+                        .terminal
+                        .lines(&format!("sshttp: {status}: {description}\n"));
+                    session.extended_data(channel, 1, bytes::Bytes::from(line))?;
+                    session.channel_failure(channel)?;
+                }
+            }
+            return Ok(());
+        }
         tracing::debug!(peer = %self.peer, subsystem = name, "subsystem refused");
         session.channel_failure(channel)?;
         Ok(())
