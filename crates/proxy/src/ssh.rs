@@ -1097,10 +1097,23 @@ where
                 .http_host
                 .as_deref()
                 .and_then(|host| HeaderValue::from_str(host).ok());
-            match self.route(host.as_ref()) {
-                Ok(route) => {
+            // An SFTP session counts as a request in progress for as long as it runs
+            // (spec §17.8), as a running command does.
+            let slot = self.active_requests.clone().try_acquire_owned().ok();
+            let routed = match slot {
+                Some(slot) => self.route(host.as_ref()).map(|route| (route, slot)),
+                None => Err((
+                    OpenFailureReason::RESOURCE_SHORTAGE,
+                    format!(
+                        "at most {} requests at once per connection",
+                        self.shared.max_channels_per_connection
+                    ),
+                )),
+            };
+            match routed {
+                Ok((route, slot)) => {
                     session.channel_success(channel)?;
-                    let files = sftp::Files::new(self.service.clone(), route);
+                    let files = sftp::Files::new(self.service.clone(), route, slot);
                     // When the client ends the session: exit status 0 and EOF, then
                     // the close of the dropped stream, as sshd ends sftp-server's.
                     let handle = session.handle();

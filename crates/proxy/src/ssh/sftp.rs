@@ -38,6 +38,8 @@ pub(super) struct Files<S, B> {
     route: Route,
     open: HashMap<String, OpenFile>,
     next_handle: u64,
+    /// The connection's request permit the session holds while it runs.
+    _slot: tokio::sync::OwnedSemaphorePermit,
     _body: PhantomData<fn() -> B>,
 }
 
@@ -48,12 +50,13 @@ struct OpenFile {
 }
 
 impl<S, B> Files<S, B> {
-    pub(super) fn new(service: S, route: Route) -> Self {
+    pub(super) fn new(service: S, route: Route, slot: tokio::sync::OwnedSemaphorePermit) -> Self {
         Self {
             service,
             route,
             open: HashMap::new(),
             next_handle: 0,
+            _slot: slot,
             _body: PhantomData,
         }
     }
