@@ -1255,3 +1255,88 @@ async fn a_body_its_client_abandons_reaches_the_upstream_through_the_local_proxy
         );
     }
 }
+
+/// An upstream that redirects: `/old` to `/new` (302), `/form` after a POST to
+/// `/new` (303), `/away` to another gateway, and answers the rest with its method and
+/// path.
+async fn redirecting_upstream() -> Upstream {
+    Upstream::start(|request: Request<hyper::body::Incoming>| async move {
+        let to = match request.uri().path() {
+            "/old" => Some((StatusCode::FOUND, "/new")),
+            "/form" => Some((StatusCode::SEE_OTHER, "/new")),
+            "/loop" => Some((StatusCode::FOUND, "/loop")),
+            "/away" => Some((StatusCode::FOUND, "sshttp://elsewhere.example/x")),
+            _ => None,
+        };
+        match to {
+            Some((status, location)) => {
+                let mut response = text("moved");
+                *response.status_mut() = status;
+                response
+                    .headers_mut()
+                    .insert(http::header::LOCATION, location.parse().unwrap());
+                response
+            }
+            None => text(format!("{} {}", request.method(), request.uri().path())),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn redirects_are_followed_on_the_same_gateway_only_as_the_policy_says() {
+    let upstream = redirecting_upstream().await;
+    let gateway = gateway_for(&upstream).await;
+    let home = tempfile::tempdir().unwrap();
+    let client = pinned_client(&gateway, home.path()).build().unwrap();
+
+    // The default policy follows, and the response says where it ended.
+    let response = client.get(url(&gateway, "/old")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.url().to_string().ends_with("/new"),
+        "{}",
+        response.url()
+    );
+    assert_eq!(response.text().await.unwrap(), "GET /new");
+    // 303 after a POST: GET, without the body.
+    let response = client
+        .post(url(&gateway, "/form"))
+        .body("a=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "GET /new");
+    // Another gateway: an error that names it, never followed.
+    let chain = |error: &sshttp_client::Error| {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    };
+    let error = client.get(url(&gateway, "/away")).send().await.unwrap_err();
+    let message = chain(&error);
+    assert!(
+        message.contains("elsewhere.example") && message.contains("another gateway"),
+        "{message}"
+    );
+    // A loop ends at the limit.
+    let error = client.get(url(&gateway, "/loop")).send().await.unwrap_err();
+    assert!(
+        chain(&error).contains("more than 10 redirects"),
+        "{}",
+        chain(&error)
+    );
+
+    // Policy::none(): the 3xx is the response.
+    let raw = pinned_client(&gateway, home.path())
+        .redirect(sshttp_client::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = raw.get(url(&gateway, "/old")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+}

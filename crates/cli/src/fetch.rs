@@ -14,6 +14,7 @@ use std::time::Duration;
 use clap::Args;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use sshttp_client::redirect::Policy;
 use sshttp_client::{Body, Client, ClientBuilder, InterimResponses, Response};
 use tokio_util::io::ReaderStream;
 
@@ -22,10 +23,6 @@ use self::report::Failure;
 
 /// How much of a file or of stdin is read at once for a request body.
 const READ_CHUNK: usize = 64 * 1024;
-
-/// How many redirects `-L` follows unless `--max-redirs` says (curl's default is 50;
-/// browsers and reqwest stop at 10 or 20).
-const DEFAULT_MAX_REDIRECTS: usize = 10;
 
 /// The content-type of a `-d`/`--data-binary` body unless `-H` sets one (as curl).
 const DEFAULT_BODY_TYPE: &str = "application/x-www-form-urlencoded";
@@ -58,7 +55,11 @@ pub(crate) struct FetchArgs {
     #[arg(short = 'L', long = "location")]
     follow: bool,
     /// How many redirects -L follows.
-    #[arg(long = "max-redirs", value_name = "N", default_value_t = DEFAULT_MAX_REDIRECTS)]
+    #[arg(
+        long = "max-redirs",
+        value_name = "N",
+        default_value_t = sshttp_client::redirect::DEFAULT_MAX_REDIRECTS
+    )]
     max_redirects: usize,
     /// Print nothing but the body: no progress bar, no error line (see -S).
     #[arg(short, long)]
@@ -186,7 +187,13 @@ pub(crate) fn init_verbose_logs() {
 }
 
 async fn fetch(method: &Method, args: &FetchArgs, body: Option<BodyArgs>) -> Result<(), Failure> {
+    let redirect = if args.follow {
+        Policy::limited(args.max_redirects)
+    } else {
+        Policy::none()
+    };
     let client = client_builder(&args.ssh, args.max_time)
+        .redirect(redirect)
         .build()
         .map_err(Failure::Client)?;
     let mut headers = HeaderMap::new();
@@ -214,53 +221,17 @@ async fn fetch(method: &Method, args: &FetchArgs, body: Option<BodyArgs>) -> Res
         None => Body::empty(),
     };
     let started = std::time::Instant::now();
-    let mut url = args.url.clone();
-    let mut method = method.clone();
-    let mut body = Some(body);
-    let mut redirects = 0;
-    let response = loop {
-        let mut request = client
-            .request(method.clone(), url.as_str())
-            .build()
-            .map_err(Failure::Client)?;
-        *request.headers_mut() = headers.clone();
-        *request.body_mut() = body.take().unwrap_or_else(Body::empty);
-        if args.verbose {
-            output::print_request(&request);
-        }
-        let response = client.execute(request).await.map_err(Failure::Client)?;
-        let Some(location) = args.follow.then(|| redirect_location(&response)).flatten() else {
-            break response;
-        };
-        if redirects >= args.max_redirects {
-            return Err(Failure::usage(
-                format!(
-                    "more than {} redirects, the last to {location}",
-                    args.max_redirects
-                ),
-                Some("raise --max-redirs, or look at the redirects with -v".to_owned()),
-            ));
-        }
-        let next = follow(&url, &location)?;
-        if args.verbose {
-            eprintln!("* following {} to {next}", response.status());
-        }
-        // 303 turns any method into GET; the others keep a bodiless method.
-        if response.status() == StatusCode::SEE_OTHER && method != Method::HEAD {
-            method = Method::GET;
-        } else if !matches!(method, Method::GET | Method::HEAD) {
-            return Err(Failure::usage(
-                format!(
-                    "{} to {next}: a {method} body is not sent again",
-                    response.status()
-                ),
-                Some("send the request to the new location yourself".to_owned()),
-            ));
-        }
-        redirects = redirects.saturating_add(1);
-        url = next;
-    };
-    let method = &method;
+    let mut request = client
+        .request(method.clone(), args.url.as_str())
+        .build()
+        .map_err(Failure::Client)?;
+    *request.headers_mut() = headers;
+    *request.body_mut() = body;
+    if args.verbose {
+        output::print_request(&request);
+    }
+    // -L: the client follows redirects on the same gateway (its redirect::Policy).
+    let response = client.execute(request).await.map_err(Failure::Client)?;
     if args.verbose {
         if let Some(InterimResponses(interim)) = response.extensions().get() {
             for head in interim {
@@ -302,45 +273,6 @@ async fn fetch(method: &Method, args: &FetchArgs, body: Option<BodyArgs>) -> Res
         })?;
     }
     Ok(())
-}
-
-/// The location a 3xx response redirects to, if it has one.
-fn redirect_location(response: &Response) -> Option<String> {
-    if !response.status().is_redirection() {
-        return None;
-    }
-    let location = response.headers().get(http::header::LOCATION)?;
-    location.to_str().ok().map(str::to_owned)
-}
-
-/// The URL `location` points to from `url`: a path on the same gateway, or an
-/// `sshttp://` URL of the same gateway. Anything else is refused, naming it: a redirect
-/// must not carry the caller's key to a server they did not name.
-fn follow(url: &str, location: &str) -> Result<String, Failure> {
-    let refuse = |why: &str| {
-        Failure::usage(
-            format!("not following the redirect to {location}: {why}"),
-            Some("request it yourself if you trust it".to_owned()),
-        )
-    };
-    if location.starts_with('/') && !location.starts_with("//") {
-        let base: http::Uri = url.parse().map_err(|_| refuse("bad URL"))?;
-        let authority = base.authority().map_or("", |authority| authority.as_str());
-        return Ok(format!("sshttp://{authority}{location}"));
-    }
-    let next: http::Uri = location.parse().map_err(|_| refuse("not a URL"))?;
-    let base: http::Uri = url.parse().map_err(|_| refuse("bad URL"))?;
-    if next.scheme_str() != Some("sshttp") {
-        return Err(refuse("it leaves sshttp"));
-    }
-    let host = |uri: &http::Uri| {
-        uri.authority()
-            .map(|authority| (authority.host().to_ascii_lowercase(), authority.port_u16()))
-    };
-    if host(&next) != host(&base) {
-        return Err(refuse("it is another gateway"));
-    }
-    Ok(location.to_owned())
 }
 
 /// curl's -w: the variables it names, and `\n`.

@@ -81,6 +81,7 @@ struct Config {
     transport: Transport,
     default_headers: HeaderMap,
     home: Option<PathBuf>,
+    redirect: crate::redirect::Policy,
 }
 
 #[derive(Clone)]
@@ -132,6 +133,7 @@ impl ClientBuilder {
                 transport: Transport::default(),
                 default_headers,
                 home: None,
+                redirect: crate::redirect::Policy::default(),
             },
             error: None,
         }
@@ -310,6 +312,16 @@ impl ClientBuilder {
         self
     }
 
+    /// How redirects are followed: [`redirect::Policy::limited`] with
+    /// [`redirect::DEFAULT_MAX_REDIRECTS`] by default, on the same gateway only.
+    ///
+    /// [`redirect::Policy::limited`]: crate::redirect::Policy::limited
+    /// [`redirect::DEFAULT_MAX_REDIRECTS`]: crate::redirect::DEFAULT_MAX_REDIRECTS
+    pub fn redirect(mut self, policy: crate::redirect::Policy) -> Self {
+        self.config.redirect = policy;
+        self
+    }
+
     /// Headers sent with every request unless the request sets them. A `host` here
     /// names the vhost for every request that does not name its own.
     pub fn default_headers(mut self, headers: HeaderMap) -> Self {
@@ -483,15 +495,78 @@ impl Client {
         RequestBuilder::new(self.clone(), request)
     }
 
-    /// Sends a request built elsewhere.
+    /// Sends a request built elsewhere, following redirects as the client's
+    /// [`redirect::Policy`](crate::redirect::Policy) says.
     pub async fn execute(&self, request: Request) -> Result<Response, Error> {
-        let url = request.url().clone();
-        let (request, timeout) = request.into_parts();
-        let response = self
-            .send_http(request, timeout)
-            .await
-            .map_err(|error| error.with_url(&url))?;
-        Ok(Response::new(response, url))
+        let mut url = request.url().clone();
+        let (mut request, timeout) = request.into_parts();
+        let max = self.inner.config.redirect.max();
+        let mut followed = 0usize;
+        loop {
+            // What a redirect sends again: the head, and a body that is all here.
+            let again = max.map(|_| {
+                let mut head = http::Request::new(());
+                *head.method_mut() = request.method().clone();
+                *head.headers_mut() = request.headers().clone();
+                (head, request.body().as_full())
+            });
+            let response = self
+                .send_http(request, timeout)
+                .await
+                .map_err(|error| error.with_url(&url))?;
+            let location = response
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|location| location.to_str().ok());
+            let (Some((mut head, body)), Some(location), true) =
+                (again, location, response.status().is_redirection())
+            else {
+                return Ok(Response::new(response, url));
+            };
+            let status = response.status();
+            let refused = |why: String| {
+                Error::with(
+                    Kind::Redirect,
+                    format!("not following {status} to {location}: {why}"),
+                )
+                .with_url(&url)
+            };
+            let max = max.unwrap_or_default();
+            if followed >= max {
+                return Err(refused(format!("more than {max} redirects")));
+            }
+            let next = crate::redirect::next(&url, location).map_err(refused)?;
+            // 303, and 301/302 after a POST, are followed with GET and no body, as
+            // browsers do; 307 and 308 repeat the method and its body.
+            let body = if status == http::StatusCode::SEE_OTHER
+                || (matches!(
+                    status,
+                    http::StatusCode::MOVED_PERMANENTLY | http::StatusCode::FOUND
+                ) && head.method() == Method::POST)
+            {
+                if head.method() != Method::HEAD {
+                    *head.method_mut() = Method::GET;
+                }
+                head.headers_mut().remove(http::header::CONTENT_TYPE);
+                head.headers_mut().remove(http::header::CONTENT_LENGTH);
+                Body::empty()
+            } else {
+                match body {
+                    Some(bytes) => Body::from(bytes),
+                    None => {
+                        return Err(refused(
+                            "its body was streamed and cannot be sent again".to_owned(),
+                        ));
+                    }
+                }
+            };
+            tracing::debug!(%status, from = %url, to = %next, "following a redirect");
+            let (mut parts, ()) = head.into_parts();
+            parts.uri = next.clone();
+            request = http::Request::from_parts(parts, body);
+            url = next;
+            followed = followed.saturating_add(1);
+        }
     }
 
     /// Sends an `http::Request` whose URI is an `sshttp://` URL; the `host` header, if

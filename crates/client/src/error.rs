@@ -49,6 +49,8 @@ pub(crate) enum Kind {
     Decode,
     /// The response did not switch protocols or establish a tunnel.
     Upgrade,
+    /// A redirect the client's policy does not follow.
+    Redirect,
 }
 
 /// Why a host key was not trusted, with what a person needs to decide what to do.
@@ -281,6 +283,7 @@ impl fmt::Display for Error {
             Kind::Body => f.write_str("body failed")?,
             Kind::Decode => f.write_str("could not decode the response body")?,
             Kind::Upgrade => f.write_str("the response established no tunnel")?,
+            Kind::Redirect => f.write_str("redirect not followed")?,
         }
         if let Some(url) = &self.inner.url {
             write!(f, " for {url}")?;

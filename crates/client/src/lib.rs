@@ -45,6 +45,7 @@ mod error;
 mod host_key;
 mod known_hosts;
 mod pool;
+pub mod redirect;
 mod request;
 mod response;
 mod service;
