@@ -485,10 +485,24 @@ async fn headless_chromium_uses_the_demo_app_through_the_proxy() {
     let screenshot = artifact_dir().join("browser-demo-app.png");
     browser.screenshot(&screenshot).await.unwrap();
 
-    // Post a note with the form; the result page names the cookie's user.
+    // Post a note: it lands on this key's board (escaped), which the page shows after
+    // the 303 back to it.
+    browser
+        .wait_for_text("#notes-list", "no notes yet", PAGE_WAIT)
+        .await
+        .unwrap();
     submit(&browser, "#notes", "note", "hello <b>over</b> ssh").await;
     browser
-        .wait_for_text("#result", "alice wrote: hello <b>over</b> ssh", PAGE_WAIT)
+        .wait_for_text("#notes-list", "hello <b>over</b> ssh", PAGE_WAIT)
+        .await
+        .unwrap();
+    // The page says who the caller is, from the headers the gateway added.
+    browser
+        .wait_for_text("#identity", "ssh-ed25519", PAGE_WAIT)
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("#headers", "sshttp-key-fingerprint", PAGE_WAIT)
         .await
         .unwrap();
     browser

@@ -1016,3 +1016,40 @@ async fn scp_and_sftp_read_a_vhosts_files_and_nothing_else() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn the_demo_apps_notes_board_is_per_key_and_bounded() {
+    let (state, serve, ssh) = demo_with_ssh();
+    let other = StockSsh::new(state.path(), serve.addr.port());
+    tokio::task::spawn_blocking(move || {
+        for n in 0..25 {
+            let output = ssh.output(&["post", "/app/notes"], format!("note=note+{n}").as_bytes());
+            // The board answers with a 303 back to the page.
+            assert_eq!(
+                output.status.code(),
+                Some(3),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let page = String::from_utf8(ssh.output(&["get", "/app/"], b"").stdout).unwrap();
+        assert!(
+            page.contains("<li>note 24</li>"),
+            "the newest note is shown"
+        );
+        assert!(page.contains("<li>note 5</li>"), "the 20th newest is kept");
+        assert!(
+            !page.contains("<li>note 4</li>"),
+            "older ones are dropped: {page}"
+        );
+        assert!(page.contains("ssh-ed25519"), "the key type is shown");
+        // Another key sees a board of its own.
+        let page = String::from_utf8(other.output(&["get", "/app/"], b"").stdout).unwrap();
+        assert!(page.contains("no notes yet"), "{page}");
+        let long = format!("note={}", "x".repeat(281));
+        let output = ssh.output(&["post", "/app/notes"], long.as_bytes());
+        assert_eq!(output.status.code(), Some(4));
+    })
+    .await
+    .unwrap();
+}

@@ -52,8 +52,23 @@ const MAX_NAME_LEN: usize = 40;
 /// The cookie that holds the user name.
 const COOKIE: &str = "demo_user";
 
+/// Notes kept per caller on the notes board; older ones are dropped.
+pub const MAX_NOTES_PER_KEY: usize = 20;
+/// Callers (keys) the notes board keeps notes for; a new one past it is refused.
+pub const MAX_NOTE_KEYS: usize = 1024;
+/// The longest note, in characters.
+pub const MAX_NOTE_LEN: usize = 280;
+
 const STYLE: &str = include_str!("../files/app/style.css");
 const SCRIPT: &str = include_str!("../files/app/app.js");
+const BANNER: &str = include_str!("../files/app/banner.svg");
+const FAVICON: &str = include_str!("../files/app/favicon.svg");
+
+/// The notes board: notes per caller (key fingerprint, or `anonymous`), newest last,
+/// kept while the gateway runs.
+static NOTES: std::sync::Mutex<
+    std::collections::BTreeMap<String, std::collections::VecDeque<String>>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// Whether `path` is the app's.
 pub(super) fn owns(path: &str) -> bool {
@@ -70,6 +85,8 @@ pub(super) async fn handle(request: Request<Incoming>) -> Response<DemoBody> {
         ("/app/", _) if get => page(&request),
         ("/app/style.css", _) if get => asset("text/css; charset=utf-8", STYLE),
         ("/app/app.js", _) if get => asset("text/javascript; charset=utf-8", SCRIPT),
+        ("/app/banner.svg", _) if get => asset("image/svg+xml", BANNER),
+        ("/app/favicon.svg", _) if get => asset("image/svg+xml", FAVICON),
         ("/app/events", &Method::GET) => events(&request),
         ("/app/ws", &Method::GET) => websocket(request),
         ("/app/login", &Method::POST) => login(request).await,
@@ -77,7 +94,8 @@ pub(super) async fn handle(request: Request<Incoming>) -> Response<DemoBody> {
         ("/app/notes", &Method::POST) => note(request).await,
         (path, method) => {
             let allow = match path {
-                "/app" | "/app/" | "/app/style.css" | "/app/app.js" => "GET, HEAD",
+                "/app" | "/app/" | "/app/style.css" | "/app/app.js" | "/app/banner.svg"
+                | "/app/favicon.svg" => "GET, HEAD",
                 "/app/events" | "/app/ws" => "GET",
                 "/app/login" | "/app/logout" | "/app/notes" => "POST",
                 _ => {
@@ -128,7 +146,7 @@ fn redirect(to: &'static str) -> Response<DemoBody> {
 }
 
 /// The user the request's cookie names.
-fn user<B>(request: &Request<B>) -> Option<String> {
+fn user_of_cookie<B>(request: &Request<B>) -> Option<String> {
     request
         .headers()
         .get_all(header::COOKIE)
@@ -150,56 +168,142 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
+/// A request field as text, if it is one.
+fn field<'a, B>(request: &'a Request<B>, name: &str) -> Option<&'a str> {
+    request
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+}
+
+/// Whose notes a request reads and writes: its key's fingerprint, or `anonymous`.
+fn notes_key<B>(request: &Request<B>) -> String {
+    field(request, "sshttp-key-fingerprint")
+        .unwrap_or("anonymous")
+        .to_owned()
+}
+
 fn page<B>(request: &Request<B>) -> Response<DemoBody> {
     let mut body = String::from(
         "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
-         <title>sshttp demo app</title>\n<link rel=\"stylesheet\" href=\"/app/style.css\">\
-         </head>\n<body>\n<img id=\"logo\" src=\"/images/header.png\" alt=\"sshttp\" \
-         width=\"256\" height=\"64\">\n<h1 id=\"styled\">sshttp demo app</h1>\n",
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>sshttp demo app</title>\n<link rel=\"icon\" href=\"/app/favicon.svg\" type=\"image/svg+xml\">\
+         <link rel=\"stylesheet\" href=\"/app/style.css\"></head>\n<body>\n\
+         <img id=\"logo\" src=\"/app/banner.svg\" alt=\"sshttp: HTTP over SSH\" width=\"640\" height=\"96\">\n\
+         <h1 id=\"styled\">What your SSH key tells this app</h1>\n\
+         <p class=\"lead\">No signup, no password, no token: the gateway authenticated your SSH key \
+         and told this app who you are in the headers below.</p>\n<div class=\"grid\">\n",
     );
-    let ssh_user = request
-        .headers()
-        .get("sshttp-user")
-        .and_then(|value| value.to_str().ok());
-    let fingerprint = request
-        .headers()
-        .get("sshttp-key-fingerprint")
-        .and_then(|value| value.to_str().ok());
-    let _ = match (ssh_user, fingerprint) {
-        (Some(ssh_user), Some(fingerprint)) => writeln!(
+    let user = field(request, "sshttp-user");
+    let fingerprint = field(request, "sshttp-key-fingerprint");
+    let _ = match (user, fingerprint) {
+        (Some(user), Some(fingerprint)) => writeln!(
             body,
-            "<p id=\"ssh\" class=\"status\">over SSH as {} with key {}</p>",
-            escape(ssh_user),
+            "<section id=\"identity\"><h2>You</h2>\
+             <p id=\"ssh\" class=\"status\">over SSH as {} with key {}</p><dl>",
+            escape(user),
             escape(fingerprint)
         ),
-        _ => writeln!(body, "<p id=\"ssh\" class=\"status\">no SSH identity</p>"),
+        _ => writeln!(
+            body,
+            "<section id=\"identity\"><h2>You</h2>\
+             <p id=\"ssh\" class=\"status\">no SSH identity (not through a gateway)</p><dl>"
+        ),
     };
-    body.push_str("<section>\n");
-    let _ = match user(request) {
+    for (label, name) in [
+        ("user", "sshttp-user"),
+        ("authenticated by", "sshttp-auth"),
+        ("key", "sshttp-key-fingerprint"),
+        ("key type", "sshttp-key-algorithm"),
+        ("certificate id", "sshttp-cert-key-id"),
+        ("principals", "sshttp-cert-principals"),
+        ("certificate CA", "sshttp-cert-ca-fingerprint"),
+        ("reached via", "forwarded"),
+    ] {
+        if let Some(value) = field(request, name) {
+            let _ = write!(body, "<dt>{label}</dt><dd>{}</dd>", escape(value));
+        }
+    }
+    body.push_str("</dl></section>\n");
+
+    // The notes board: per key, kept while the gateway runs.
+    let key = notes_key(request);
+    body.push_str("<section id=\"board\"><h2>Your notes (this key only)</h2>\n");
+    body.push_str(
+        "<form id=\"notes\" method=\"post\" action=\"/app/notes\">\
+         <input name=\"note\" required maxlength=\"280\" placeholder=\"a note only this key sees\"> \
+         <button>Post</button></form>\n<ul id=\"notes-list\">",
+    );
+    let notes = NOTES
+        .lock()
+        .map(|board| board.get(&key).cloned().unwrap_or_default())
+        .unwrap_or_default();
+    if notes.is_empty() {
+        body.push_str("<li class=\"empty\">no notes yet</li>");
+    }
+    for note in notes.iter().rev() {
+        let _ = write!(body, "<li>{}</li>", escape(note));
+    }
+    body.push_str("</ul></section>\n");
+
+    // A cookie session beside the key, and what the browser's own features do.
+    body.push_str("<section id=\"session\"><h2>Cookie and live features</h2>\n");
+    let _ = match user_of_cookie(request) {
         Some(name) => write!(
             body,
             "<p id=\"who\">Logged in as {name}</p>\n\
              <form id=\"logout\" method=\"post\" action=\"/app/logout\">\
-             <button>Log out</button></form>\n\
-             </section>\n<section>\n\
-             <form id=\"notes\" method=\"post\" action=\"/app/notes\">\
-             <label>Note <input name=\"note\" required></label> \
-             <button>Post</button></form>\n"
+             <button>Log out</button></form>\n"
         ),
         None => write!(
             body,
             "<p id=\"who\">Not logged in</p>\n\
              <form id=\"login\" method=\"post\" action=\"/app/login\">\
-             <label>Name <input name=\"name\" required pattern=\"[A-Za-z0-9._-]{{1,{MAX_NAME_LEN}}}\"></label> \
+             <input name=\"name\" required placeholder=\"a name for a cookie\" pattern=\"[A-Za-z0-9._-]{{1,{MAX_NAME_LEN}}}\"> \
              <button>Log in</button></form>\n"
         ),
     };
     body.push_str(
-        "</section>\n<section>\n\
-         <p id=\"script\" class=\"status\">script not run</p>\n\
+        "<p id=\"script\" class=\"status\">script not run</p>\n\
          <p id=\"sse\" class=\"status\">events: waiting</p>\n\
-         <p id=\"ws\" class=\"status\">WebSocket: waiting</p>\n\
-         </section>\n<script src=\"/app/app.js\"></script>\n</body>\n</html>\n",
+         <p id=\"ws\" class=\"status\">WebSocket: waiting</p>\n</section>\n",
+    );
+
+    // Every field the request arrived with, the gateway's own first.
+    body.push_str("<section id=\"headers\"><h2>Headers this app received</h2><table>\n");
+    let mut fields: Vec<(&str, String)> = request
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    fields.sort_by_key(|(name, _)| {
+        (
+            !(name.starts_with("sshttp-") || *name == "forwarded"),
+            *name,
+        )
+    });
+    for (name, value) in fields {
+        let class = if name.starts_with("sshttp-") || name == "forwarded" {
+            " class=\"identity\""
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            body,
+            "<tr{class}><td>{}</td><td>{}</td></tr>",
+            escape(name),
+            escape(&value)
+        );
+    }
+    body.push_str(
+        "</table></section>\n</div>\n<footer>Served by the sshttp demo upstream; \
+         every request reached it over SSH through the gateway.</footer>\n\
+         <script src=\"/app/app.js\"></script>\n</body>\n</html>\n",
     );
     html(StatusCode::OK, body)
 }
@@ -271,28 +375,38 @@ struct Note {
 }
 
 async fn note(request: Request<Incoming>) -> Response<DemoBody> {
-    let Some(name) = user(&request) else {
-        return html(
-            StatusCode::FORBIDDEN,
-            "<!doctype html>\n<title>Log in first</title>\n\
-             <p id=\"result\">Log in first: <a href=\"/app/\">back</a></p>\n"
-                .to_owned(),
-        );
-    };
+    let key = notes_key(&request);
     let note: Note = match form(request).await {
         Ok(note) => note,
         Err(response) => return response,
     };
-    html(
-        StatusCode::OK,
-        format!(
-            "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
-             <title>Note posted</title>\n<link rel=\"stylesheet\" href=\"/app/style.css\">\
-             </head>\n<body>\n<p id=\"result\">{name} wrote: {}</p>\n\
-             <p><a href=\"/app/\">back</a></p>\n</body>\n</html>\n",
-            escape(&note.note)
-        ),
-    )
+    let text = note.note.trim();
+    if text.is_empty() || text.chars().count() > MAX_NOTE_LEN {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!("a note is 1 to {MAX_NOTE_LEN} characters\n"),
+        );
+    }
+    let Ok(mut board) = NOTES.lock() else {
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the notes board failed\n".to_owned(),
+        );
+    };
+    if !board.contains_key(&key) && board.len() >= MAX_NOTE_KEYS {
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the notes board keeps notes for {MAX_NOTE_KEYS} keys, and is full\n"),
+        );
+    }
+    let notes = board.entry(key).or_default();
+    notes.push_back(text.to_owned());
+    while notes.len() > MAX_NOTES_PER_KEY {
+        notes.pop_front();
+    }
+    drop(board);
+    // Post, redirect, get: the page shows the board with the note on it.
+    redirect("/app/")
 }
 
 fn events<B>(request: &Request<B>) -> Response<DemoBody> {
