@@ -1340,3 +1340,98 @@ async fn redirects_are_followed_on_the_same_gateway_only_as_the_policy_says() {
     let response = raw.get(url(&gateway, "/old")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::FOUND);
 }
+
+#[tokio::test]
+async fn the_cookie_store_keeps_cookies_per_vhost_and_sends_them_connection_wide() {
+    let upstream = Upstream::start(|request: Request<hyper::body::Incoming>| async move {
+        let cookie = request
+            .headers()
+            .get_all(http::header::COOKIE)
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(" | ");
+        let mut response = text(format!("cookie: {cookie}"));
+        let set = match request.uri().path() {
+            "/login" => Some("sid=abc; Path=/; HttpOnly"),
+            "/theme" => Some("theme=dark"),
+            "/logout" => Some("sid=; Max-Age=0"),
+            _ => None,
+        };
+        if let Some(set) = set {
+            response
+                .headers_mut()
+                .insert(http::header::SET_COOKIE, set.parse().unwrap());
+        }
+        response
+    })
+    .await;
+    let config = format!(
+        "{}{}{METRICS}",
+        vhost("api.test", &upstream.url(), "any-key"),
+        vhost("other.test", &upstream.url(), "any-key")
+    );
+    let gateway = Gateway::start(&config, &[]).await;
+    let home = tempfile::tempdir().unwrap();
+    let client = pinned_client(&gateway, home.path())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let get = |path: &'static str, host: &'static str| {
+        let client = client.clone();
+        let url = url(&gateway, path);
+        async move {
+            client
+                .get(url)
+                .header("host", host)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(get("/show", "api.test").await, "cookie: ");
+    assert_eq!(get("/login", "api.test").await, "cookie: ");
+    // Once the header channel is open the cookie rides on it; either way the upstream
+    // gets it once.
+    for _ in 0..3 {
+        assert_eq!(get("/show", "api.test").await, "cookie: sid=abc");
+    }
+    get("/theme", "api.test").await;
+    assert_eq!(
+        get("/show", "api.test").await,
+        "cookie: sid=abc; theme=dark"
+    );
+    // Another vhost has a jar of its own.
+    assert_eq!(get("/show", "other.test").await, "cookie: ");
+    // A request's own cookie field wins.
+    let own = client
+        .get(url(&gateway, "/show"))
+        .header("host", "api.test")
+        .header("cookie", "mine=1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(own, "cookie: mine=1");
+    get("/logout", "api.test").await;
+    assert_eq!(get("/show", "api.test").await, "cookie: theme=dark");
+
+    // Without the store, nothing is kept.
+    let plain = pinned_client(&gateway, home.path()).build().unwrap();
+    let response = plain.get(url(&gateway, "/login")).send().await.unwrap();
+    drop(response);
+    let shown = plain
+        .get(url(&gateway, "/show"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(shown, "cookie: ");
+}

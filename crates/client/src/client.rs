@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HOST, USER_AGENT};
+use http::header::{COOKIE, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use sshttp_protocol::Limits;
 use sshttp_protocol::transport::Transport;
@@ -59,6 +59,8 @@ struct ClientInner {
     ssh_config: Option<SshConfig>,
     pool: Pool,
     keys: KeyCache,
+    /// The cookie store, used if `config.cookie_store`.
+    cookies: crate::cookies::Jar,
 }
 
 #[derive(Clone)]
@@ -82,6 +84,7 @@ struct Config {
     default_headers: HeaderMap,
     home: Option<PathBuf>,
     redirect: crate::redirect::Policy,
+    cookie_store: bool,
 }
 
 #[derive(Clone)]
@@ -134,6 +137,7 @@ impl ClientBuilder {
                 default_headers,
                 home: None,
                 redirect: crate::redirect::Policy::default(),
+                cookie_store: false,
             },
             error: None,
         }
@@ -312,6 +316,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Keeps the cookies responses set, per gateway, user and vhost, and sends them with
+    /// later requests to that vhost; off by default. While the vhost's header channel
+    /// is open they travel once, connection-wide, as a `header-update` (spec §5.6),
+    /// not in every request. A request's own `cookie` field wins.
+    pub fn cookie_store(mut self, enabled: bool) -> Self {
+        self.config.cookie_store = enabled;
+        self
+    }
+
     /// How redirects are followed: [`redirect::Policy::limited`] with
     /// [`redirect::DEFAULT_MAX_REDIRECTS`] by default, on the same gateway only.
     ///
@@ -387,6 +400,7 @@ impl ClientBuilder {
                 pool: Pool::new(config.pool_idle_timeout, config.max_channels_per_session),
                 ssh_config,
                 keys: KeyCache::default(),
+                cookies: crate::cookies::Jar::default(),
                 config,
             }),
         })
@@ -650,6 +664,15 @@ impl Client {
             .transpose()
             .map_err(Error::builder)?;
         let (request_body, mut streamed) = prepare_body(&config.limits, &mut parts, body).await?;
+        // The cookie store: the vhost whose cookies it keeps, and the cookies it sends
+        // unless the request sets its own.
+        let jar_vhost = vhost.clone().filter(|_| config.cookie_store && !connect);
+        let jar = match &jar_vhost {
+            Some(vhost) if !parts.headers.contains_key(COOKIE) => {
+                Some(self.inner.cookies.field(&key, vhost))
+            }
+            _ => None,
+        };
         // A second attempt only when the first found the connection gone before the
         // gateway saw the request, and the body can be sent again.
         for attempt in 0..2 {
@@ -668,6 +691,21 @@ impl Client {
                 }
                 _ => None,
             };
+            if let Some((cookie, version)) = &jar {
+                // On the vhost's header channel once, connection-wide; without it, in
+                // the request.
+                let pushed = match header_id {
+                    Some(id) => session
+                        .push_cookies(id, cookie.as_ref(), *version)
+                        .await
+                        .is_ok(),
+                    None => false,
+                };
+                match (pushed, cookie) {
+                    (false, Some(cookie)) => parts.headers.insert(COOKIE, cookie.clone()),
+                    _ => parts.headers.remove(COOKIE),
+                };
+            }
             let opened = session
                 .connection()
                 .open_request(header_id, &parts, request_body.clone())
@@ -675,7 +713,14 @@ impl Client {
             match opened {
                 Ok(opened) => {
                     let limits = config.limits.clone();
-                    return opened.exchange(streamed.take(), Some(permit), limits).await;
+                    let response = opened
+                        .exchange(streamed.take(), Some(permit), limits)
+                        .await?;
+                    if let Some(vhost) = &jar_vhost {
+                        let set = response.headers().get_all(http::header::SET_COOKIE);
+                        self.inner.cookies.store(&key, vhost, set.iter());
+                    }
+                    return Ok(response);
                 }
                 Err(error)
                     if attempt == 0

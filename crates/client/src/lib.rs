@@ -40,6 +40,7 @@
 //! (`sshttp-local-proxy`) is built on it, the gateway never is.
 
 mod client;
+mod cookies;
 mod credentials;
 mod error;
 mod host_key;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use http::HeaderValue;
-use sshttp_protocol::HeaderList;
+use sshttp_protocol::{HeaderList, HeaderUpdate};
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 
@@ -53,6 +53,8 @@ struct HeaderSlot {
 pub(crate) struct Session {
     connection: Connection,
     headers: Mutex<HashMap<String, Arc<HeaderSlot>>>,
+    /// The version of the cookie store's cookies last pushed to each header channel.
+    cookies_pushed: Mutex<HashMap<NonZeroU32, u64>>,
     permits: Arc<Semaphore>,
     max_channels: usize,
     last_used: Mutex<Instant>,
@@ -93,6 +95,7 @@ impl Pool {
         let session = Arc::new(Session {
             connection,
             headers: Mutex::new(HashMap::new()),
+            cookies_pushed: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(self.max_channels)),
             max_channels: self.max_channels,
             last_used: Mutex::new(Instant::now()),
@@ -176,6 +179,44 @@ impl Session {
             })
             .await?;
         Ok(*id)
+    }
+
+    /// Makes the header channel `header_id` carry `cookie` (version `version` of the
+    /// cookie store's), with a `header-update` if it carries an older version.
+    pub(crate) async fn push_cookies(
+        &self,
+        header_id: NonZeroU32,
+        cookie: Option<&HeaderValue>,
+        version: u64,
+    ) -> Result<(), Error> {
+        let pushed = self
+            .cookies_pushed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&header_id)
+            .copied()
+            .unwrap_or(0);
+        // Versions only grow: a request that read the cookies before a newer push
+        // goes out with the newer ones rather than taking them back.
+        if pushed >= version {
+            return Ok(());
+        }
+        let update = match cookie {
+            Some(cookie) => HeaderUpdate {
+                set: HeaderList::new().with(http::header::COOKIE, cookie.clone()),
+                remove: Vec::new(),
+            },
+            None => HeaderUpdate {
+                set: HeaderList::new(),
+                remove: vec![http::header::COOKIE],
+            },
+        };
+        self.connection.update_header(header_id, &update).await?;
+        self.cookies_pushed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(header_id, version);
+        Ok(())
     }
 
     fn header_slot(&self, vhost: &str) -> Arc<HeaderSlot> {

@@ -15,12 +15,12 @@ use http_body_util::BodyExt;
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{Algorithm, HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use russh::{Channel, ChannelReadHalf, ChannelWriteHalf, client};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client};
 use sshttp_protocol::transport::Transport;
 use sshttp_protocol::{
-    Aborted, BodyEvent, DecodeError, HEADER_CHANNEL, HeaderConfirm, HeaderList, HeaderOpen, Limits,
-    OpenFailureReason, RequestBody, RequestOpen, ResetCode, ResponseEvent, ResponseReader,
-    WireMessage,
+    Aborted, BodyEvent, DecodeError, HEADER_CHANNEL, HEADER_UPDATE, HeaderConfirm, HeaderList,
+    HeaderOpen, HeaderUpdate, Limits, OpenFailureReason, RequestBody, RequestOpen, ResetCode,
+    ResponseEvent, ResponseReader, WireMessage,
 };
 use sshttp_ssh::{
     BoxError, KeyPair, SendOutcome, UserCertificate, event_of, fingerprint, preferred, reset,
@@ -109,7 +109,7 @@ pub struct Connection {
     handle: client::Handle<ClientHandler>,
     limits: Limits,
     /// Open header channels, kept so that their defaults stay in force.
-    header_channels: Mutex<HashMap<NonZeroU32, Channel<client::Msg>>>,
+    header_channels: Mutex<HashMap<NonZeroU32, Arc<tokio::sync::Mutex<Channel<client::Msg>>>>>,
     /// The jump host's connection the SSH connection runs through, kept open as long
     /// as it is (ProxyJump).
     _jump: Option<Box<Connection>>,
@@ -296,9 +296,48 @@ impl Connection {
         let confirm = HeaderConfirm::decode_with(&mut &data[..], &self.limits)
             .map_err(|e| Error::new(Kind::Aborted(decode_abort("header confirmation", &e))))?;
         if let Ok(mut channels) = self.header_channels.lock() {
-            channels.insert(confirm.header_id, channel);
+            channels.insert(
+                confirm.header_id,
+                Arc::new(tokio::sync::Mutex::new(channel)),
+            );
         }
         Ok(confirm.header_id)
+    }
+
+    /// Sends a `header-update` (spec §5.6) on the header channel `header_id` and waits
+    /// for its reply: once it is `CHANNEL_SUCCESS`, requests opened after it get the
+    /// new defaults. A refusal leaves the defaults as they were.
+    pub(crate) async fn update_header(
+        &self,
+        header_id: NonZeroU32,
+        update: &HeaderUpdate,
+    ) -> Result<(), Error> {
+        let channel = self
+            .header_channels
+            .lock()
+            .ok()
+            .and_then(|channels| channels.get(&header_id).cloned())
+            .ok_or_else(|| Error::new(Kind::Disconnected))?;
+        let mut channel = channel.lock().await;
+        channel
+            .request(HEADER_UPDATE, true, update.to_bytes().freeze())
+            .await
+            .map_err(|_| Error::new(Kind::Disconnected))?;
+        loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Success) => return Ok(()),
+                Some(ChannelMsg::Failure) => {
+                    return Err(Error::with(
+                        Kind::Builder,
+                        "the gateway refused the header-update",
+                    ));
+                }
+                Some(ChannelMsg::Close | ChannelMsg::Eof) | None => {
+                    return Err(Error::new(Kind::Disconnected));
+                }
+                Some(_) => {}
+            }
+        }
     }
 
     /// Sends a request on its own channel and returns the response once its head has
