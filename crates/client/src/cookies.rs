@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
 
@@ -90,41 +90,31 @@ impl Jar {
     }
 }
 
-/// A `set-cookie` value: the name, and the value (`None`: the cookie ends now).
+/// A `set-cookie` value: the name, and the value (`None`: the cookie ends now). The
+/// `cookie` crate parses it; a cookie is kept only if it can go back out in a `cookie`
+/// field as it came (RFC 6265 §4.1.1 tokens and cookie-octets).
 fn parse(text: &str) -> Option<(String, Option<String>)> {
-    let mut parts = text.split(';');
-    let (name, value) = parts.next()?.trim().split_once('=')?;
-    let name = name.trim();
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b'=') {
+    let cookie = cookie::Cookie::parse(text).ok()?;
+    let name = cookie.name();
+    let value = cookie.value_trimmed();
+    let octets = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'"' | b'\\'))
+    };
+    if name.is_empty() || !octets(name) || name.contains('=') || !octets(value) {
         return None;
     }
-    let value = value.trim().trim_matches('"');
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
-    {
-        return None;
-    }
-    for attribute in parts {
-        let (key, argument) = attribute
-            .trim()
-            .split_once('=')
-            .unwrap_or((attribute.trim(), ""));
-        let ended = if key.eq_ignore_ascii_case("max-age") {
-            argument
-                .trim()
-                .parse::<i64>()
-                .is_ok_and(|seconds| seconds <= 0)
-        } else if key.eq_ignore_ascii_case("expires") {
-            httpdate::parse_http_date(argument.trim()).is_ok_and(|at| at <= SystemTime::now())
-        } else {
-            false
-        };
-        if ended {
-            return Some((name.to_owned(), None));
-        }
-    }
-    Some((name.to_owned(), Some(value.to_owned())))
+    // Max-Age wins over Expires (RFC 6265 §5.3, step 3).
+    let ended = match cookie.max_age() {
+        Some(age) => age.whole_seconds() <= 0,
+        None => cookie.expires_datetime().is_some_and(|at| {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            at.unix_timestamp() <= now
+        }),
+    };
+    Some((name.to_owned(), (!ended).then(|| value.to_owned())))
 }
 
 #[cfg(test)]
@@ -164,9 +154,14 @@ mod tests {
             &[
                 "sid=; Max-Age=0",
                 "theme=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "kept=1; Max-Age=60; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
             ],
         );
-        assert_eq!(jar.field(&gateway(), "a").0, None);
+        assert_eq!(
+            jar.field(&gateway(), "a").0.unwrap(),
+            "kept=1",
+            "Max-Age wins over Expires"
+        );
         for n in 0..MAX_COOKIES_PER_VHOST + 5 {
             set("many", &[&format!("c{n}=1")]);
         }
