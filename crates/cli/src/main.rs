@@ -527,7 +527,7 @@ async fn probe(url: &http::Uri) -> Result<(), String> {
 }
 
 fn summary(config: &Config) -> Vec<String> {
-    config
+    let mut lines: Vec<String> = config
         .vhosts
         .iter()
         .map(|vhost| {
@@ -550,7 +550,19 @@ fn summary(config: &Config) -> Vec<String> {
             };
             format!("vhost {}{default} -> {upstream}, for {auth}", vhost.name)
         })
-        .collect()
+        .collect();
+    if let Some(proxy) = &config.proxy_protocol {
+        let trusted: Vec<String> = proxy.trusted.iter().map(ToString::to_string).collect();
+        lines.push(format!(
+            "PROXY protocol: connections from {} must start with a PROXY header; others must not send one",
+            trusted.join(", ")
+        ));
+    }
+    lines.push(format!(
+        "replica name in the metrics: {}",
+        config.replica_name()
+    ));
+    lines
 }
 
 fn default_state_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {

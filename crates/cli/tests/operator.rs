@@ -69,6 +69,17 @@ fn check_config_accepts_a_good_file_and_names_each_mistake() {
     );
     assert!(stdout.contains(&summary), "{stdout}");
 
+    let behind =
+        format!("instance = \"gw-2\"\n{good}[proxy_protocol]\ntrusted = [\"10.0.0.0/8\"]\n");
+    let (code, stdout, stderr) = check_config(dir.path(), "behind.toml", &behind);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout
+            .contains("PROXY protocol: connections from 10.0.0.0/8 must start with a PROXY header")
+            && stdout.contains("replica name in the metrics: gw-2"),
+        "{stdout}"
+    );
+
     // Each mistake: the file, and what the error must say about it.
     let mistakes: [(&str, String, &[&str]); 8] = [
         (

@@ -9,6 +9,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 use sshttp_protocol::{Limits, host_name};
 pub use sshttp_ssh::Algorithms;
@@ -24,6 +25,7 @@ pub use crate::limits::{
     DEFAULT_UPSTREAM_IDLE_PER_HOST, DEFAULT_UPSTREAM_IDLE_TIMEOUT,
     DEFAULT_UPSTREAM_RESPONSE_TIMEOUT,
 };
+use crate::ssh::ProxyProtocol;
 
 /// Where `sshttp serve` listens without configuration.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2222";
@@ -55,6 +57,12 @@ pub struct Config {
     pub algorithms: Algorithms,
     /// How logs are written (`log_format`): text lines, or one JSON object per event.
     pub log_format: LogFormat,
+    /// This replica's name (`instance`): if set, the `replica` label of every metric
+    /// series; see [`Config::replica_name`].
+    pub instance: Option<String>,
+    /// Load balancers that prefix connections with a PROXY header
+    /// (`[proxy_protocol]`; spec §17.15).
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// How `sshttp serve` writes its logs and access lines.
@@ -272,6 +280,39 @@ struct File {
     algorithms: AlgorithmsFile,
     #[serde(default)]
     log_format: LogFormat,
+    instance: Option<String>,
+    proxy_protocol: Option<ProxyProtocolFile>,
+}
+
+/// `[proxy_protocol]`: the networks whose connections start with a PROXY header.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxyProtocolFile {
+    trusted: Vec<String>,
+}
+
+impl ProxyProtocolFile {
+    fn resolve(self) -> Result<ProxyProtocol, Error> {
+        if self.trusted.is_empty() {
+            return Err(Error::invalid(
+                "[proxy_protocol] trusted is empty: list the load balancers' addresses, e.g. [\"10.0.0.0/8\"]".to_owned(),
+            ));
+        }
+        let trusted = self
+            .trusted
+            .iter()
+            .map(|text| {
+                text.parse::<IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        Error::invalid(format!(
+                            "[proxy_protocol] trusted: {text:?} is not an address or network (e.g. \"10.0.0.0/8\")"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ProxyProtocol { trusted })
+    }
 }
 
 /// `[algorithms]`: each list, if given, replaces the default one.
@@ -524,6 +565,18 @@ impl Config {
             metrics_listen: file.metrics.map(|metrics| metrics.listen),
             algorithms,
             log_format: file.log_format,
+            instance: match file.instance {
+                Some(instance) if instance.trim().is_empty() => {
+                    return Err(Error::invalid(
+                        "instance is empty: leave it out for the host name".to_owned(),
+                    ));
+                }
+                instance => instance,
+            },
+            proxy_protocol: file
+                .proxy_protocol
+                .map(ProxyProtocolFile::resolve)
+                .transpose()?,
         })
     }
 
@@ -549,6 +602,22 @@ impl Config {
             metrics_listen: None,
             algorithms: Algorithms::default(),
             log_format: LogFormat::Text,
+            instance: None,
+            proxy_protocol: None,
+        }
+    }
+
+    /// This replica's name in the metrics (`sshttp_replica_info`): `instance`, or the
+    /// host name (`sshttp` if it has none).
+    pub fn replica_name(&self) -> String {
+        if let Some(instance) = &self.instance {
+            return instance.clone();
+        }
+        let name = gethostname::gethostname().to_string_lossy().into_owned();
+        if name.is_empty() {
+            "sshttp".to_owned()
+        } else {
+            name
         }
     }
 
@@ -808,6 +877,61 @@ impl LimitsFile {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    /// The README's complete example: it must parse as it stands.
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("## Configuration").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let config = Config::parse(example, Path::new("/")).unwrap();
+        assert_eq!(config.instance.as_deref(), Some("gw-1"));
+        assert_eq!(
+            config.proxy_protocol.unwrap().trusted,
+            vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(config.vhosts.len(), 4);
+    }
+
+    #[test]
+    fn proxy_protocol_takes_networks_and_addresses_and_refuses_the_rest() {
+        let vhost =
+            "[[vhost]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"any-key\"\n";
+        let parse = |extra: &str| {
+            Config::parse(
+                &format!("state_dir = \"/s\"\n{extra}\n{vhost}"),
+                Path::new("/"),
+            )
+        };
+        let config =
+            parse("[proxy_protocol]\ntrusted = [\"10.0.0.0/8\", \"192.0.2.7\", \"::1\"]").unwrap();
+        let proxy = config.proxy_protocol.unwrap();
+        assert!(proxy.trusts("192.0.2.7".parse().unwrap()));
+        assert!(!proxy.trusts("192.0.2.8".parse().unwrap()));
+        assert!(parse("").unwrap().proxy_protocol.is_none());
+        for (extra, says) in [
+            ("[proxy_protocol]\ntrusted = []", "trusted is empty"),
+            (
+                "[proxy_protocol]\ntrusted = [\"haproxy\"]",
+                "\"haproxy\" is not an address",
+            ),
+            (
+                "[proxy_protocol]\ntrusted = [\"10.0.0.0/33\"]",
+                "is not an address",
+            ),
+            (
+                "[proxy_protocol]\ntrusted = [\"10.0.0.0/8\"]\nsend = true",
+                "unknown field",
+            ),
+            ("instance = \" \"", "instance is empty"),
+        ] {
+            let error = sshttp_ssh::error_chain(&parse(extra).unwrap_err());
+            assert!(error.contains(says), "{extra}: {error}");
+        }
+        assert_eq!(parse("instance = \"r1\"").unwrap().replica_name(), "r1");
+        assert!(!parse("").unwrap().replica_name().is_empty());
+    }
 
     const FULL: &str = r#"
         listen = ["127.0.0.1:2222", "[::1]:2222"]

@@ -682,7 +682,10 @@ impl Gateway {
         let site = Site::load(&config, &mut demos).await?;
         let state = Arc::new(State {
             site: RwLock::new(Arc::new(site)),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::with_replica(
+                &config.replica_name(),
+                config.instance.is_some(),
+            )),
             issuer,
         });
         let mut listeners = Vec::new();
@@ -725,6 +728,7 @@ impl Gateway {
         server.max_header_channels = config.gateway.max_header_channels;
         server.connections = config.gateway.connections.clone();
         server.stats = state.metrics.connection_stats().clone();
+        server.proxy_protocol = config.proxy_protocol.clone();
         server
             .stats
             .fd_limit
@@ -779,6 +783,8 @@ impl Gateway {
     pub async fn run(mut self) -> Result<(), Error> {
         use tokio::signal::unix::{SignalKind, signal};
         let drain = self.server.drain.clone();
+        let metrics_stop = tokio_util::sync::CancellationToken::new();
+        let _metrics_stop = metrics_stop.clone().drop_guard();
         let mut servers = tokio::task::JoinSet::new();
         for listener in std::mem::take(&mut self.listeners) {
             let config = self.server.clone();
@@ -795,11 +801,13 @@ impl Gateway {
                     .as_ref()
                     .map(|(signer, _)| signer.jwks())
             });
-            let stop = drain.clone();
+            // It answers through the drain (`/readyz` then says 503) and stops
+            // when `run` returns.
+            let ready = drain.clone();
+            let shutdown = metrics_stop.clone().cancelled_owned();
             tokio::spawn(async move {
-                let shutdown = async move { stop.started().await };
                 if let Err(error) =
-                    crate::metrics::serve_metrics(listener, metrics, jwks, shutdown).await
+                    crate::metrics::serve_metrics(listener, metrics, jwks, ready, shutdown).await
                 {
                     tracing::error!(%error, "metrics listener failed");
                 }
@@ -870,7 +878,7 @@ impl Gateway {
                     tracing::info!(path = %path.display(), %change, "reload changed");
                 }
                 self.settings = settings;
-                tracing::info!(path = %path.display(), changes = changes.len(), "configuration reloaded (listen addresses and host keys need a restart)");
+                tracing::info!(path = %path.display(), changes = changes.len(), "configuration reloaded (listen addresses, host keys, instance and proxy_protocol need a restart)");
             }
             Err(error) => {
                 self.state.metrics.config_reloaded(false);
@@ -910,6 +918,12 @@ fn settings(config: &Config) -> BTreeMap<String, String> {
     settings.insert(
         "identity_assertion".to_owned(),
         format!("{:?}", config.assertion),
+    );
+    // Logged when changed, in force after a restart (the reload line says so).
+    settings.insert("instance".to_owned(), format!("{:?}", config.instance));
+    settings.insert(
+        "proxy_protocol".to_owned(),
+        format!("{:?}", config.proxy_protocol),
     );
     settings
 }

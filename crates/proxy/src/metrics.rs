@@ -5,6 +5,7 @@
 //! this keeps the vhost-cardinality cap and the status-class labels in one readable
 //! place without another dependency.
 
+use crate::gate::Drain;
 use crate::limits::{
     MAX_METRIC_VHOSTS, METRICS_ACCEPT_ERROR_BACKOFF as ACCEPT_ERROR_BACKOFF,
     METRICS_HEADER_READ_TIMEOUT as HEADER_READ_TIMEOUT, METRICS_SHUTDOWN_GRACE as SHUTDOWN_GRACE,
@@ -50,6 +51,10 @@ pub(crate) struct Metrics {
     connection_limits: Arc<ConnectionStats>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    /// This replica's name, in `sshttp_replica_info{replica}`, if known.
+    replica: Option<String>,
+    /// Whether every series carries `replica` too (config `instance` set).
+    label_series: bool,
 }
 
 #[derive(Debug, Default)]
@@ -90,8 +95,20 @@ impl Histogram {
 
 impl Metrics {
     /// All counters at zero.
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+
+    /// All counters at zero, for the replica `replica`: `sshttp_replica_info{replica}`
+    /// names it, and with `label_series` every series carries `replica="…"` too, so
+    /// that replicas behind a load balancer are told apart wherever their series meet.
+    pub(crate) fn with_replica(replica: &str, label_series: bool) -> Self {
+        Self {
+            replica: Some(replica.to_owned()),
+            label_series,
+            ..Self::default()
+        }
     }
 
     /// What the connection limits did: the SSH server counts into it, the metrics
@@ -185,7 +202,25 @@ impl Metrics {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = self.render_into(&mut out);
-        out
+        let Some(replica) = &self.replica else {
+            return out;
+        };
+        let _ = family(
+            &mut out,
+            "sshttp_replica_info",
+            "gauge",
+            "This gateway's replica name (config instance, or the host name); always 1.",
+        );
+        let _ = writeln!(
+            out,
+            "sshttp_replica_info{{replica=\"{}\"}} 1",
+            Escaped(replica)
+        );
+        if self.label_series {
+            with_label(&out, "replica", replica)
+        } else {
+            out
+        }
     }
 
     fn render_into(&self, out: &mut String) -> fmt::Result {
@@ -236,7 +271,7 @@ impl Metrics {
         )?;
 
         let stats = &self.connection_limits;
-        let limits: [(&str, &str, &str, &AtomicU64); 10] = [
+        let limits: [(&str, &str, &str, &AtomicU64); 11] = [
             (
                 "sshttp_unauthenticated_connections",
                 "gauge",
@@ -290,6 +325,12 @@ impl Metrics {
                 "counter",
                 "Failed accepts (mostly out of file descriptors); the gateway kept serving.",
                 &stats.accept_errors,
+            ),
+            (
+                "sshttp_proxy_header_refused_total",
+                "counter",
+                "Connections refused for their PROXY header: missing from a trusted balancer, malformed or late, or sent by an untrusted peer.",
+                &stats.proxy_header_refused,
             ),
             (
                 "sshttp_fd_limit",
@@ -462,6 +503,27 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
     writeln!(out, "# TYPE {name} {kind}")
 }
 
+/// `text` (the exposition format) with `name="value"` as the first label of every
+/// series.
+fn with_label(text: &str, name: &str, value: &str) -> String {
+    let label = format!("{name}=\"{}\"", Escaped(value));
+    let mut out = String::with_capacity(text.len().saturating_add(text.len() / 2));
+    for line in text.lines() {
+        if line.starts_with('#') {
+            out.push_str(line);
+        } else if let Some(brace) = line.find('{') {
+            let (series, rest) = line.split_at(brace.saturating_add(1));
+            let _ = write!(out, "{series}{label},{rest}");
+        } else if let Some((series, sample)) = line.split_once(' ') {
+            let _ = write!(out, "{series}{{{label}}} {sample}");
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A label value with `\`, `"` and line feed escaped, as the text format requires.
 struct Escaped<'a>(&'a str);
 
@@ -483,9 +545,12 @@ impl fmt::Display for Escaped<'_> {
 /// or none while no identity assertion is configured.
 pub(crate) type JwksSource = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
 
-/// Serves `GET /metrics` (`text/plain; version=0.0.4`) and, while `jwks` returns one,
-/// `GET /jwks.json` (`application/jwk-set+json`) on `listener` until `shutdown`
-/// resolves; `HEAD` too. Other paths get 404, other methods 405. After `shutdown` it
+/// Serves `GET /metrics` (`text/plain; version=0.0.4`), the health checks
+/// `GET /healthz` (200 while the process serves) and `GET /readyz` (200 until `drain`
+/// starts, then 503, so that a load balancer sends no new connections to a gateway
+/// that is shutting down) and, while `jwks` returns one, `GET /jwks.json`
+/// (`application/jwk-set+json`) on `listener` until `shutdown` resolves; `HEAD` too.
+/// Other paths get 404, other methods 405. After `shutdown` it
 /// stops accepting, lets responses in progress finish (for a few seconds at most) and
 /// returns.
 ///
@@ -495,6 +560,7 @@ pub(crate) async fn serve_metrics(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     jwks: JwksSource,
+    drain: Drain,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -513,10 +579,12 @@ pub(crate) async fn serve_metrics(
         };
         let metrics = metrics.clone();
         let jwks = jwks.clone();
+        let drain = drain.clone();
         let service = service_fn(move |request: Request<hyper::body::Incoming>| {
             // Read per request: a reload may have changed or added the signing key.
             let current = jwks().map(|jwks| Bytes::from(jwks.to_string()));
-            let response = respond(&request, &metrics, current.as_ref());
+            let ready = !drain.is_draining();
+            let response = respond(&request, &metrics, current.as_ref(), ready);
             async move { Ok::<_, Infallible>(response) }
         });
         let connection = http1::Builder::new()
@@ -544,9 +612,10 @@ fn respond<B>(
     request: &Request<B>,
     metrics: &Metrics,
     jwks: Option<&Bytes>,
+    ready: bool,
 ) -> Response<Full<Bytes>> {
     let known = match request.uri().path() {
-        "/metrics" => true,
+        "/metrics" | "/healthz" | "/readyz" => true,
         "/jwks.json" => jwks.is_some(),
         _ => false,
     };
@@ -559,6 +628,14 @@ fn respond<B>(
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
+    }
+    match request.uri().path() {
+        "/healthz" => return text_response(StatusCode::OK, "ok\n"),
+        "/readyz" if ready => return text_response(StatusCode::OK, "ready\n"),
+        "/readyz" => {
+            return text_response(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+        }
+        _ => {}
     }
     let (content_type, body) = match jwks {
         Some(jwks) if request.uri().path() == "/jwks.json" => {
@@ -759,6 +836,9 @@ sshttp_body_timeouts_total 0
 # HELP sshttp_accept_errors_total Failed accepts (mostly out of file descriptors); the gateway kept serving.
 # TYPE sshttp_accept_errors_total counter
 sshttp_accept_errors_total 0
+# HELP sshttp_proxy_header_refused_total Connections refused for their PROXY header: missing from a trusted balancer, malformed or late, or sent by an untrusted peer.
+# TYPE sshttp_proxy_header_refused_total counter
+sshttp_proxy_header_refused_total 0
 # HELP sshttp_fd_limit The soft limit on open file descriptors the gateway runs with.
 # TYPE sshttp_fd_limit gauge
 sshttp_fd_limit 0
@@ -803,7 +883,7 @@ sshttp_rate_limited_total{vhost=\"api\",reason=\"rate\"} 1
         let rendered = metrics.render();
         let expected_lines: Vec<&str> = expected.lines().collect();
         assert_eq!(rendered.lines().collect::<Vec<_>>(), expected_lines);
-        assert_eq!(parse(&rendered).len(), 37);
+        assert_eq!(parse(&rendered).len(), 38);
     }
 
     #[test]
@@ -1084,6 +1164,7 @@ sshttp_rate_limited_total{vhost=\"api\",reason=\"rate\"} 1
                 let jwks = jwks.clone();
                 Arc::new(move || Some(jwks.clone()))
             },
+            Drain::default(),
             async {
                 let _ = stopped.await;
             },
@@ -1141,6 +1222,85 @@ sshttp_rate_limited_total{vhost=\"api\",reason=\"rate\"} 1
     }
 
     #[tokio::test]
+    async fn readyz_turns_503_when_the_drain_starts_and_healthz_stays_200() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let drain = Drain::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_metrics(
+            listener,
+            Arc::new(Metrics::new()),
+            Arc::new(|| None),
+            drain.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        for path in ["/healthz", "/readyz"] {
+            let answer = exchange(&mut stream, "GET", path).await;
+            assert_eq!(answer.status, 200, "{path}");
+        }
+        drain.start();
+        let answer = exchange(&mut stream, "GET", "/readyz").await;
+        assert_eq!((answer.status, answer.body.as_str()), (503, "draining\n"));
+        let answer = exchange(&mut stream, "HEAD", "/readyz").await;
+        assert_eq!(answer.status, 503);
+        let answer = exchange(&mut stream, "GET", "/healthz").await;
+        assert_eq!(answer.status, 200);
+        let answer = exchange(&mut stream, "POST", "/readyz").await;
+        assert_eq!(answer.status, 405);
+        let answer = exchange(&mut stream, "GET", "/metrics").await;
+        assert_eq!(answer.status, 200, "metrics are served through the drain");
+        drop(stream);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn the_replica_is_named_and_with_instance_labels_every_series() {
+        let unlabelled = Metrics::with_replica("gw-1", false);
+        let samples = parse(&unlabelled.render());
+        assert_eq!(
+            value(&samples, "sshttp_replica_info", &[("replica", "gw-1")]),
+            Some(1.0)
+        );
+        assert_eq!(value(&samples, "sshttp_connections_open", &[]), Some(0.0));
+
+        let labelled = Metrics::with_replica("gw \"1\"", true);
+        labelled.request_started();
+        labelled.request_finished("a.test", 200, 1, 2, Duration::from_millis(3));
+        let text = labelled.render();
+        for line in text.lines().filter(|line| !line.starts_with('#')) {
+            assert!(
+                line.contains("{replica=\"gw \\\"1\\\"\""),
+                "every series is labelled: {line}"
+            );
+        }
+        let samples = parse(&text);
+        assert_eq!(
+            value(
+                &samples,
+                "sshttp_requests_in_flight",
+                &[("replica", "gw \"1\"")]
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &samples,
+                "sshttp_requests_total",
+                &[
+                    ("replica", "gw \"1\""),
+                    ("vhost", "a.test"),
+                    ("code", "2xx")
+                ]
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[tokio::test]
     async fn without_jwks_only_metrics_is_served() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -1149,6 +1309,7 @@ sshttp_rate_limited_total{vhost=\"api\",reason=\"rate\"} 1
             listener,
             Arc::new(Metrics::new()),
             Arc::new(|| None),
+            Drain::default(),
             async {
                 let _ = stopped.await;
             },

@@ -42,11 +42,13 @@ use tower_service::Service;
 
 mod admission;
 mod forward;
+mod proxy_protocol;
 mod sftp;
 mod stock;
 
 pub use admission::ConnectionStats;
 use admission::{Activity, Admission, Closable, KeySlot, PreAuth};
+pub use proxy_protocol::{MAX_PROXY_HEADER_BYTES, ProxyProtocol};
 
 use crate::auth::Credential;
 use crate::config::ConnectionLimits;
@@ -119,6 +121,9 @@ pub struct ServerConfig {
     pub stats: Arc<ConnectionStats>,
     /// Graceful shutdown: once it starts, [`serve`] stops accepting and returns.
     pub drain: Drain,
+    /// Load balancers that prefix connections with a PROXY header (spec §17.15);
+    /// `None`: no one may.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl ServerConfig {
@@ -143,6 +148,7 @@ impl ServerConfig {
             connections: ConnectionLimits::default(),
             stats: Arc::default(),
             drain: Drain::default(),
+            proxy_protocol: None,
         }
     }
 }
@@ -249,65 +255,123 @@ where
         if let Err(error) = socket.set_nodelay(nodelay) {
             tracing::debug!(%peer, %error, "setting TCP_NODELAY failed");
         }
-        let close = CancellationToken::new();
-        let activity = Arc::new(Activity::new(shared.stats.clone()));
-        let handler = ConnectionHandler {
-            shared: shared.clone(),
-            service: service.clone(),
-            peer,
-            grant: None,
-            header_channels: HashMap::new(),
-            active_requests: Arc::new(Semaphore::new(
-                shared
-                    .max_channels_per_connection
-                    .min(Semaphore::MAX_PERMITS),
-            )),
-            forwarded: Arc::new(Semaphore::new(
-                shared.max_header_channels.min(Semaphore::MAX_PERMITS),
-            )),
-            sessions: HashMap::new(),
-            defaults: HashMap::new(),
-            last_header_id: 0,
-            pre_auth: Some(admission.admit(peer.ip(), close.clone())),
-            key_slot: None,
-            admission: admission.clone(),
-            activity: activity.clone(),
-            close: close.clone(),
-            auth_failures: 0,
-        };
+        let shared = shared.clone();
+        let service = service.clone();
+        let admission = admission.clone();
         let ssh = ssh.clone();
-        let stats = shared.stats.clone();
-        let limits = shared.connections.clone();
-        let socket = Closable::new(socket, close.clone());
         tokio::spawn(async move {
-            let _open = stats.connection();
-            let session = async {
-                match server::run_stream(ssh, socket, handler).await {
-                    Ok(session) => {
-                        if let Err(error) = session.await {
-                            tracing::debug!(%peer, %error, "SSH session ended");
-                        }
-                    }
-                    Err(error) => tracing::debug!(%peer, %error, "SSH handshake failed"),
+            let _open = shared.stats.connection();
+            let trusted = shared
+                .proxy_protocol
+                .as_ref()
+                .map(|proxy| proxy.trusts(peer.ip()));
+            let mut socket = socket;
+            let peer = if trusted == Some(true) {
+                match proxy_header(&mut socket, peer, &shared).await {
+                    Some(client) => client,
+                    None => return,
                 }
+            } else {
+                peer
             };
-            // The watchdog ends the connection through `close`, which fails the
-            // socket under the session; the session then ends by itself.
-            let watchdog = async {
-                let reason = watch_connection(&activity, &limits, &stats).await;
-                tracing::info!(%peer, reason, "closing connection");
-                close.cancel();
-                std::future::pending::<()>().await;
-            };
-            tokio::select! {
-                () = session => {}
-                () = watchdog => {}
-            }
-            // The connection is over, whichever side ended it: request tasks still
-            // waiting for a service to take a body stop waiting (`BodyDeadline::gone`).
-            close.cancel();
+            let socket = proxy_protocol::RefuseHeader::new(
+                socket,
+                trusted == Some(false),
+                peer,
+                shared.stats.clone(),
+            );
+            serve_connection(socket, peer, ssh, shared, service, admission).await;
         });
     }
+}
+
+/// Reads the PROXY header a trusted balancer starts its connection from `balancer`
+/// with, within the login grace time, and returns the client address it names;
+/// `None` (logged and counted) if the connection is to be refused.
+async fn proxy_header(
+    socket: &mut tokio::net::TcpStream,
+    balancer: SocketAddr,
+    shared: &ServerConfig,
+) -> Option<SocketAddr> {
+    let read = proxy_protocol::read_header(socket, balancer);
+    let error = match tokio::time::timeout(shared.connections.login_grace, read).await {
+        Ok(Ok(client)) => return Some(client),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "no PROXY header within the login grace time".to_owned(),
+    };
+    ConnectionStats::count(&shared.stats.proxy_header_refused);
+    tracing::info!(%balancer, %error, "refused connection");
+    None
+}
+
+/// Serves one SSH connection from `peer` (the client's address, from a PROXY header
+/// where one is trusted) until it ends.
+async fn serve_connection<T, S, B>(
+    socket: T,
+    peer: SocketAddr,
+    ssh: Arc<server::Config>,
+    shared: Arc<ServerConfig>,
+    service: S,
+    admission: Arc<Admission>,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: RequestService<B>,
+    B: ResponseBody,
+{
+    let close = CancellationToken::new();
+    let activity = Arc::new(Activity::new(shared.stats.clone()));
+    let handler = ConnectionHandler {
+        shared: shared.clone(),
+        service,
+        peer,
+        grant: None,
+        header_channels: HashMap::new(),
+        active_requests: Arc::new(Semaphore::new(
+            shared
+                .max_channels_per_connection
+                .min(Semaphore::MAX_PERMITS),
+        )),
+        forwarded: Arc::new(Semaphore::new(
+            shared.max_header_channels.min(Semaphore::MAX_PERMITS),
+        )),
+        sessions: HashMap::new(),
+        defaults: HashMap::new(),
+        last_header_id: 0,
+        pre_auth: Some(admission.admit(peer.ip(), close.clone())),
+        key_slot: None,
+        admission: admission.clone(),
+        activity: activity.clone(),
+        close: close.clone(),
+        auth_failures: 0,
+    };
+    let stats = shared.stats.clone();
+    let limits = shared.connections.clone();
+    let socket = Closable::new(socket, close.clone());
+    let session = async {
+        match server::run_stream(ssh, socket, handler).await {
+            Ok(session) => {
+                if let Err(error) = session.await {
+                    tracing::debug!(%peer, %error, "SSH session ended");
+                }
+            }
+            Err(error) => tracing::debug!(%peer, %error, "SSH handshake failed"),
+        }
+    };
+    // The watchdog ends the connection through `close`, which fails the socket under
+    // the session; the session then ends by itself.
+    let watchdog = async {
+        let reason = watch_connection(&activity, &limits, &stats).await;
+        tracing::info!(%peer, reason, "closing connection");
+        close.cancel();
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = session => {}
+        () = watchdog => {}
+    }
+    // The connection is over, whichever side ended it: request tasks still waiting
+    // for a service to take a body stop waiting (`BodyDeadline::gone`).
+    close.cancel();
 }
 
 /// Waits until a connection must be closed, and says why: it did not authenticate

@@ -55,6 +55,9 @@ pub struct ConnectionStats {
     pub body_timeouts: AtomicU64,
     /// Failed accepts (out of file descriptors, mostly); the gateway keeps serving.
     pub accept_errors: AtomicU64,
+    /// Connections refused for their PROXY header (spec §17.15): missing from a
+    /// trusted balancer, malformed or late, or sent by an untrusted peer.
+    pub proxy_header_refused: AtomicU64,
     /// The soft `RLIMIT_NOFILE` the process runs with, once raised at start (0 if
     /// unknown).
     pub fd_limit: AtomicU64,
