@@ -1,5 +1,6 @@
 //! Three real `sshttp serve` replicas behind a real HAProxy (issue 20): TCP mode with
-//! `send-proxy-v2`, health checks on `/readyz`. The client library and stock `ssh`
+//! `send-proxy-v2`, health checks on `/readyz`, one host key and one identity-assertion
+//! key on every replica. The client library and stock `ssh`
 //! are served through it with their own addresses reaching the upstream; a replica
 //! killed with SIGKILL under load costs only the requests in flight on it, each a
 //! clear error; a replica drained with SIGTERM costs none.
@@ -124,9 +125,10 @@ impl HaProxy {
 fn replica(dir: &Path, index: usize, upstream: &str) -> (Serve, SocketAddr) {
     let config = format!(
         "listen = [\"127.0.0.1:0\"]\nhost_keys = [\"host_ed25519\"]\ninstance = \"r{index}\"\n\
+         [identity_assertion]\nalgorithm = \"eddsa\"\nkey = \"assertion.pem\"\n\
          [metrics]\nlisten = \"127.0.0.1:0\"\n\
          [proxy_protocol]\ntrusted = [\"{BALANCER_SOURCE}/32\"]\n\
-         [[vhost]]\nname = \"app.test\"\nupstream = \"{upstream}\"\nauth = \"any-key\"\n"
+         [[vhost]]\nname = \"app.test\"\nupstream = \"{upstream}\"\nauth = \"any-key\"\nidentity_assertion = true\n"
     );
     let path = dir.join(format!("r{index}.toml"));
     std::fs::write(&path, config).unwrap();
@@ -189,6 +191,8 @@ fn client(home: &Path, fingerprint: &str) -> Client {
 #[derive(Default, Debug)]
 struct Outcomes {
     ok: usize,
+    /// Of those, the ones that began after `event` was set (a kill, a drain).
+    ok_after_event: usize,
     /// Requests that failed, with the error as the client library gave it.
     errors: Vec<String>,
     /// Bodies that arrived "complete" but short or wrong: never acceptable.
@@ -196,9 +200,15 @@ struct Outcomes {
 }
 
 /// Sends `GET /data` in a loop on `client` until `stop`, one at a time.
-async fn load(client: Client, url: String, stop: Arc<AtomicBool>) -> Outcomes {
+async fn load(
+    client: Client,
+    url: String,
+    event: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> Outcomes {
     let mut outcomes = Outcomes::default();
     while !stop.load(Ordering::SeqCst) {
+        let after_event = event.load(Ordering::SeqCst);
         let result = async {
             let response = client.get(url.as_str()).send().await?;
             let status = response.status();
@@ -211,6 +221,7 @@ async fn load(client: Client, url: String, stop: Arc<AtomicBool>) -> Outcomes {
                 if status == 200 && body.len() == DATA_LEN && body.iter().all(|b| *b == b'd') =>
             {
                 outcomes.ok += 1;
+                outcomes.ok_after_event += usize::from(after_event);
             }
             Ok(_) => outcomes.wrong += 1,
             Err(error) => outcomes.errors.push(format!("{error:#}")),
@@ -306,6 +317,15 @@ async fn replicas_behind_haproxy_serve_real_client_addresses_and_survive_kill_an
         String::from_utf8_lossy(&output.stderr)
     );
 
+    // One identity-assertion key on every replica (the first generated it, the others
+    // read it): one JWKS, whichever replica an upstream asks.
+    let jwks: Vec<(u16, String)> = replicas
+        .iter()
+        .map(|(_, metrics)| http_get(*metrics, "/jwks.json"))
+        .collect();
+    assert_eq!(jwks[0].0, 200);
+    assert!(jwks.iter().all(|one| *one == jwks[0]), "{jwks:?}");
+
     // Every replica names itself in its metrics.
     for (i, (_, metrics)) in replicas.iter().enumerate() {
         let (status, text) = http_get(*metrics, "/metrics");
@@ -317,15 +337,16 @@ async fn replicas_behind_haproxy_serve_real_client_addresses_and_survive_kill_an
     }
 
     // Load: six clients, each with its own connection, two per replica.
-    let run_load = |stop: &Arc<AtomicBool>| {
+    let run_load = |event: &Arc<AtomicBool>, stop: &Arc<AtomicBool>| {
         (0..6)
             .map(|_| {
                 let home = tempfile::tempdir().unwrap();
                 let client = client(home.path(), &fingerprint);
                 let stop = stop.clone();
+                let event = event.clone();
                 let url = url("/data");
                 tokio::spawn(async move {
-                    let outcomes = load(client, url, stop).await;
+                    let outcomes = load(client, url, event, stop).await;
                     drop(home);
                     outcomes
                 })
@@ -335,7 +356,8 @@ async fn replicas_behind_haproxy_serve_real_client_addresses_and_survive_kill_an
 
     // SIGKILL on r0 under load.
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = run_load(&stop);
+    let killed = Arc::new(AtomicBool::new(false));
+    let clients = run_load(&killed, &stop);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (victim, victim_metrics) = replicas.remove(0);
     // A connection carries one request at a time here, so at most this many are in
@@ -347,6 +369,7 @@ async fn replicas_behind_haproxy_serve_real_client_addresses_and_survive_kill_an
     ))
     .unwrap();
     let mut victim = victim;
+    killed.store(true, Ordering::SeqCst);
     victim.child.kill().unwrap();
     victim.child.wait().unwrap();
     haproxy.wait_for(|states| states.first().is_some_and(|s| s.starts_with("DOWN")));
@@ -359,7 +382,10 @@ async fn replicas_behind_haproxy_serve_real_client_addresses_and_survive_kill_an
             outcomes.wrong, 0,
             "a short or wrong body was taken as complete"
         );
-        assert!(outcomes.ok > 0, "{outcomes:?}");
+        assert!(
+            outcomes.ok_after_event > 0,
+            "a client was not served again after the kill: {outcomes:?}"
+        );
         eprintln!("after SIGKILL: {outcomes:?}");
         errors.extend(outcomes.errors);
     }
@@ -371,9 +397,11 @@ async fn replicas_behind_haproxy_serve_real_client_addresses_and_survive_kill_an
 
     // SIGTERM on r1 under load: it drains, and no request fails.
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = run_load(&stop);
+    let drain_started = Arc::new(AtomicBool::new(false));
+    let clients = run_load(&drain_started, &stop);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (drained, drained_metrics) = replicas.remove(0);
+    drain_started.store(true, Ordering::SeqCst);
     signal(&drained, "-TERM");
     let mut drained = drained;
     let exit = drained.child.wait().unwrap();
@@ -391,6 +419,6 @@ async fn replicas_behind_haproxy_serve_real_client_addresses_and_survive_kill_an
             "a drain lost requests: {:#?}",
             outcomes.errors
         );
-        assert!(outcomes.ok > 0);
+        assert!(outcomes.ok_after_event > 0, "{outcomes:?}");
     }
 }
