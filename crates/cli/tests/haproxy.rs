@@ -1,5 +1,6 @@
-//! Three real `sshttp serve` replicas behind a real HAProxy (issue 20): TCP mode with
-//! `send-proxy-v2`, health checks on `/readyz`, one host key and one identity-assertion
+//! Three real `sshttp serve` replicas behind a real HAProxy running
+//! `deploy/haproxy/haproxy.cfg` (issue 20): TCP mode with `send-proxy-v2`, health
+//! checks on `/readyz`, one host key and one identity-assertion
 //! key on every replica. The client library and stock `ssh`
 //! are served through it with their own addresses reaching the upstream; a replica
 //! killed with SIGKILL under load costs only the requests in flight on it, each a
@@ -58,14 +59,29 @@ impl HaProxy {
             .unwrap()
             .port();
         let stats = dir.join("haproxy.sock");
-        let mut config = format!(
-            "global\n    stats socket {stats}\n\
-             defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 5m\n    timeout server 5m\n    retries 3\n    option redispatch\n\
-             frontend ssh\n    bind 127.0.0.1:{port}\n    default_backend gateways\n\
-             backend gateways\n    balance roundrobin\n    option httpchk GET /readyz\n    http-check expect status 200\n\
-             \x20   default-server inter 200ms fall 1 rise 1 send-proxy-v2 source {BALANCER_SOURCE}\n",
-            stats = stats.display()
-        );
+        // deploy/haproxy/haproxy.cfg as shipped, but on loopback: its own global
+        // section (a stats socket, in the foreground), the frontend on a free port,
+        // the three replicas on their ports, checks every 200 ms, and HAProxy's
+        // connections from BALANCER_SOURCE.
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/haproxy/haproxy.cfg"),
+        )
+        .unwrap();
+        let from_defaults = &shipped[shipped.find("\ndefaults").unwrap()..];
+        let shipped_checks = "check port 9122 inter 1s fall 2 rise 2 send-proxy-v2";
+        assert!(from_defaults.contains("    bind :22\n"), "{shipped}");
+        assert!(from_defaults.contains(shipped_checks), "{shipped}");
+        let body: String = from_defaults
+            .replace("    bind :22\n", &format!("    bind 127.0.0.1:{port}\n"))
+            .replace(
+                shipped_checks,
+                &format!("check inter 200ms fall 1 rise 1 send-proxy-v2 source {BALANCER_SOURCE}"),
+            )
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("server "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let mut config = format!("global\n    stats socket {}\n{body}", stats.display());
         for (i, (ssh, metrics)) in replicas.iter().enumerate() {
             config.push_str(&format!(
                 "    server r{i} {ssh} check port {}\n",
@@ -103,7 +119,7 @@ impl HaProxy {
         let mut csv = String::new();
         socket.read_to_string(&mut csv).unwrap();
         csv.lines()
-            .filter(|line| line.starts_with("gateways,r"))
+            .filter(|line| line.starts_with("sshttp,r"))
             .map(|line| line.split(',').nth(17).unwrap_or("").to_owned())
             .collect()
     }
@@ -369,6 +385,11 @@ async fn replicas_behind_haproxy_serve_real_client_addresses_and_survive_kill_an
     ))
     .unwrap();
     let mut victim = victim;
+    assert!(
+        in_flight_bound > 0,
+        "no client was connected to the replica about to be killed"
+    );
+    eprintln!("connections on the killed replica: {in_flight_bound}");
     killed.store(true, Ordering::SeqCst);
     victim.child.kill().unwrap();
     victim.child.wait().unwrap();

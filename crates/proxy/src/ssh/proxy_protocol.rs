@@ -111,8 +111,8 @@ pub(crate) async fn read_header<S: AsyncRead + Unpin>(
     let mut addresses = vec![0u8; length];
     socket.read_exact(&mut addresses).await?;
     header.extend_from_slice(&addresses);
-    let parsed =
-        v2::Header::try_from(header.as_slice()).map_err(|error| HeaderError::V2(error.to_string()))?;
+    let parsed = v2::Header::try_from(header.as_slice())
+        .map_err(|error| HeaderError::V2(error.to_string()))?;
     if parsed.command == v2::Command::Local {
         return Ok(peer);
     }
