@@ -11,7 +11,7 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{Request, StatusCode};
@@ -19,7 +19,7 @@ use sshttp_client as client;
 use sshttp_protocol as protocol;
 use sshttp_tests::{Gateway, Upstream, get, text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 
 const METRICS: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
 
@@ -58,9 +58,8 @@ async fn proxied_gateway(
 }
 
 /// A stand-in for a load balancer: accepts on a loopback port and relays each
-/// connection to `gateway` from the source address `from`, starting it with
-/// `header` (none if empty).
-async fn balancer(gateway: SocketAddr, from: IpAddr, header: Vec<u8>) -> SocketAddr {
+/// connection to `gateway` (from 127.0.0.1), starting it with `header`.
+async fn balancer(gateway: SocketAddr, header: Vec<u8>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -70,9 +69,7 @@ async fn balancer(gateway: SocketAddr, from: IpAddr, header: Vec<u8>) -> SocketA
             };
             let header = header.clone();
             tokio::spawn(async move {
-                let socket = TcpSocket::new_v4().unwrap();
-                socket.bind(SocketAddr::new(from, 0)).unwrap();
-                let Ok(mut server) = socket.connect(gateway).await else {
+                let Ok(mut server) = TcpStream::connect(gateway).await else {
                     return;
                 };
                 if server.write_all(&header).await.is_err() {
@@ -120,8 +117,24 @@ async fn connect_via(
     .expect("connecting neither succeeded nor failed")
 }
 
-fn loopback() -> IpAddr {
-    IpAddr::from([127, 0, 0, 1])
+/// A connection with `key` through a balancer on 127.0.0.1 that starts it with
+/// `header`.
+async fn connect_with_header(
+    gateway: &Gateway,
+    header: &[u8],
+    key: &client::Identity,
+) -> Result<client::Connection, client::Error> {
+    let via = balancer(gateway.addr, header.to_vec()).await;
+    connect_via(via, gateway, key).await
+}
+
+/// `GET /` with `key` through a balancer that starts the connection with `header`:
+/// the `forwarded` field the upstream got.
+async fn forwarded_with_header(gateway: &Gateway, header: &[u8], key: &client::Identity) -> String {
+    let connection = connect_with_header(gateway, header, key).await.unwrap();
+    let (status, _, forwarded) = get(&connection, None, "/").await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{forwarded}");
+    forwarded
 }
 
 #[tokio::test]
@@ -140,33 +153,18 @@ async fn a_trusted_balancer_s_header_is_the_client_address_for_forwarded_and_fro
 
     // v2, as HAProxy's send-proxy-v2 sends it: the upstream sees the client, and the
     // key's from= matches the client's address, not the balancer's.
-    let client_addr: SocketAddr = "203.0.113.7:51000".parse().unwrap();
-    let via_v2 = balancer(gateway.addr, loopback(), v2_header(client_addr)).await;
-    let connection = connect_via(via_v2, &gateway, &key).await.unwrap();
-    let (status, _, forwarded) = get(&connection, None, "/").await.unwrap();
-    assert_eq!(status, StatusCode::OK);
+    let v2 = v2_header("203.0.113.7:51000".parse().unwrap());
+    let forwarded = forwarded_with_header(&gateway, &v2, &key).await;
     assert!(
         forwarded.starts_with("for=\"203.0.113.7:51000\";"),
         "{forwarded}"
     );
-
     // v1, from an address outside from=: the key is refused for it.
-    let via_v1 = balancer(
-        gateway.addr,
-        loopback(),
-        b"PROXY TCP4 198.51.100.9 10.0.0.1 40000 22\r\n".to_vec(),
-    )
-    .await;
-    assert!(connect_via(via_v1, &gateway, &key).await.is_err());
+    let outside = b"PROXY TCP4 198.51.100.9 10.0.0.1 40000 22\r\n";
+    assert!(connect_with_header(&gateway, outside, &key).await.is_err());
     // v1 inside from=.
-    let via_v1 = balancer(
-        gateway.addr,
-        loopback(),
-        b"PROXY TCP4 203.0.113.8 10.0.0.1 40001 22\r\n".to_vec(),
-    )
-    .await;
-    let connection = connect_via(via_v1, &gateway, &key).await.unwrap();
-    let (_, _, forwarded) = get(&connection, None, "/").await.unwrap();
+    let inside = b"PROXY TCP4 203.0.113.8 10.0.0.1 40001 22\r\n";
+    let forwarded = forwarded_with_header(&gateway, inside, &key).await;
     assert!(
         forwarded.starts_with("for=\"203.0.113.8:40001\";"),
         "{forwarded}"
@@ -186,15 +184,12 @@ async fn a_trusted_peer_that_sends_no_header_is_refused() {
     assert!(!error.to_string().is_empty());
     assert_eq!(gateway.metric("sshttp_proxy_header_refused_total").await, 1);
     // Through the balancer the same client is served.
-    let via = balancer(
-        gateway.addr,
-        loopback(),
-        v2_header("192.0.2.10:1000".parse().unwrap()),
+    forwarded_with_header(
+        &gateway,
+        &v2_header("192.0.2.10:1000".parse().unwrap()),
+        &key,
     )
     .await;
-    let connection = connect_via(via, &gateway, &key).await.unwrap();
-    let (status, _, _) = get(&connection, None, "/").await.unwrap();
-    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -203,20 +198,14 @@ async fn an_untrusted_peer_that_sends_a_header_is_refused_and_one_without_is_ser
     // Only 127.0.0.2 is a balancer; this test connects from 127.0.0.1.
     let gateway = proxied_gateway("127.0.0.2/32", &upstream, "any-key", "", &[]).await;
     let key = client::Identity::generate_ed25519().unwrap();
-    let spoofing = balancer(
-        gateway.addr,
-        loopback(),
-        v2_header("203.0.113.66:1".parse().unwrap()),
-    )
-    .await;
-    assert!(connect_via(spoofing, &gateway, &key).await.is_err());
-    let v1 = balancer(
-        gateway.addr,
-        loopback(),
-        b"PROXY TCP4 203.0.113.66 10.0.0.1 1 22\r\n".to_vec(),
-    )
-    .await;
-    assert!(connect_via(v1, &gateway, &key).await.is_err());
+    let spoofing = v2_header("203.0.113.66:1".parse().unwrap());
+    assert!(
+        connect_with_header(&gateway, &spoofing, &key)
+            .await
+            .is_err()
+    );
+    let v1 = b"PROXY TCP4 203.0.113.66 10.0.0.1 1 22\r\n";
+    assert!(connect_with_header(&gateway, v1, &key).await.is_err());
     assert_eq!(gateway.metric("sshttp_proxy_header_refused_total").await, 2);
 
     let connection = connect_via(gateway.addr, &gateway, &key).await.unwrap();
@@ -268,15 +257,12 @@ async fn a_malformed_or_unfinished_header_is_refused_within_the_login_grace() {
     let slow = tokio::spawn(answer_to(gateway.addr, b"PROXY TCP4 203.0.113.1", patience));
     // Meanwhile a proper connection is served.
     let key = client::Identity::generate_ed25519().unwrap();
-    let via = balancer(
-        gateway.addr,
-        loopback(),
-        v2_header("192.0.2.10:1000".parse().unwrap()),
+    forwarded_with_header(
+        &gateway,
+        &v2_header("192.0.2.10:1000".parse().unwrap()),
+        &key,
     )
     .await;
-    let connection = connect_via(via, &gateway, &key).await.unwrap();
-    let (status, _, _) = get(&connection, None, "/").await.unwrap();
-    assert_eq!(status, StatusCode::OK);
     assert_eq!(
         slow.await.unwrap().as_deref(),
         Some(&b""[..]),

@@ -38,4 +38,12 @@ pub mod fuzzing {
     pub fn authorized_keys(text: &str) -> bool {
         crate::auth::AuthorizedKeys::parse(text, "fuzz").is_ok()
     }
+
+    /// Reads a PROXY header (v1 or v2) off `data` as a trusted balancer's connection
+    /// would start; never panics, and never reads past [`MAX_PROXY_HEADER_BYTES`].
+    ///
+    /// [`MAX_PROXY_HEADER_BYTES`]: crate::ssh::MAX_PROXY_HEADER_BYTES
+    pub fn proxy_header(data: &[u8]) -> bool {
+        crate::ssh::fuzz_proxy_header(data)
+    }
 }

@@ -285,6 +285,26 @@ where
     }
 }
 
+/// The fuzz target's entry to [`proxy_protocol::read_header`]: a byte slice never makes
+/// a read wait, so one poll finishes it.
+#[cfg(feature = "fuzzing")]
+#[allow(clippy::panic, reason = "a panic is how a fuzz target reports a finding")]
+pub(crate) fn fuzz_proxy_header(data: &[u8]) -> bool {
+    use std::future::Future as _;
+    let mut reader = data;
+    let result = {
+        let read = proxy_protocol::read_header(&mut reader, SocketAddr::from(([192, 0, 2, 1], 1)));
+        let mut read = std::pin::pin!(read);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(result) = read.as_mut().poll(&mut context) else {
+            panic!("reading from a slice waited");
+        };
+        result
+    };
+    assert!(data.len().saturating_sub(reader.len()) <= MAX_PROXY_HEADER_BYTES);
+    result.is_ok()
+}
+
 /// Reads the PROXY header a trusted balancer starts its connection from `balancer`
 /// with, within the login grace time, and returns the client address it names;
 /// `None` (logged and counted) if the connection is to be refused.
