@@ -416,6 +416,12 @@ async fn serve(
         println!("  ssh -p {port} localhost get /echo -i");
         println!("  ssh -p {port} localhost            (who you are, and more examples)");
         println!();
+        println!(
+            "Publish a web service of yours as NAME.localhost (any key may; visitors use their own):"
+        );
+        println!("  ssh -p {port} -N -R NAME.localhost:80:localhost:3000 localhost");
+        println!("  ssh -p {port} -o SetEnv=HTTP_HOST=NAME.localhost localhost get /");
+        println!();
         println!("Browse it over SSH: run the local proxy, then open http://localhost/app/");
         println!("in a browser whose HTTP proxy is 127.0.0.1:8080 (see the README):");
         println!("  sshttp proxy --accept-new --route 'localhost=sshttp://{addr}'");

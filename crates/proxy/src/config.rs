@@ -63,6 +63,35 @@ pub struct Config {
     /// Load balancers that prefix connections with a PROXY header
     /// (`[proxy_protocol]`; spec §17.15).
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// Who may publish which names with `ssh -R` (`[[publish]]`; spec §14.14).
+    pub publish: Vec<PublishConfig>,
+}
+
+/// One `[[publish]]` rule: names a key may publish with `ssh -R NAME:80:…`, who may
+/// publish them, and who may visit them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishConfig {
+    /// The names: `NAME`, or `*.DOMAIN` for any one label under DOMAIN; `{user}`
+    /// stands for the SSH user name.
+    pub names: String,
+    /// Who may publish.
+    pub auth: AuthConfig,
+    /// Who may visit a published name: the vhost policy of the name.
+    pub visitors: AuthConfig,
+}
+
+impl PublishConfig {
+    /// Whether `name` (lowercase) is one of this rule's names for `user`.
+    pub fn matches(&self, name: &str, user: &str) -> bool {
+        let pattern = self.names.replace("{user}", &user.to_ascii_lowercase());
+        match pattern.strip_prefix("*.") {
+            Some(domain) => name
+                .strip_suffix(domain)
+                .and_then(|label| label.strip_suffix('.'))
+                .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+            None => name == pattern,
+        }
+    }
 }
 
 /// How `sshttp serve` writes its logs and access lines.
@@ -282,6 +311,67 @@ struct File {
     log_format: LogFormat,
     instance: Option<String>,
     proxy_protocol: Option<ProxyProtocolFile>,
+    #[serde(default)]
+    publish: Vec<PublishFile>,
+}
+
+/// `[[publish]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishFile {
+    names: String,
+    auth: AuthKind,
+    authorized_keys: Option<PathBuf>,
+    visitors: AuthKind,
+    visitors_authorized_keys: Option<PathBuf>,
+}
+
+impl PublishFile {
+    fn resolve(self, resolve: &impl Fn(PathBuf) -> PathBuf) -> Result<PublishConfig, Error> {
+        let context = |message: &str| {
+            Error::invalid(format!("[[publish]] names = {:?}: {message}", self.names))
+        };
+        let valid = self
+            .names
+            .strip_prefix("*.")
+            .unwrap_or(&self.names)
+            .replace("{user}", "user");
+        if valid.is_empty()
+            || !valid.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+        {
+            return Err(context(
+                "names is NAME or *.DOMAIN (DNS labels; {user} allowed)",
+            ));
+        }
+        let policy = |kind: &AuthKind, file: &Option<PathBuf>, key: &str| match kind {
+            AuthKind::None => Ok(AuthConfig::None),
+            AuthKind::AnyKey => Ok(AuthConfig::AnyKey),
+            AuthKind::AuthorizedKeys => file
+                .clone()
+                .map(|file| AuthConfig::AuthorizedKeys(resolve(file)))
+                .ok_or_else(|| context(&format!("\"authorized-keys\" needs {key} = FILE"))),
+            AuthKind::UserCa => Err(context("\"user-ca\" is not supported for publishing yet")),
+        };
+        if matches!(self.auth, AuthKind::None) {
+            return Err(context(
+                "auth = \"none\" would let anyone publish: name who may",
+            ));
+        }
+        Ok(PublishConfig {
+            auth: policy(&self.auth, &self.authorized_keys, "authorized_keys")?,
+            visitors: policy(
+                &self.visitors,
+                &self.visitors_authorized_keys,
+                "visitors_authorized_keys",
+            )?,
+            names: self.names.to_ascii_lowercase(),
+        })
+    }
 }
 
 /// `[proxy_protocol]`: the networks whose connections start with a PROXY header.
@@ -577,6 +667,11 @@ impl Config {
                 .proxy_protocol
                 .map(ProxyProtocolFile::resolve)
                 .transpose()?,
+            publish: file
+                .publish
+                .into_iter()
+                .map(|rule| rule.resolve(&resolve))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -604,6 +699,12 @@ impl Config {
             log_format: LogFormat::Text,
             instance: None,
             proxy_protocol: None,
+            // The tour's three commands: any key may publish NAME.localhost.
+            publish: vec![PublishConfig {
+                names: "*.localhost".to_owned(),
+                auth: AuthConfig::AnyKey,
+                visitors: AuthConfig::AnyKey,
+            }],
         }
     }
 
@@ -892,6 +993,10 @@ mod tests {
             vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]
         );
         assert_eq!(config.vhosts.len(), 4);
+        assert_eq!(config.publish.len(), 1);
+        assert!(config.publish[0].matches("web.tunnels.example.com", "alice"));
+        assert!(!config.publish[0].matches("a.b.tunnels.example.com", "alice"));
+        assert!(!config.publish[0].matches("tunnels.example.com", "alice"));
     }
 
     #[test]

@@ -93,6 +93,23 @@ pub(crate) trait Gatekeeper: Send + Sync + 'static {
     /// Routes a request (or a header channel) naming `host` (a `host` value, any port
     /// ignored; `None`: the default vhost).
     fn route(&self, grant: &Grant, host: Option<&str>) -> Result<Route, OpenRefusal>;
+
+    /// Publishes the name of a `tcpip-forward` request (spec §14.14) on `publisher`'s
+    /// connection; returns the name, or why not.
+    fn publish(
+        &self,
+        grant: &Grant,
+        publisher: crate::publish::Publisher,
+    ) -> Result<String, String> {
+        let _ = (grant, publisher);
+        Err("this gateway does not publish names".to_owned())
+    }
+
+    /// Ends what `connection` publishes: one `tcpip-forward` (`only`), or all of it
+    /// when the connection ends.
+    fn unpublish(&self, connection: u64, only: Option<(&str, u32)>) {
+        let _ = (connection, only);
+    }
 }
 
 /// Routes `host` for `grant`: `served` says whether a vhost exists, `admit` how its

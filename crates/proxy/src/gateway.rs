@@ -63,6 +63,10 @@ struct Vhost {
 /// reload; requests in flight keep the one they started with.
 struct Site {
     vhosts: HashMap<String, Arc<Vhost>>,
+    /// Who may publish which names (`[[publish]]`), policies loaded.
+    publish: Vec<PublishRule>,
+    /// What a published name's upstream client is built with.
+    gateway_limits: crate::config::GatewayLimits,
     default_vhost: Option<String>,
     assertion: Option<(AssertionSigner, Duration)>,
     max_request_body: u64,
@@ -79,17 +83,7 @@ impl Site {
                 };
                 Error::with(kind, format!("vhost {:?}", vhost.name), error)
             };
-            let policy = match &vhost.auth {
-                AuthConfig::None => Policy::None,
-                AuthConfig::AnyKey => Policy::AnyKey,
-                AuthConfig::AuthorizedKeys(path) => {
-                    Policy::AuthorizedKeys(AuthorizedKeys::load(path).map_err(context)?)
-                }
-                AuthConfig::UserCa {
-                    ca_keys,
-                    principals,
-                } => Policy::UserCa(UserCa::load(ca_keys, principals.clone()).map_err(context)?),
-            };
+            let policy = policy_of(&vhost.auth).map_err(context)?;
             let upstream = match &vhost.upstream {
                 Upstream::Url {
                     url,
@@ -136,13 +130,54 @@ impl Site {
             }
             None => None,
         };
+        let mut publish = Vec::new();
+        for rule in &config.publish {
+            let load = |auth: &AuthConfig| {
+                policy_of(auth).map_err(|error| {
+                    Error::with(
+                        ErrorKind::Read,
+                        format!("[[publish]] names = {:?}", rule.names),
+                        error,
+                    )
+                })
+            };
+            publish.push(PublishRule {
+                config: rule.clone(),
+                auth: load(&rule.auth)?,
+                visitors: load(&rule.visitors)?,
+            });
+        }
         Ok(Self {
             vhosts,
+            publish,
+            gateway_limits: config.gateway.clone(),
             default_vhost: config.default_vhost.clone(),
             max_request_body: config.gateway.max_request_body_bytes,
             assertion,
         })
     }
+}
+
+/// A vhost policy with its files read.
+fn policy_of(auth: &AuthConfig) -> Result<Policy, AuthConfigError> {
+    Ok(match auth {
+        AuthConfig::None => Policy::None,
+        AuthConfig::AnyKey => Policy::AnyKey,
+        AuthConfig::AuthorizedKeys(path) => Policy::AuthorizedKeys(AuthorizedKeys::load(path)?),
+        AuthConfig::UserCa {
+            ca_keys,
+            principals,
+        } => Policy::UserCa(UserCa::load(ca_keys, principals.clone())?),
+    })
+}
+
+/// A `[[publish]]` rule with its policies loaded.
+struct PublishRule {
+    config: crate::config::PublishConfig,
+    /// Who may publish.
+    auth: Policy,
+    /// Who may visit.
+    visitors: Policy,
 }
 
 /// Starts the demo upstream for `upstream = "demo"`: serves `dir` on loopback and
@@ -208,9 +243,20 @@ struct State {
     site: RwLock<Arc<Site>>,
     metrics: Arc<Metrics>,
     issuer: String,
+    /// Published names (spec §14.14); kept across reloads.
+    published: crate::publish::Registry<Vhost>,
 }
 
 impl State {
+    /// The vhost `name` of `site`, or else the published name `name`: a published
+    /// name never shadows a configured vhost.
+    fn vhost(&self, site: &Site, name: &str) -> Option<Arc<Vhost>> {
+        site.vhosts
+            .get(name)
+            .cloned()
+            .or_else(|| self.published.vhost(name))
+    }
+
     fn site(&self) -> Arc<Site> {
         match self.site.read() {
             Ok(site) => site.clone(),
@@ -245,10 +291,17 @@ impl Gatekeeper for SiteGate {
         peer: Option<SocketAddr>,
     ) -> Option<Grant> {
         let site = self.0.site();
+        // Admitted if some vhost admits the credential, or some [[publish]] rule lets
+        // it publish or visit (published names come and go after authentication).
         let admitted = site
             .vhosts
             .iter()
-            .any(|(name, vhost)| admit(name, vhost, user, &credential, peer).is_some());
+            .any(|(name, vhost)| admit(name, &vhost.policy, user, &credential, peer).is_some())
+            || site.publish.iter().any(|rule| {
+                [&rule.auth, &rule.visitors].into_iter().any(|policy| {
+                    admit(&rule.config.names, policy, user, &credential, peer).is_some()
+                })
+            });
         admitted.then(|| Grant {
             identity: identity_of(user, &credential, peer),
             credential: OwnedCredential::of(&credential),
@@ -262,20 +315,94 @@ impl Gatekeeper for SiteGate {
         route_in(
             grant,
             host,
-            |name| site.vhosts.contains_key(name),
+            |name| self.0.vhost(&site, name).is_some(),
             |name| {
-                let vhost = site.vhosts.get(name)?;
-                admit(name, vhost, &identity.user, &credential, identity.peer)
+                let vhost = self.0.vhost(&site, name)?;
+                admit(
+                    name,
+                    &vhost.policy,
+                    &identity.user,
+                    &credential,
+                    identity.peer,
+                )
             },
             site.default_vhost.as_deref(),
         )
+    }
+
+    fn publish(
+        &self,
+        grant: &Grant,
+        publisher: crate::publish::Publisher,
+    ) -> Result<String, String> {
+        let site = self.0.site();
+        let identity = &grant.identity;
+        let credential = grant.credential.borrow();
+        let name = publisher.address.trim_end_matches('.').to_ascii_lowercase();
+        if publisher.port != 80 {
+            return Err(format!(
+                "publish on port 80 (ssh -R {name}:80:HOST:PORT), not {}",
+                publisher.port
+            ));
+        }
+        if sshttp_protocol::host_name(&name) != name || name.is_empty() {
+            return Err(format!("{name:?} is not a host name"));
+        }
+        if site.vhosts.contains_key(&name) {
+            return Err(format!("{name:?} is a configured vhost of this gateway"));
+        }
+        let rule = site
+            .publish
+            .iter()
+            .find(|rule| rule.config.matches(&name, &identity.user))
+            .ok_or_else(|| format!("no [[publish]] rule of this gateway covers {name:?}"))?;
+        let (_, permissions) = admit(
+            &name,
+            &rule.auth,
+            &identity.user,
+            &credential,
+            identity.peer,
+        )
+        .ok_or_else(|| format!("this key may not publish {name:?}"))?;
+        if !permissions.port_forwarding {
+            return Err("this key's authorized_keys entry forbids port forwarding".to_owned());
+        }
+        let owner = identity
+            .key_fingerprint
+            .clone()
+            .unwrap_or_else(|| format!("anonymous {}", identity.user));
+        let limits = site.gateway_limits.clone();
+        let visitors = rule.visitors.clone();
+        let connector_name = name.clone();
+        self.0
+            .published
+            .publish(&name, &owner, publisher, move |publishers| Vhost {
+                policy: visitors,
+                upstream: UpstreamClient::published(
+                    crate::publish::Connector {
+                        name: connector_name,
+                        publishers,
+                    },
+                    &limits,
+                ),
+                identity_assertion: false,
+                limits: rate::KeyLimits::new(crate::config::RateLimitConfig::default()),
+            })?;
+        tracing::info!(%name, user = %identity.user, fingerprint = %owner, "published");
+        Ok(name)
+    }
+
+    fn unpublish(&self, connection: u64, only: Option<(&str, u32)>) {
+        for name in self.0.published.unpublish(connection, only) {
+            tracing::info!(%name, "unpublished: visitors get 502 until it is published again");
+        }
     }
 }
 
 /// How `vhost`'s policy admits this caller now, if it does.
 fn admit(
     name: &str,
-    vhost: &Vhost,
+    policy: &Policy,
     user: &str,
     credential: &Credential<'_>,
     peer: Option<SocketAddr>,
@@ -290,7 +417,7 @@ fn admit(
         peer: peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| peer.ip()),
         now: SystemTime::now(),
     };
-    match vhost.policy.check_with_permissions(&attempt) {
+    match policy.check_with_permissions(&attempt) {
         Ok(admitted) => Some(admitted),
         Err(denied) => {
             tracing::debug!(%user, vhost = %name, %denied, "not admitted");
@@ -687,6 +814,7 @@ impl Gateway {
                 config.instance.is_some(),
             )),
             issuer,
+            published: crate::publish::Registry::default(),
         });
         let mut listeners = Vec::new();
         for addr in &config.listen {

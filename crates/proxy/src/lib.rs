@@ -23,6 +23,7 @@ pub mod gateway;
 pub(crate) mod identity;
 pub mod limits;
 pub(crate) mod metrics;
+pub(crate) mod publish;
 pub mod ssh;
 pub(crate) mod upstream;
 

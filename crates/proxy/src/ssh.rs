@@ -288,7 +288,10 @@ where
 /// The fuzz target's entry to [`proxy_protocol::read_header`]: a byte slice never makes
 /// a read wait, so one poll finishes it.
 #[cfg(feature = "fuzzing")]
-#[allow(clippy::panic, reason = "a panic is how a fuzz target reports a finding")]
+#[allow(
+    clippy::panic,
+    reason = "a panic is how a fuzz target reports a finding"
+)]
 pub(crate) fn fuzz_proxy_header(data: &[u8]) -> bool {
     use std::future::Future as _;
     let mut reader = data;
@@ -363,6 +366,10 @@ async fn serve_connection<T, S, B>(
         activity: activity.clone(),
         close: close.clone(),
         auth_failures: 0,
+        unpublish: Unpublish {
+            gatekeeper: shared.gatekeeper.clone(),
+            connection: NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        },
     };
     let stats = shared.stats.clone();
     let limits = shared.connections.clone();
@@ -499,6 +506,24 @@ struct ConnectionHandler<S> {
     close: CancellationToken,
     /// Refused authentication attempts (offered keys included).
     auth_failures: usize,
+    /// The connection's number, and what ends its published names with it.
+    unpublish: Unpublish,
+}
+
+/// Numbers connections for the publish registry.
+static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Unpublishes everything a connection published when it ends (spec §14.14): visitors
+/// get 502 from then on, never a hang.
+struct Unpublish {
+    gatekeeper: Arc<dyn Gatekeeper>,
+    connection: u64,
+}
+
+impl Drop for Unpublish {
+    fn drop(&mut self) {
+        self.gatekeeper.unpublish(self.connection, None);
+    }
 }
 
 /// A stock client's `session` channel before its `exec` or `shell` request.
@@ -916,6 +941,52 @@ where
         reply.accept().await;
         self.opened();
         Ok(())
+    }
+
+    /// `ssh -R NAME:80:HOST:PORT` (spec §14.14): publishes NAME with this connection
+    /// as its upstream, if a `[[publish]]` rule lets this key.
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let Some(grant) = self.grant.clone() else {
+            return Ok(false);
+        };
+        let publisher = crate::publish::Publisher {
+            connection: self.unpublish.connection,
+            handle: session.handle(),
+            address: address.to_owned(),
+            port: *port,
+            channels: Arc::new(Semaphore::new(
+                crate::publish::MAX_VISITOR_CHANNELS_PER_PUBLISHER,
+            )),
+        };
+        match self.shared.gatekeeper.publish(&grant, publisher) {
+            Ok(_) => {
+                self.activity.published();
+                Ok(true)
+            }
+            Err(reason) => {
+                tracing::info!(peer = %self.peer, address, port = *port, reason, "refused tcpip-forward");
+                Ok(false)
+            }
+        }
+    }
+
+    /// `cancel-tcpip-forward`: unpublishes that name at once.
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.shared
+            .gatekeeper
+            .unpublish(self.unpublish.connection, Some((address, port)));
+        self.activity.unpublished();
+        Ok(true)
     }
 
     async fn channel_open_direct_tcpip(

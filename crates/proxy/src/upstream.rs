@@ -31,7 +31,7 @@ pub(crate) type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 /// One upstream service: where it is and a pool of connections to it.
 #[derive(Clone, Debug)]
 pub(crate) struct UpstreamClient {
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    client: Pool,
     scheme: Scheme,
     authority: Authority,
     /// The URL's path without its trailing `/`, prefixed to every request path.
@@ -44,6 +44,34 @@ pub(crate) struct UpstreamClient {
     /// How long a request waits for a permit: the connect timeout, since waiting for
     /// a permit stands in for waiting to connect.
     permit_wait: Duration,
+}
+
+/// hyper's pooled client: to a network address, or over a publisher's SSH
+/// connection (`crate::publish`).
+#[derive(Clone, Debug)]
+enum Pool {
+    Network(Client<HttpsConnector<HttpConnector>, UpstreamBody>),
+    Published(Client<crate::publish::Connector, UpstreamBody>),
+}
+
+impl Pool {
+    fn request(
+        &self,
+        request: Request<UpstreamBody>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        match self {
+            Self::Network(client) => client.request(request),
+            Self::Published(client) => client.request(request),
+        }
+    }
+}
+
+impl std::fmt::Debug for crate::publish::Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// Why an upstream did not answer.
@@ -111,7 +139,7 @@ impl UpstreamClient {
             .pool_idle_timeout(limits.upstream_idle_timeout)
             .build(connector);
         Ok(Self {
-            client,
+            client: Pool::Network(client),
             scheme,
             authority,
             prefix: url.path().trim_end_matches('/').to_owned(),
@@ -120,6 +148,29 @@ impl UpstreamClient {
             max_in_flight: limits.max_upstream_requests,
             permit_wait: limits.upstream_connect_timeout,
         })
+    }
+
+    /// A client for a published name (spec §14.14): its connections are
+    /// `forwarded-tcpip` channels to the name's publishers, pooled and reused like TCP
+    /// connections, at most [`crate::publish::MAX_VISITOR_CHANNELS_PER_PUBLISHER`]
+    /// per publishing connection.
+    pub(crate) fn published(connector: crate::publish::Connector, limits: &GatewayLimits) -> Self {
+        let authority = Authority::try_from(connector.name.as_str())
+            .unwrap_or_else(|_| Authority::from_static("published.invalid"));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(limits.upstream_idle_per_host)
+            .pool_idle_timeout(limits.upstream_idle_timeout)
+            .build(connector);
+        Self {
+            client: Pool::Published(client),
+            scheme: Scheme::HTTP,
+            authority,
+            prefix: String::new(),
+            response_timeout: limits.upstream_response_timeout,
+            in_flight: Arc::new(Semaphore::new(limits.max_upstream_requests)),
+            max_in_flight: limits.max_upstream_requests,
+            permit_wait: crate::publish::PUBLISHER_WAIT_TIMEOUT,
+        }
     }
 
     /// Sends `request` (its URI's path and query are kept) to the upstream and returns

@@ -108,7 +108,7 @@ where
             let message = "request reached the gateway without a route";
             return answer(error_response(StatusCode::INTERNAL_SERVER_ERROR, message));
         };
-        let Some(vhost) = site.vhosts.get(&route.vhost).cloned() else {
+        let Some(vhost) = self.state.vhost(&site, &route.vhost) else {
             let message = format!("virtual host {:?} was removed by a reload", route.vhost);
             return answer(error_response(StatusCode::MISDIRECTED_REQUEST, &message));
         };

@@ -281,6 +281,8 @@ impl Drop for KeySlot {
 pub(crate) struct Activity {
     authenticated: Notify,
     channels: AtomicUsize,
+    /// Names the connection publishes (spec §14.14): it is not idle while it does.
+    published: AtomicUsize,
     /// Milliseconds since `epoch` of the last channel open or close.
     last_change_ms: AtomicU64,
     epoch: tokio::time::Instant,
@@ -300,6 +302,7 @@ impl Activity {
         Self {
             authenticated: Notify::new(),
             channels: AtomicUsize::new(0),
+            published: AtomicUsize::new(0),
             last_change_ms: AtomicU64::new(0),
             epoch: tokio::time::Instant::now(),
             stats,
@@ -339,6 +342,20 @@ impl Activity {
         self.touch();
     }
 
+    /// The connection published a name.
+    pub(crate) fn published(&self) {
+        self.published.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+    }
+
+    /// The connection unpublished a name.
+    pub(crate) fn unpublished(&self) {
+        let _ = self
+            .published
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.touch();
+    }
+
     pub(crate) fn channels(&self) -> usize {
         self.channels.load(Ordering::Acquire)
     }
@@ -349,7 +366,7 @@ impl Activity {
 
     /// How long the connection has had no channel open, if it has none.
     pub(crate) fn idle_for(&self) -> Option<Duration> {
-        if self.channels() > 0 {
+        if self.channels() > 0 || self.published.load(Ordering::Acquire) > 0 {
             return None;
         }
         let since = self.last_change_ms.load(Ordering::Acquire);
