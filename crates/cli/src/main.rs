@@ -12,6 +12,7 @@
 mod fetch;
 mod logs;
 mod proxy;
+mod publish;
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -94,6 +95,23 @@ enum Command {
     /// connection per gateway carries every request.
     #[command(verbatim_doc_comment)]
     Proxy(proxy::ProxyArgs),
+    /// Publish a local web service under a name on a gateway, for visitors with their
+    /// own SSH keys (spec/protocol.md §14.14).
+    ///
+    /// The same as `ssh -R NAME:80:HOST:PORT gw`, but it reconnects (with backoff)
+    /// when the connection drops, and Ctrl-C unpublishes at once. The gateway decides
+    /// who may publish which names; without configuration any key may publish
+    /// NAME.localhost. Visitors' requests reach the service as HTTP/1.1 with their
+    /// identity fields (sshttp-user, sshttp-key-fingerprint, …).
+    ///
+    /// Examples:
+    ///   sshttp publish sshttp://localhost:2222/ --name web.localhost --to http://127.0.0.1:3000
+    ///   ssh -p 2222 -o SetEnv=HTTP_HOST=web.localhost localhost get /
+    ///   sshttp publish sshttp://alice@gw.example.com/ --name app.tunnels.example.com --to http://127.0.0.1:8000
+    ///
+    /// SSH keys, known_hosts and ~/.ssh/config are used as by `sshttp get`.
+    #[command(verbatim_doc_comment)]
+    Publish(publish::PublishArgs),
     /// Check a gateway configuration file and the files it names, then exit.
     ///
     /// Exits 0 and prints a summary if `sshttp serve --config FILE` would start with it;
@@ -261,6 +279,11 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Proxy(args) => {
             let _logs = init_server_logs(args.json_logs());
             runtime()?.block_on(proxy::run(args))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Publish(args) => {
+            init_logs("warn");
+            runtime()?.block_on(publish::run(args))?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::CheckConfig {

@@ -752,6 +752,34 @@ impl Client {
         Some(host.to_ascii_lowercase())
     }
 
+    /// A connection of its own to the gateway of `url` (`sshttp://[user@]host[:port]/`),
+    /// dialed as the pool dials (ssh_config, keys, agent, known_hosts, ProxyJump) but
+    /// never pooled: for what holds a connection for long, such as publishing a name
+    /// ([`Connection::publish`]).
+    ///
+    /// # Errors
+    ///
+    /// As for a request's connection: a bad URL, connect, host key or authentication.
+    pub async fn connect<U: TryInto<Uri>>(&self, url: U) -> Result<crate::Connection, Error>
+    where
+        U::Error: std::fmt::Display,
+    {
+        let uri = url
+            .try_into()
+            .map_err(|error| Error::builder(error.to_string()))?;
+        let target = Target::parse(&uri).map_err(Error::builder)?;
+        let key = SessionKey {
+            host: target.host.clone(),
+            port: target.port,
+            user: target
+                .user
+                .clone()
+                .or_else(|| self.inner.config.user.clone()),
+        };
+        let dial = self.dial(&key).await?;
+        crate::Connection::dial(&dial).await
+    }
+
     /// Resolves how to reach `key`'s gateway: ssh_config, then the builder's settings.
     async fn dial(&self, key: &SessionKey) -> Result<Dial, Error> {
         let (mut dial, jumps) = self.dial_hop(key).await?;

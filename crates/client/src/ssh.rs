@@ -79,10 +79,61 @@ struct ClientHandler {
     port: u16,
     /// Why the host key was refused, for the error.
     rejected: Arc<Mutex<Option<HostKeyProblem>>>,
+    /// What the connection publishes (spec §14.14): name → the local service that
+    /// the gateway's `forwarded-tcpip` channels for it are connected to.
+    published: Published,
 }
+
+/// Published names and where their visitors' channels go.
+type Published = Arc<Mutex<HashMap<String, SocketAddr>>>;
+
+/// How long a visitor's channel waits for the local service to accept a connection.
+pub(crate) const PUBLISHED_CONNECT_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(10);
 
 impl client::Handler for ClientHandler {
     type Error = russh::Error;
+
+    /// A visitor of a name this connection publishes: the channel is confirmed once
+    /// the local service accepts a TCP connection, and bytes are copied both ways
+    /// (what `ssh -R` does); a name not published here, or a service that refuses,
+    /// refuses the channel.
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<client::Msg>,
+        connected_address: &str,
+        _connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: russh::client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let target = self.published.lock().ok().and_then(|published| {
+            published
+                .get(&connected_address.to_ascii_lowercase())
+                .copied()
+        });
+        tokio::spawn(async move {
+            let connected = match target {
+                Some(target) => tokio::time::timeout(
+                    PUBLISHED_CONNECT_TIMEOUT,
+                    tokio::net::TcpStream::connect(target),
+                )
+                .await
+                .ok()
+                .and_then(Result::ok),
+                None => None,
+            };
+            let Some(mut tcp) = connected else {
+                reply.reject(russh::ChannelOpenFailure::ConnectFailed).await;
+                return;
+            };
+            reply.accept().await;
+            let mut stream = channel.into_stream();
+            let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+        });
+        Ok(())
+    }
 
     async fn check_server_key(
         &mut self,
@@ -110,6 +161,8 @@ pub struct Connection {
     limits: Limits,
     /// Open header channels, kept so that their defaults stay in force.
     header_channels: Mutex<HashMap<NonZeroU32, Arc<tokio::sync::Mutex<Channel<client::Msg>>>>>,
+    /// The names it publishes, shared with its handler.
+    published: Published,
     /// The jump host's connection the SSH connection runs through, kept open as long
     /// as it is (ProxyJump).
     _jump: Option<Box<Connection>>,
@@ -215,11 +268,13 @@ impl Connection {
             ..client::Config::default()
         };
         let rejected = Arc::new(Mutex::new(None));
+        let published = Published::default();
         let handler = ClientHandler {
             check: dial.host_key.clone(),
             host: dial.host_key_name.clone(),
             port: dial.port,
             rejected: rejected.clone(),
+            published: published.clone(),
         };
         let config = Arc::new(config);
         let (connected, jump) = match &dial.jump {
@@ -271,8 +326,57 @@ impl Connection {
             handle,
             limits: dial.limits.clone(),
             header_channels: Mutex::new(HashMap::new()),
+            published,
             _jump: jump,
         })
+    }
+
+    /// Publishes `name` on the gateway (spec §14.14), as `ssh -R NAME:80:…` does:
+    /// visitors' requests for it arrive as connections to `to` (a local HTTP/1.1
+    /// service) for as long as this connection lasts, or until
+    /// [`unpublish`](Connection::unpublish).
+    ///
+    /// # Errors
+    ///
+    /// A refusal (the name is held by another key, no rule of the gateway covers it
+    /// for this key, or the key may not publish) is [`Error::is_request`]; the
+    /// gateway says which in its log only, as SSH carries no reason.
+    pub async fn publish(&self, name: &str, to: SocketAddr) -> Result<(), Error> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Ok(mut published) = self.published.lock() {
+            published.insert(name.clone(), to);
+        }
+        match self.handle.tcpip_forward(name.as_str(), 80).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                if let Ok(mut published) = self.published.lock() {
+                    published.remove(&name);
+                }
+                Err(match error {
+                    russh::Error::RequestDenied => Error::new(Kind::Refused {
+                        reason: sshttp_protocol::OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
+                        description: format!(
+                            "the gateway refused to publish {name:?}: another key holds it, no [[publish]] rule covers it for this key, or the key may not forward ports"
+                        ),
+                    }),
+                    _ => Error::new(Kind::Disconnected),
+                })
+            }
+        }
+    }
+
+    /// Stops publishing `name`: visitors get 502 "offline" from then on.
+    pub async fn unpublish(&self, name: &str) -> Result<(), Error> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let result = self
+            .handle
+            .cancel_tcpip_forward(name.as_str(), 80)
+            .await
+            .map_err(|_| Error::new(Kind::Disconnected));
+        if let Ok(mut published) = self.published.lock() {
+            published.remove(&name);
+        }
+        result
     }
 
     /// The connection has gone away; requests on it will fail.
