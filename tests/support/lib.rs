@@ -626,6 +626,31 @@ impl OpenSsh {
     }
 }
 
+/// A child process that is killed and reaped when dropped, so that a test that fails
+/// while it runs leaves no process behind (one holding a pipe would hang the suite).
+pub struct Reaped(pub std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `command` to its end, failing the test if it has not ended by itself within
 /// [`COMMAND_PATIENCE`] (it hung): its exit code and standard error.
 pub async fn finishes(mut command: std::process::Command) -> (Option<i32>, String) {

@@ -12,14 +12,14 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use sshttp_tests::{Gateway, OpenSsh, Upstream, finishes, get, text};
+use sshttp_tests::{Gateway, OpenSsh, Reaped, Upstream, finishes, get, text};
 
 /// The gateway: one configured vhost, and any key may publish `*.localhost` for any
 /// key to visit (what `sshttp serve` does without configuration).
@@ -73,22 +73,24 @@ impl futures_core::Stream for Partial {
 
 /// Stock `ssh -N -R NAME:80:127.0.0.1:PORT` as `publisher`, exiting if the gateway
 /// refuses the forward.
-fn publish(publisher: &OpenSsh, name: &str, port: u16) -> Child {
-    publisher
-        .ssh_with(
-            &[
-                "-N",
-                "-o",
-                "ExitOnForwardFailure=yes",
-                "-R",
-                &format!("{name}:80:127.0.0.1:{port}"),
-            ],
-            &[],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+fn publish(publisher: &OpenSsh, name: &str, port: u16) -> Reaped {
+    Reaped(
+        publisher
+            .ssh_with(
+                &[
+                    "-N",
+                    "-o",
+                    "ExitOnForwardFailure=yes",
+                    "-R",
+                    &format!("{name}:80:127.0.0.1:{port}"),
+                ],
+                &[],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Waits until a visitor's `GET /who` on `name` is answered by the publisher.
@@ -272,4 +274,260 @@ async fn a_key_publishes_at_most_its_limit_of_names_and_stays_up_while_it_publis
     );
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn ssh_r_with_port_0_gets_a_generated_name_on_the_session_which_stays_open() {
+    use std::io::{BufRead, BufReader, Write};
+    let gateway = Gateway::start(CONFIG, &[]).await;
+    let service = service().await;
+    let publisher = OpenSsh::new(&gateway);
+    // No -N: ssh opens a session, where the gateway says what it published, on
+    // standard error next to ssh's own "Allocated port 80".
+    let mut child = Reaped(
+        publisher
+            .ssh_with(
+                &["-R", &format!("0:127.0.0.1:{}", service.addr.port())],
+                &[],
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    // Read to the end, so that ssh never writes to a closed pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = lines_tx.send(line);
+        }
+    });
+    let first = tokio::task::spawn_blocking(move || {
+        loop {
+            let line = lines_rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("no published line");
+            if line.starts_with("published ") {
+                return line;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let name = first
+        .strip_prefix("published ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    let label = name.strip_suffix(".localhost").unwrap();
+    assert!(
+        label.len() == 8
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+        "{name}"
+    );
+    let (visitor, _) = gateway.connect().await;
+    let (status, _, body) = get(&visitor, Some(&name), "/who").await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.starts_with(&format!("host={name} user=tester")),
+        "{body}"
+    );
+
+    // The session stays open (the name with it) until the client ends it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the session ended by itself"
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\x03").unwrap();
+    drop(stdin);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let (status, _, body) = get(&visitor, Some(&name), "/who").await.unwrap();
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+}
+
+#[tokio::test]
+async fn a_publishers_visitor_channels_are_bounded_and_a_visitor_waits_for_one_only_so_long() {
+    // One channel per publishing connection, and a one-second wait for it.
+    let config = "[[vhost]]\nname = \"main.test\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"any-key\"\n\
+        [[publish]]\nnames = \"*.localhost\"\nauth = \"any-key\"\nvisitors = \"any-key\"\n\
+        max_visitor_channels = 1\npublisher_wait_timeout_secs = 1\n";
+    let gateway = Gateway::start(config, &[]).await;
+    let service = service().await;
+    let publisher = OpenSsh::new(&gateway);
+    let _child = publish(&publisher, "web.localhost", service.addr.port());
+    let (visitor, _) = gateway.connect().await;
+    wait_published(&visitor, "web.localhost").await;
+
+    // One visitor's response in progress holds the only channel...
+    let response = visitor
+        .send(
+            None,
+            http::Request::get("/partial")
+                .header("host", "web.localhost")
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut held = response.into_body();
+    assert_eq!(
+        held.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "partial"
+    );
+
+    // ...so another waits the configured second for one, then gets 502 naming the limit.
+    let (other, _) = gateway.connect().await;
+    let started = std::time::Instant::now();
+    let (status, _, body) = tokio::time::timeout(
+        Duration::from_secs(20),
+        get(&other, Some("web.localhost"), "/who"),
+    )
+    .await
+    .expect("a visitor waited past the publisher wait timeout")
+    .unwrap();
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("publisher_wait_timeout_secs"), "{body}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "answered before the wait: {:?}",
+        started.elapsed()
+    );
+
+    // The held response ends: its channel is released, and the next visitor is served.
+    drop(held);
+    let mut served = None;
+    for _ in 0..50 {
+        let (status, _, body) = get(&other, Some("web.localhost"), "/who").await.unwrap();
+        if status == StatusCode::OK {
+            served = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let served = served.expect("the channel was never released");
+    assert!(
+        served.starts_with("host=web.localhost user=tester"),
+        "{served}"
+    );
+}
+
+#[tokio::test]
+async fn authorized_keys_permitlisten_and_a_user_ca_decide_who_publishes_which_names() {
+    let keys = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        sshttp_tests::run(
+            std::process::Command::new("ssh-keygen")
+                .current_dir(keys.path())
+                .args(args),
+        )
+    };
+    // A key listed with permitlisten for one name, and a CA that certifies publishers.
+    sshttp_tests::ssh_keygen(keys.path(), "listed", "");
+    sshttp_tests::ssh_keygen(keys.path(), "certified", "");
+    sshttp_tests::ssh_keygen(keys.path(), "ca", "");
+    run(&[
+        "-q",
+        "-s",
+        "ca",
+        "-I",
+        "certified@test",
+        "-n",
+        "publishers",
+        "-V",
+        "+1h",
+        "certified.pub",
+    ]);
+    let listed_pub = std::fs::read_to_string(keys.path().join("listed.pub")).unwrap();
+    let ca_pub = std::fs::read_to_string(keys.path().join("ca.pub")).unwrap();
+    let config = "[[vhost]]\nname = \"main.test\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"any-key\"\n\
+        [[publish]]\nnames = \"*.keys.test\"\nauth = \"authorized-keys\"\nauthorized_keys = \"publishers\"\nvisitors = \"any-key\"\n\
+        [[publish]]\nnames = \"*.ca.test\"\nauth = \"user-ca\"\nuser_ca_keys = [\"ca.pub\"]\nprincipals = [\"publishers\"]\nvisitors = \"any-key\"\n";
+    let authorized = format!(
+        "permitlisten=\"api.keys.test:80\",permitlisten=\"api-*.keys.test:*\" {listed_pub}"
+    );
+    let gateway = Gateway::start(config, &[("publishers", &authorized), ("ca.pub", &ca_pub)]).await;
+    let service = service().await;
+    let (visitor, _) = gateway.connect().await;
+    // An OpenSSH client with a given key (and its certificate, which ssh loads beside it).
+    let with_key = |name: &str| {
+        let ssh = OpenSsh::new(&gateway);
+        for suffix in ["", ".pub", "-cert.pub"] {
+            let from = keys.path().join(format!("{name}{suffix}"));
+            if from.exists() {
+                std::fs::copy(from, ssh.dir.path().join(format!("id{suffix}"))).unwrap();
+            }
+        }
+        ssh
+    };
+    let refused = |ssh: &OpenSsh, name: &str| {
+        finishes(ssh.ssh_with(
+            &[
+                "-N",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-R",
+                &format!("{name}:80:127.0.0.1:1"),
+            ],
+            &[],
+        ))
+    };
+
+    // permitlisten: the listed key publishes the names it permits, and no other.
+    let listed = with_key("listed");
+    for name in ["web.keys.test", "api2.keys.test", "apieu.keys.test"] {
+        let (code, output) = refused(&listed, name).await;
+        assert_ne!(
+            code,
+            Some(0),
+            "{name} was published outside permitlisten: {output}"
+        );
+        assert!(output.contains("forwarding failed"), "{output}");
+    }
+    for name in ["api.keys.test", "api-eu.keys.test"] {
+        let _child = publish(&listed, name, service.addr.port());
+        wait_published(&visitor, name).await;
+    }
+    // A key not in the file publishes nothing under the rule.
+    let (code, output) = refused(&OpenSsh::new(&gateway), "api.keys.test").await;
+    assert_ne!(code, Some(0), "an unlisted key published: {output}");
+
+    // user-ca: a certificate with the principal publishes; a plain key does not.
+    let certified = with_key("certified");
+    // Offered alone: ssh offers the plain key first, which the any-key vhost would
+    // admit, and a connection is authenticated by the first credential that passes.
+    let _child = Reaped(
+        certified
+            .ssh_with(
+                &[
+                    "-N",
+                    "-o",
+                    "ExitOnForwardFailure=yes",
+                    "-o",
+                    "PubkeyAcceptedAlgorithms=ssh-ed25519-cert-v01@openssh.com",
+                    "-R",
+                    &format!("web.ca.test:80:127.0.0.1:{}", service.addr.port()),
+                ],
+                &[],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_published(&visitor, "web.ca.test").await;
+    let (code, output) = refused(&OpenSsh::new(&gateway), "other.ca.test").await;
+    assert_ne!(
+        code,
+        Some(0),
+        "a key without a certificate published: {output}"
+    );
 }

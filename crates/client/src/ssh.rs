@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, header};
@@ -88,8 +89,7 @@ struct ClientHandler {
 type Published = Arc<Mutex<HashMap<String, SocketAddr>>>;
 
 /// How long a visitor's channel waits for the local service to accept a connection.
-pub(crate) const PUBLISHED_CONNECT_TIMEOUT: std::time::Duration =
-    std::time::Duration::from_secs(10);
+pub(crate) const PUBLISHED_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl client::Handler for ClientHandler {
     type Error = russh::Error;

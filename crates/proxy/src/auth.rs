@@ -75,12 +75,15 @@ pub(crate) enum Admitted {
 /// What an admitted connection may do beyond HTTP requests, from `restrict`, `pty`,
 /// `no-pty`, `port-forwarding` and `no-port-forwarding` (and, for certificates, the
 /// `permit-pty` and `permit-port-forwarding` extensions, as OpenSSH merges them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Permissions {
     /// A pseudo-terminal may be allocated.
     pub pty: bool,
     /// Port forwarding may be used.
     pub port_forwarding: bool,
+    /// `permitlisten="…"` options: the only names and ports `ssh -R` may publish
+    /// (`None`: no such option, any the `[[publish]]` rule allows).
+    pub permit_listen: Option<ListenPatterns>,
 }
 
 impl Permissions {
@@ -88,20 +91,83 @@ impl Permissions {
     pub(crate) const ALL: Self = Self {
         pty: true,
         port_forwarding: true,
+        permit_listen: None,
     };
 
     /// Nothing allowed: what `restrict` starts from.
     pub(crate) const NONE: Self = Self {
         pty: false,
         port_forwarding: false,
+        permit_listen: None,
     };
 
-    /// What both allow.
+    /// What both allow (a certificate's extensions carry no listen patterns).
     fn and(self, other: Self) -> Self {
         Self {
             pty: self.pty && other.pty,
             port_forwarding: self.port_forwarding && other.port_forwarding,
+            permit_listen: self.permit_listen.or(other.permit_listen),
         }
+    }
+}
+
+/// An entry's `permitlisten="[host:]port"` options, OpenSSH's bound on `ssh -R`. For
+/// sshttp the host is a pattern (`*` and `?` wildcards, as in ssh_config PATTERNS) of
+/// the name published (spec §14.14); the port is `80` or `*`. Without a host, as
+/// OpenSSH's `localhost` default, an option permits only generated names
+/// (`ssh -R 0:HOST:PORT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListenPatterns(Vec<ListenPattern>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ListenPattern {
+    /// Lowercased; `None`: no host given.
+    host: Option<String>,
+    /// `None`: `*`.
+    port: Option<u32>,
+}
+
+impl ListenPatterns {
+    /// Whether some option permits publishing `name` (generated or asked for by
+    /// name) on `port`.
+    pub(crate) fn permits(&self, name: &str, port: u32, generated: bool) -> bool {
+        let name = name.to_ascii_lowercase();
+        self.0.iter().any(|pattern| {
+            pattern.port.is_none_or(|allowed| allowed == port)
+                && match &pattern.host {
+                    Some(host) => pattern::matches(&name, host),
+                    None => generated,
+                }
+        })
+    }
+
+    /// One option's value.
+    fn parse(value: &str) -> Result<ListenPattern, String> {
+        let bad = |why: &str| format!("permitlisten=\"{value}\": {why}");
+        let (host, port) = match value.rsplit_once(':') {
+            Some((host, port)) => {
+                let host = host
+                    .strip_prefix('[')
+                    .and_then(|host| host.strip_suffix(']'))
+                    .unwrap_or(host);
+                if host.is_empty() {
+                    return Err(bad("empty host before the port"));
+                }
+                (Some(host.to_ascii_lowercase()), port)
+            }
+            None => (None, value),
+        };
+        let port = match port {
+            "*" => None,
+            digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => Some(
+                digits
+                    .parse::<u16>()
+                    .map(u32::from)
+                    .map_err(|_| bad("port above 65535"))?,
+            ),
+            _ => return Err(bad("the port must be a number or *")),
+        };
+        Ok(ListenPattern { host, port })
     }
 }
 
@@ -158,6 +224,8 @@ struct KeyEntry {
     /// `expiry-time="…"`: the last admitting second (Unix time) and the text given.
     expiry: Option<(u64, String)>,
     permissions: Permissions,
+    /// `permitlisten="…"`, each option's value in order.
+    permit_listen: Vec<ListenPattern>,
     /// The first option sshttp cannot honour (`command=`, …): the entry never matches.
     unsupported: Option<String>,
 }
@@ -276,7 +344,11 @@ impl KeyEntry {
                 from: from.text.clone(),
             });
         }
-        Ok(self.permissions)
+        let mut permissions = self.permissions.clone();
+        if !self.permit_listen.is_empty() {
+            permissions.permit_listen = Some(ListenPatterns(self.permit_listen.clone()));
+        }
+        Ok(permissions)
     }
 }
 
@@ -429,6 +501,7 @@ fn check_certificate(
     Ok(Permissions {
         pty: extensions.contains_key("permit-pty"),
         port_forwarding: extensions.contains_key("permit-port-forwarding"),
+        permit_listen: None,
     })
 }
 
@@ -696,6 +769,7 @@ fn parse_entry(line: &str, number: usize) -> Result<Option<KeyEntry>, String> {
         from: None,
         expiry: None,
         permissions: Permissions::ALL,
+        permit_listen: Vec::new(),
         unsupported: None,
     };
     if !options.is_empty() {
@@ -811,6 +885,10 @@ fn parse_option(option: &str, entry: &mut KeyEntry) -> Result<(), String> {
                     .collect(),
             );
         }
+        // OpenSSH's bound on ssh -R: here, which names may be published.
+        ("permitlisten", Some(value)) => {
+            entry.permit_listen.push(ListenPatterns::parse(&value)?);
+        }
         ("expiry-time", Some(value)) => {
             let at = parse_expiry(&value)?;
             // Like sshd, the earliest of several expiry-time options wins.
@@ -838,10 +916,10 @@ fn parse_option(option: &str, entry: &mut KeyEntry) -> Result<(), String> {
             | "no-touch-required",
             Some(_),
         ) => return Err(format!("option {name} takes no value")),
-        ("from" | "principals" | "expiry-time", None) => {
+        ("from" | "principals" | "expiry-time" | "permitlisten", None) => {
             return Err(format!("option {name} needs a value: {name}=\"…\""));
         }
-        // command=, environment=, permitopen=, permitlisten=, tunnel=, verify-required
+        // command=, environment=, permitopen=, tunnel=, verify-required
         // and anything unknown: fail closed, the entry never matches.
         (_, value) => {
             if entry.unsupported.is_none() {
@@ -1440,7 +1518,6 @@ mod tests {
         for option in [
             "environment=\"A=b\"",
             "permitopen=\"host:80\"",
-            "permitlisten=\"8080\"",
             "tunnel=\"1\"",
             "verify-required",
             "frobnicate",
@@ -1448,6 +1525,58 @@ mod tests {
             let policy = policy_of(&format!("{option} {}", openssh(&key)));
             let reason = denial(policy.check(&attempt("alice", Credential::Key(key.public_key()))));
             assert!(reason.contains("cannot honour"), "{option}: {reason}");
+        }
+    }
+
+    #[test]
+    fn permitlisten_bounds_the_names_a_key_may_publish() {
+        let key = new_key();
+        let listen = |options: &str| {
+            policy_of(&format!("{options} {}", openssh(&key)))
+                .check_with_permissions(&attempt("alice", Credential::Key(key.public_key())))
+                .unwrap()
+                .1
+                .permit_listen
+        };
+        assert_eq!(listen("no-pty"), None, "no option: the rule decides");
+        let patterns = listen(
+            "permitlisten=\"web.example.com:80\",permitlisten=\"*.alice.example.com:*\",permitlisten=\"80\"",
+        )
+        .unwrap();
+        assert!(patterns.permits("web.example.com", 80, false));
+        assert!(
+            patterns.permits("WEB.example.com", 80, false),
+            "names ignore case"
+        );
+        assert!(
+            !patterns.permits("web.example.com", 8080, false),
+            "port 80 only"
+        );
+        assert!(
+            patterns.permits("api.alice.example.com", 8080, false),
+            "port *"
+        );
+        assert!(!patterns.permits("api.bob.example.com", 80, false));
+        assert!(!patterns.permits("other.example.com", 80, false));
+        // A port alone (OpenSSH's "localhost") permits generated names.
+        assert!(patterns.permits("k3x9q2ab.localhost", 80, true));
+        let only_named = listen("permitlisten=\"web.example.com:80\"").unwrap();
+        assert!(!only_named.permits("k3x9q2ab.localhost", 80, true));
+        // restrict does not undo it, and the order of options does not matter.
+        let restricted =
+            listen("permitlisten=\"web.example.com:80\",restrict,port-forwarding").unwrap();
+        assert!(restricted.permits("web.example.com", 80, false));
+        for bad in [
+            "permitlisten=\"web.example.com\"",
+            "permitlisten=\":80\"",
+            "permitlisten=\"web:70000\"",
+            "permitlisten",
+        ] {
+            let line = format!("{bad} {}", openssh(&key));
+            let error = AuthorizedKeys::parse(&line, "test")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("permitlisten"), "{bad}: {error}");
         }
     }
 
@@ -1466,7 +1595,8 @@ mod tests {
             permissions,
             Permissions {
                 pty: true,
-                port_forwarding: false
+                port_forwarding: false,
+                permit_listen: None
             }
         );
     }
@@ -1486,14 +1616,16 @@ mod tests {
             check("no-pty,no-X11-forwarding,no-user-rc"),
             Permissions {
                 pty: false,
-                port_forwarding: true
+                port_forwarding: true,
+                permit_listen: None
             }
         );
         assert_eq!(
             check("restrict,port-forwarding"),
             Permissions {
                 pty: false,
-                port_forwarding: true
+                port_forwarding: true,
+                permit_listen: None
             }
         );
     }
@@ -1640,7 +1772,8 @@ mod tests {
             permissions,
             Permissions {
                 pty: false,
-                port_forwarding: true
+                port_forwarding: true,
+                permit_listen: None
             }
         );
     }

@@ -78,6 +78,34 @@ pub struct PublishConfig {
     pub auth: AuthConfig,
     /// Who may visit a published name: the vhost policy of the name.
     pub visitors: AuthConfig,
+    /// The bounds on what a key publishes under this rule.
+    pub limits: PublishLimits,
+}
+
+/// `[[publish]]`'s bounds (spec §14.14), each defaulting to the constant named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishLimits {
+    /// `max_names_per_key`: names one key may hold at once; see
+    /// [`DEFAULT_MAX_PUBLISHED_NAMES_PER_KEY`](crate::limits::DEFAULT_MAX_PUBLISHED_NAMES_PER_KEY).
+    pub max_names_per_key: usize,
+    /// `max_visitor_channels`: visitor channels open at once on one publishing
+    /// connection; see
+    /// [`DEFAULT_MAX_VISITOR_CHANNELS_PER_PUBLISHER`](crate::limits::DEFAULT_MAX_VISITOR_CHANNELS_PER_PUBLISHER).
+    pub max_visitor_channels: usize,
+    /// `publisher_wait_timeout_secs`: how long a visitor's request waits for a
+    /// channel to the publisher; see
+    /// [`DEFAULT_PUBLISHER_WAIT_TIMEOUT`](crate::limits::DEFAULT_PUBLISHER_WAIT_TIMEOUT).
+    pub publisher_wait_timeout: Duration,
+}
+
+impl Default for PublishLimits {
+    fn default() -> Self {
+        Self {
+            max_names_per_key: crate::limits::DEFAULT_MAX_PUBLISHED_NAMES_PER_KEY,
+            max_visitor_channels: crate::limits::DEFAULT_MAX_VISITOR_CHANNELS_PER_PUBLISHER,
+            publisher_wait_timeout: crate::limits::DEFAULT_PUBLISHER_WAIT_TIMEOUT,
+        }
+    }
 }
 
 impl PublishConfig {
@@ -322,8 +350,17 @@ struct PublishFile {
     names: String,
     auth: AuthKind,
     authorized_keys: Option<PathBuf>,
+    #[serde(default)]
+    user_ca_keys: Vec<PathBuf>,
+    principals: Option<Vec<String>>,
     visitors: AuthKind,
     visitors_authorized_keys: Option<PathBuf>,
+    #[serde(default)]
+    visitors_user_ca_keys: Vec<PathBuf>,
+    visitors_principals: Option<Vec<String>>,
+    max_names_per_key: Option<usize>,
+    max_visitor_channels: Option<usize>,
+    publisher_wait_timeout_secs: Option<u64>,
 }
 
 impl PublishFile {
@@ -348,28 +385,83 @@ impl PublishFile {
                 "names is NAME or *.DOMAIN (DNS labels; {user} allowed)",
             ));
         }
-        let policy = |kind: &AuthKind, file: &Option<PathBuf>, key: &str| match kind {
-            AuthKind::None => Ok(AuthConfig::None),
-            AuthKind::AnyKey => Ok(AuthConfig::AnyKey),
-            AuthKind::AuthorizedKeys => file
-                .clone()
-                .map(|file| AuthConfig::AuthorizedKeys(resolve(file)))
-                .ok_or_else(|| context(&format!("\"authorized-keys\" needs {key} = FILE"))),
-            AuthKind::UserCa => Err(context("\"user-ca\" is not supported for publishing yet")),
+        // The settings of one policy: `auth` with `authorized_keys`, `user_ca_keys` and
+        // `principals`, or `visitors` with the same keys prefixed `visitors_`.
+        let policy = |kind: &AuthKind,
+                      file: &Option<PathBuf>,
+                      ca_keys: &[PathBuf],
+                      principals: &Option<Vec<String>>,
+                      prefix: &str| {
+            if file.is_some() && !matches!(kind, AuthKind::AuthorizedKeys) {
+                return Err(context(&format!(
+                    "{prefix}authorized_keys only applies to \"authorized-keys\""
+                )));
+            }
+            if (!ca_keys.is_empty() || principals.is_some()) && !matches!(kind, AuthKind::UserCa) {
+                return Err(context(&format!(
+                    "{prefix}user_ca_keys and {prefix}principals only apply to \"user-ca\""
+                )));
+            }
+            match kind {
+                AuthKind::None => Ok(AuthConfig::None),
+                AuthKind::AnyKey => Ok(AuthConfig::AnyKey),
+                AuthKind::AuthorizedKeys => file
+                    .clone()
+                    .map(|file| AuthConfig::AuthorizedKeys(resolve(file)))
+                    .ok_or_else(|| {
+                        context(&format!(
+                            "\"authorized-keys\" needs {prefix}authorized_keys = FILE"
+                        ))
+                    }),
+                AuthKind::UserCa if ca_keys.is_empty() => Err(context(&format!(
+                    "\"user-ca\" needs {prefix}user_ca_keys = [FILE, …]"
+                ))),
+                AuthKind::UserCa => Ok(AuthConfig::UserCa {
+                    ca_keys: ca_keys.iter().cloned().map(resolve).collect(),
+                    principals: principals.clone(),
+                }),
+            }
         };
         if matches!(self.auth, AuthKind::None) {
             return Err(context(
                 "auth = \"none\" would let anyone publish: name who may",
             ));
         }
+        let defaults = PublishLimits::default();
+        let limits = PublishLimits {
+            max_names_per_key: self.max_names_per_key.unwrap_or(defaults.max_names_per_key),
+            max_visitor_channels: self
+                .max_visitor_channels
+                .unwrap_or(defaults.max_visitor_channels),
+            publisher_wait_timeout: self
+                .publisher_wait_timeout_secs
+                .map_or(defaults.publisher_wait_timeout, Duration::from_secs),
+        };
+        if limits.max_names_per_key == 0
+            || limits.max_visitor_channels == 0
+            || limits.publisher_wait_timeout.is_zero()
+        {
+            return Err(context(
+                "max_names_per_key, max_visitor_channels and publisher_wait_timeout_secs must be at least 1",
+            ));
+        }
         Ok(PublishConfig {
-            auth: policy(&self.auth, &self.authorized_keys, "authorized_keys")?,
+            auth: policy(
+                &self.auth,
+                &self.authorized_keys,
+                &self.user_ca_keys,
+                &self.principals,
+                "",
+            )?,
             visitors: policy(
                 &self.visitors,
                 &self.visitors_authorized_keys,
-                "visitors_authorized_keys",
+                &self.visitors_user_ca_keys,
+                &self.visitors_principals,
+                "visitors_",
             )?,
             names: self.names.to_ascii_lowercase(),
+            limits,
         })
     }
 }
@@ -704,6 +796,7 @@ impl Config {
                 names: "*.localhost".to_owned(),
                 auth: AuthConfig::AnyKey,
                 visitors: AuthConfig::AnyKey,
+                limits: PublishLimits::default(),
             }],
         }
     }
@@ -997,6 +1090,75 @@ mod tests {
         assert!(config.publish[0].matches("web.tunnels.example.com", "alice"));
         assert!(!config.publish[0].matches("a.b.tunnels.example.com", "alice"));
         assert!(!config.publish[0].matches("tunnels.example.com", "alice"));
+    }
+
+    #[test]
+    fn publish_rules_take_every_policy_and_their_limits() {
+        let parse = |rule: &str| {
+            Config::parse(
+                &format!(
+                    "state_dir = \"/s\"\n[[vhost]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n\
+                     auth = \"any-key\"\n[[publish]]\nnames = \"*.t.example\"\n{rule}"
+                ),
+                Path::new("/etc/sshttp"),
+            )
+        };
+        let config = parse(
+            "auth = \"user-ca\"\nuser_ca_keys = [\"ca.pub\"]\nprincipals = [\"ops\"]\n\
+             visitors = \"user-ca\"\nvisitors_user_ca_keys = [\"visitors-ca.pub\"]\n\
+             max_names_per_key = 2\nmax_visitor_channels = 3\npublisher_wait_timeout_secs = 4\n",
+        )
+        .unwrap();
+        let rule = &config.publish[0];
+        assert_eq!(
+            rule.auth,
+            AuthConfig::UserCa {
+                ca_keys: vec![PathBuf::from("/etc/sshttp/ca.pub")],
+                principals: Some(vec!["ops".to_owned()]),
+            }
+        );
+        assert_eq!(
+            rule.visitors,
+            AuthConfig::UserCa {
+                ca_keys: vec![PathBuf::from("/etc/sshttp/visitors-ca.pub")],
+                principals: None,
+            }
+        );
+        assert_eq!(
+            rule.limits,
+            PublishLimits {
+                max_names_per_key: 2,
+                max_visitor_channels: 3,
+                publisher_wait_timeout: Duration::from_secs(4),
+            }
+        );
+        let defaults = parse("auth = \"any-key\"\nvisitors = \"none\"\n").unwrap();
+        assert_eq!(defaults.publish[0].limits, PublishLimits::default());
+        for (rule, says) in [
+            (
+                "auth = \"user-ca\"\nvisitors = \"any-key\"\n",
+                "needs user_ca_keys",
+            ),
+            (
+                "auth = \"any-key\"\nvisitors = \"user-ca\"\n",
+                "needs visitors_user_ca_keys",
+            ),
+            (
+                "auth = \"any-key\"\nprincipals = [\"ops\"]\nvisitors = \"any-key\"\n",
+                "only apply to \"user-ca\"",
+            ),
+            (
+                "auth = \"any-key\"\nvisitors = \"any-key\"\nmax_visitor_channels = 0\n",
+                "at least 1",
+            ),
+            (
+                "auth = \"none\"\nvisitors = \"any-key\"\n",
+                "anyone publish",
+            ),
+        ] {
+            let error = parse(rule).unwrap_err().to_string();
+            assert!(error.contains(says), "{rule}: {error}");
+        }
     }
 
     #[test]

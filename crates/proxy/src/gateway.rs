@@ -333,12 +333,35 @@ impl Gatekeeper for SiteGate {
     fn publish(
         &self,
         grant: &Grant,
-        publisher: crate::publish::Publisher,
+        mut publisher: crate::publish::Publisher,
+        generate: bool,
     ) -> Result<String, String> {
         let site = self.0.site();
         let identity = &grant.identity;
         let credential = grant.credential.borrow();
-        let name = publisher.address.trim_end_matches('.').to_ascii_lowercase();
+        let name = if generate {
+            // ssh -R 0:HOST:PORT: a fresh label under the first *.DOMAIN rule that
+            // lets this key publish.
+            let rule = site
+                .publish
+                .iter()
+                .find(|rule| {
+                    rule.config.names.starts_with("*.")
+                        && admit(&rule.config.names, &rule.auth, &identity.user, &credential, identity.peer)
+                            .is_some()
+                })
+                .ok_or_else(|| {
+                    "no [[publish]] rule gives this key a generated name: ask for one with ssh -R NAME:80:HOST:PORT".to_owned()
+                })?;
+            let domain = rule
+                .config
+                .names
+                .trim_start_matches("*.")
+                .replace("{user}", &identity.user.to_ascii_lowercase());
+            format!("{}.{domain}", crate::publish::generated_label())
+        } else {
+            publisher.address.trim_end_matches('.').to_ascii_lowercase()
+        };
         if publisher.port != 80 {
             return Err(format!(
                 "publish on port 80 (ssh -R {name}:80:HOST:PORT), not {}",
@@ -371,12 +394,28 @@ impl Gatekeeper for SiteGate {
             .key_fingerprint
             .clone()
             .unwrap_or_else(|| format!("anonymous {}", identity.user));
+        if let Some(patterns) = &permissions.permit_listen
+            && !patterns.permits(&name, publisher.port, generate)
+        {
+            return Err(format!(
+                "this key's authorized_keys entry does not permit listening on {name}:{} (permitlisten=)",
+                publisher.port
+            ));
+        }
+        let rule_limits = rule.config.limits;
+        publisher.channels = Arc::new(tokio::sync::Semaphore::new(
+            rule_limits.max_visitor_channels,
+        ));
+        publisher.wait = rule_limits.publisher_wait_timeout;
         let limits = site.gateway_limits.clone();
         let visitors = rule.visitors.clone();
         let connector_name = name.clone();
-        self.0
-            .published
-            .publish(&name, &owner, publisher, move |publishers| Vhost {
+        self.0.published.publish(
+            &name,
+            &owner,
+            rule_limits.max_names_per_key,
+            publisher,
+            move |publishers| Vhost {
                 policy: visitors,
                 upstream: UpstreamClient::published(
                     crate::publish::Connector {
@@ -384,10 +423,12 @@ impl Gatekeeper for SiteGate {
                         publishers,
                     },
                     &limits,
+                    rule_limits.publisher_wait_timeout,
                 ),
                 identity_assertion: false,
                 limits: rate::KeyLimits::new(crate::config::RateLimitConfig::default()),
-            })?;
+            },
+        )?;
         tracing::info!(%name, user = %identity.user, fingerprint = %owner, "published");
         Ok(name)
     }

@@ -65,6 +65,20 @@ pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// second (`requests_per_second`, `burst`) has no default: it is off unless set.
 pub const DEFAULT_MAX_IN_FLIGHT_PER_KEY: usize = 256;
 
+// ---- [[publish]]: publishing with `ssh -R`, spec §14.14 (`PublishLimits`) ----
+
+/// Names one key may hold at once (`max_names_per_key`); a `tcpip-forward` for
+/// another is refused.
+pub const DEFAULT_MAX_PUBLISHED_NAMES_PER_KEY: usize = 16;
+/// Visitor channels (`forwarded-tcpip`) open at once on one publishing connection
+/// (`max_visitor_channels`); past it a visitor's request waits for one, up to
+/// [`DEFAULT_PUBLISHER_WAIT_TIMEOUT`].
+pub const DEFAULT_MAX_VISITOR_CHANNELS_PER_PUBLISHER: usize = 64;
+/// How long a visitor's request waits for a channel to the publisher, a free slot
+/// and the publisher's confirmation (`publisher_wait_timeout_secs`); then it is
+/// answered 502.
+pub const DEFAULT_PUBLISHER_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 // ---- [identity_assertion] ----
 
 /// How long an assertion is valid unless configured otherwise (`lifetime_secs`).

@@ -24,15 +24,8 @@ use hyper_util::rt::TokioIo;
 use russh::server::{Handle, Msg};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-/// Names one key may hold at once; a `tcpip-forward` for another is refused.
-pub(crate) const MAX_PUBLISHED_NAMES_PER_KEY: usize = 16;
-/// Visitor channels (`forwarded-tcpip`) open at once on one publishing connection;
-/// past it a visitor's request waits for one, up to [`PUBLISHER_WAIT_TIMEOUT`].
-pub(crate) const MAX_VISITOR_CHANNELS_PER_PUBLISHER: usize = 64;
-/// How long a visitor's request waits for a channel to the publisher (a free slot,
-/// and the publisher's confirmation); then it is answered 502.
-pub(crate) const PUBLISHER_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Names kept after their last publisher left, so that visitors get 502 "offline"
 /// rather than "unknown virtual host"; past it the oldest is forgotten.
 pub(crate) const MAX_OFFLINE_NAMES: usize = 1024;
@@ -44,11 +37,20 @@ pub(crate) struct Publisher {
     pub connection: u64,
     /// Its session, to open `forwarded-tcpip` channels on.
     pub handle: Handle,
-    /// The `tcpip-forward` address and port, echoed in each channel's open.
+    /// The `tcpip-forward` address as the client sent it (the name, or for a
+    /// generated name what it sent, such as `localhost`), echoed in each channel's
+    /// open so that the client finds its forward.
     pub address: String,
+    /// The port: 80 (also what a request for port 0 is given).
     pub port: u32,
-    /// Visitor channels open on this connection.
+    /// Visitor channels open on this connection, at most the rule's
+    /// `max_visitor_channels`.
     pub channels: Arc<Semaphore>,
+    /// How long a visitor waits for one: the rule's `publisher_wait_timeout_secs`.
+    pub wait: Duration,
+    /// Cancelled when this publisher unpublishes: its visitor channels, idle in the
+    /// pool or busy, end then (a response in progress is aborted).
+    pub gone: CancellationToken,
 }
 
 /// What the registry needs of a publisher (a trait so that its bookkeeping is tested
@@ -58,6 +60,8 @@ pub(crate) trait Publishing: Clone + Send + 'static {
     fn connection(&self) -> u64;
     /// Whether this is the `tcpip-forward` for `address:port`.
     fn binds(&self, address: &str, port: u32) -> bool;
+    /// It no longer publishes: end what it carries.
+    fn gone(&self);
 }
 
 impl Publishing for Publisher {
@@ -66,7 +70,12 @@ impl Publishing for Publisher {
     }
 
     fn binds(&self, address: &str, port: u32) -> bool {
-        self.address.eq_ignore_ascii_case(address) && self.port == port
+        // A cancel of a port-0 forward may name 0 or the port it was given.
+        self.address.eq_ignore_ascii_case(address) && (port == self.port || port == 0)
+    }
+
+    fn gone(&self) {
+        self.gone.cancel();
     }
 }
 
@@ -129,8 +138,28 @@ struct Names<V, P> {
     unpublished: u64,
 }
 
+/// A fresh label for a generated name (`ssh -R 0:HOST:PORT`): 8 lowercase letters
+/// and digits, about 41 bits.
+pub(crate) fn generated_label() -> String {
+    use rand::RngExt as _;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| {
+            let index = rng.random_range(0..ALPHABET.len());
+            char::from(ALPHABET.get(index).copied().unwrap_or(b'x'))
+        })
+        .collect()
+}
+
 /// Why a `tcpip-forward` was refused: said in the log, and to the publisher.
 pub(crate) type Refusal = String;
+
+fn too_many(max_names: usize) -> Refusal {
+    format!(
+        "this key already publishes {max_names} names, the most one key may (max_names_per_key)"
+    )
+}
 
 impl<V, P> Default for Registry<V, P> {
     fn default() -> Self {
@@ -163,6 +192,7 @@ impl<V, P: Publishing> Registry<V, P> {
         &self,
         name: &str,
         owner: &str,
+        max_names: usize,
         publisher: P,
         vhost: impl FnOnce(Arc<Publishers<P>>) -> V,
     ) -> Result<(), Refusal> {
@@ -179,10 +209,8 @@ impl<V, P: Publishing> Registry<V, P> {
                 ))
             }
             Some(entry) => {
-                if entry.owner.is_none() && held >= MAX_PUBLISHED_NAMES_PER_KEY {
-                    return Err(format!(
-                        "this key already publishes {MAX_PUBLISHED_NAMES_PER_KEY} names, the most one key may"
-                    ));
+                if entry.owner.is_none() && held >= max_names {
+                    return Err(too_many(max_names));
                 }
                 entry.owner = Some(owner.to_owned());
                 entry
@@ -194,10 +222,8 @@ impl<V, P: Publishing> Registry<V, P> {
                 Ok(())
             }
             None => {
-                if held >= MAX_PUBLISHED_NAMES_PER_KEY {
-                    return Err(format!(
-                        "this key already publishes {MAX_PUBLISHED_NAMES_PER_KEY} names, the most one key may"
-                    ));
+                if held >= max_names {
+                    return Err(too_many(max_names));
                 }
                 let publishers = Arc::new(Publishers::default());
                 publishers
@@ -237,8 +263,12 @@ impl<V, P: Publishing> Registry<V, P> {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             list.retain(|publisher| {
-                publisher.connection() != connection
-                    || only.is_some_and(|(address, port)| !publisher.binds(address, port))
+                let stays = publisher.connection() != connection
+                    || only.is_some_and(|(address, port)| !publisher.binds(address, port));
+                if !stays {
+                    publisher.gone();
+                }
+                stays
             });
             if list.is_empty() {
                 entry.owner = None;
@@ -331,16 +361,18 @@ impl tower_service::Service<Uri> for Connector {
                 Ok::<_, io::Error>(TokioIo::new(PublishedStream {
                     inner: channel.into_stream(),
                     _permit: permit,
+                    gone: Box::pin(publisher.gone.clone().cancelled_owned()),
                 }))
             };
-            tokio::time::timeout(PUBLISHER_WAIT_TIMEOUT, open)
+            let wait = publisher.wait;
+            tokio::time::timeout(wait, open)
                 .await
                 .map_err(|_| {
                     io::Error::new(
                         io::ErrorKind::TimedOut,
                         format!(
-                            "the publisher of {name} gave no channel within {} s",
-                            PUBLISHER_WAIT_TIMEOUT.as_secs()
+                            "the publisher of {name} gave no channel within {} s (publisher_wait_timeout_secs)",
+                            wait.as_secs()
                         ),
                     )
                 })?
@@ -348,10 +380,19 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
-/// A visitor's channel to a publisher, holding its slot on that connection.
+/// A visitor's channel to a publisher, holding its slot on that connection. It ends
+/// (EOF to reads, an error to writes) when the publisher unpublishes, so that hyper
+/// drops it from its pool and the channel closes (dropping it sends CHANNEL_CLOSE).
 pub(crate) struct PublishedStream {
     inner: russh::ChannelStream<Msg>,
     _permit: OwnedSemaphorePermit,
+    gone: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl PublishedStream {
+    fn is_gone(&mut self, cx: &mut Context<'_>) -> bool {
+        self.gone.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl Connection for PublishedStream {
@@ -366,6 +407,9 @@ impl AsyncRead for PublishedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.is_gone(cx) {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -376,6 +420,12 @@ impl AsyncWrite for PublishedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.is_gone(cx) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the publisher unpublished",
+            )));
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -392,6 +442,7 @@ impl AsyncWrite for PublishedStream {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use crate::limits::DEFAULT_MAX_PUBLISHED_NAMES_PER_KEY as MAX_PUBLISHED_NAMES_PER_KEY;
 
     /// A publisher without a connection: its number and its bind address.
     #[derive(Clone, Debug, PartialEq)]
@@ -405,6 +456,8 @@ mod tests {
         fn binds(&self, address: &str, port: u32) -> bool {
             self.1 == address && port == 80
         }
+
+        fn gone(&self) {}
     }
 
     fn registry() -> Registry<String, Fake> {
@@ -417,7 +470,13 @@ mod tests {
         owner: &str,
         connection: u64,
     ) -> Result<(), Refusal> {
-        registry.publish(name, owner, Fake(connection, name), |_| name.to_owned())
+        registry.publish(
+            name,
+            owner,
+            MAX_PUBLISHED_NAMES_PER_KEY,
+            Fake(connection, name),
+            |_| name.to_owned(),
+        )
     }
 
     #[test]

@@ -370,6 +370,7 @@ async fn serve_connection<T, S, B>(
             gatekeeper: shared.gatekeeper.clone(),
             connection: NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         },
+        published: Vec::new(),
     };
     let stats = shared.stats.clone();
     let limits = shared.connections.clone();
@@ -508,6 +509,8 @@ struct ConnectionHandler<S> {
     auth_failures: usize,
     /// The connection's number, and what ends its published names with it.
     unpublish: Unpublish,
+    /// The names it publishes, with the address each `tcpip-forward` named.
+    published: Vec<(String, String)>,
 }
 
 /// Numbers connections for the publish registry.
@@ -954,18 +957,28 @@ where
         let Some(grant) = self.grant.clone() else {
             return Ok(false);
         };
+        // Port 0 asks for a generated name; the forward is then on port 80, which the
+        // reply tells the client (RFC 4254 §7.1).
+        let generate = *port == 0;
         let publisher = crate::publish::Publisher {
             connection: self.unpublish.connection,
             handle: session.handle(),
             address: address.to_owned(),
-            port: *port,
+            port: if generate { 80 } else { *port },
+            // The rule that admits the name sets these two (`[[publish]]`'s limits).
             channels: Arc::new(Semaphore::new(
-                crate::publish::MAX_VISITOR_CHANNELS_PER_PUBLISHER,
+                crate::limits::DEFAULT_MAX_VISITOR_CHANNELS_PER_PUBLISHER,
             )),
+            wait: crate::limits::DEFAULT_PUBLISHER_WAIT_TIMEOUT,
+            gone: CancellationToken::new(),
         };
-        match self.shared.gatekeeper.publish(&grant, publisher) {
-            Ok(_) => {
+        match self.shared.gatekeeper.publish(&grant, publisher, generate) {
+            Ok(name) => {
+                if generate {
+                    *port = 80;
+                }
                 self.activity.published();
+                self.published.push((name, address.to_owned()));
                 Ok(true)
             }
             Err(reason) => {
@@ -985,6 +998,8 @@ where
         self.shared
             .gatekeeper
             .unpublish(self.unpublish.connection, Some((address, port)));
+        self.published
+            .retain(|(_, requested)| !requested.eq_ignore_ascii_case(address));
         self.activity.unpublished();
         Ok(true)
     }
@@ -1168,7 +1183,11 @@ where
             return Ok(());
         };
         session.channel_success(channel)?;
-        self.show_info(stock);
+        if self.published.is_empty() {
+            self.show_info(stock);
+        } else {
+            self.show_published(stock);
+        }
         Ok(())
     }
 
@@ -1355,6 +1374,49 @@ impl<S> ConnectionHandler<S> {
             let (_read, write) = stock.channel.split();
             let _ = write.data_bytes(text).await;
             let _ = write.exit_status(exit).await;
+            let _ = write.eof().await;
+            let _ = write.close().await;
+        });
+    }
+
+    /// The shell of a connection that publishes (`ssh -R NAME:80:… gw`, or
+    /// `ssh -R 0:… gw` for a generated name; spec §14.14): says what is published and
+    /// how to visit it on standard error, then stays open, so that the names stay
+    /// published, until the client ends it (EOF, Ctrl-C or Ctrl-D on a terminal).
+    fn show_published(&self, stock: StockSession) {
+        let mut text = String::new();
+        for (name, _) in &self.published {
+            text.push_str(&format!(
+                "published {name}\n  visit: ssh -o SetEnv=HTTP_HOST={name} GATEWAY get /\n  or: sshttp get sshttp://GATEWAY/ --vhost {name}\n"
+            ));
+        }
+        text.push_str("Close this session (Ctrl-C) to unpublish.\n");
+        let text = stock.terminal.lines(&text);
+        let gatekeeper = self.shared.gatekeeper.clone();
+        let connection = self.unpublish.connection;
+        let activity = self.activity.clone();
+        let names = self.published.len();
+        tokio::spawn(async move {
+            let (mut read, write) = stock.channel.split();
+            // On standard error, as sish and OpenSSH's own "Allocated port" say it:
+            // standard output stays free for what a script pipes.
+            let _ = write.extended_data_bytes(1, text).await;
+            while let Some(message) = read.wait().await {
+                match message {
+                    russh::ChannelMsg::Data { data } if data.iter().any(|b| matches!(b, 3 | 4)) => {
+                        break;
+                    }
+                    russh::ChannelMsg::Eof | russh::ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            // Ending the session ends the publishing: visitors' channels close, so
+            // that ssh, which waits for them, can exit.
+            gatekeeper.unpublish(connection, None);
+            for _ in 0..names {
+                activity.unpublished();
+            }
+            let _ = write.exit_status(0).await;
             let _ = write.eof().await;
             let _ = write.close().await;
         });

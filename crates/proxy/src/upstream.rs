@@ -152,9 +152,13 @@ impl UpstreamClient {
 
     /// A client for a published name (spec §14.14): its connections are
     /// `forwarded-tcpip` channels to the name's publishers, pooled and reused like TCP
-    /// connections, at most [`crate::publish::MAX_VISITOR_CHANNELS_PER_PUBLISHER`]
-    /// per publishing connection.
-    pub(crate) fn published(connector: crate::publish::Connector, limits: &GatewayLimits) -> Self {
+    /// connections, at most the rule's `max_visitor_channels` per publishing
+    /// connection; a request waits up to `wait` for one.
+    pub(crate) fn published(
+        connector: crate::publish::Connector,
+        limits: &GatewayLimits,
+        wait: Duration,
+    ) -> Self {
         let authority = Authority::try_from(connector.name.as_str())
             .unwrap_or_else(|_| Authority::from_static("published.invalid"));
         let client = Client::builder(TokioExecutor::new())
@@ -169,7 +173,7 @@ impl UpstreamClient {
             response_timeout: limits.upstream_response_timeout,
             in_flight: Arc::new(Semaphore::new(limits.max_upstream_requests)),
             max_in_flight: limits.max_upstream_requests,
-            permit_wait: crate::publish::PUBLISHER_WAIT_TIMEOUT,
+            permit_wait: wait,
         }
     }
 
