@@ -30,6 +30,14 @@ const CONFIG: &str = "[[vhost]]\nname = \"main.test\"\nupstream = \"http://127.0
 /// the gateway sent; `/partial` sends a head and some bytes, then nothing.
 async fn service() -> Upstream {
     Upstream::start(|request: Request<hyper::body::Incoming>| async move {
+        if request.uri().path() == "/assertion" {
+            let assertion = request
+                .headers()
+                .get("sshttp-identity-assertion")
+                .map_or("-", |v| v.to_str().unwrap())
+                .to_owned();
+            return text(assertion);
+        }
         if request.uri().path() == "/partial" {
             let body = http_body_util::StreamBody::new(Partial { sent: false });
             return Response::new(body.boxed());
@@ -421,7 +429,8 @@ async fn a_publishers_visitor_channels_are_bounded_and_a_visitor_waits_for_one_o
 }
 
 #[tokio::test]
-async fn authorized_keys_permitlisten_and_a_user_ca_decide_who_publishes_which_names() {
+async fn authorized_keys_permitlisten_and_a_user_ca_decide_who_publishes_which_names_and_rules_sign_assertions()
+ {
     let keys = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         sshttp_tests::run(
@@ -448,9 +457,11 @@ async fn authorized_keys_permitlisten_and_a_user_ca_decide_who_publishes_which_n
     ]);
     let listed_pub = std::fs::read_to_string(keys.path().join("listed.pub")).unwrap();
     let ca_pub = std::fs::read_to_string(keys.path().join("ca.pub")).unwrap();
-    let config = "[[vhost]]\nname = \"main.test\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"any-key\"\n\
+    let config = "[identity_assertion]\nalgorithm = \"eddsa\"\n\
+        [[vhost]]\nname = \"main.test\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"any-key\"\n\
         [[publish]]\nnames = \"*.keys.test\"\nauth = \"authorized-keys\"\nauthorized_keys = \"publishers\"\nvisitors = \"any-key\"\n\
-        [[publish]]\nnames = \"*.ca.test\"\nauth = \"user-ca\"\nuser_ca_keys = [\"ca.pub\"]\nprincipals = [\"publishers\"]\nvisitors = \"any-key\"\n";
+        [[publish]]\nnames = \"*.ca.test\"\nauth = \"user-ca\"\nuser_ca_keys = [\"ca.pub\"]\nprincipals = [\"publishers\"]\nvisitors = \"any-key\"\n\
+        identity_assertion = true\n";
     let authorized = format!(
         "permitlisten=\"api.keys.test:80\",permitlisten=\"api-*.keys.test:*\" {listed_pub}"
     );
@@ -495,6 +506,9 @@ async fn authorized_keys_permitlisten_and_a_user_ca_decide_who_publishes_which_n
     for name in ["api.keys.test", "api-eu.keys.test"] {
         let _child = publish(&listed, name, service.addr.port());
         wait_published(&visitor, name).await;
+        // This rule does not ask for the identity assertion.
+        let (_, _, assertion) = get(&visitor, Some(name), "/assertion").await.unwrap();
+        assert_eq!(assertion, "-");
     }
     // A key not in the file publishes nothing under the rule.
     let (code, output) = refused(&OpenSsh::new(&gateway), "api.keys.test").await;
@@ -524,6 +538,11 @@ async fn authorized_keys_permitlisten_and_a_user_ca_decide_who_publishes_which_n
             .unwrap(),
     );
     wait_published(&visitor, "web.ca.test").await;
+    // This one does: the service gets a signed assertion (a JWS, three parts).
+    let (_, _, assertion) = get(&visitor, Some("web.ca.test"), "/assertion")
+        .await
+        .unwrap();
+    assert_eq!(assertion.split('.').count(), 3, "{assertion}");
     let (code, output) = refused(&OpenSsh::new(&gateway), "other.ca.test").await;
     assert_ne!(
         code,

@@ -69,7 +69,7 @@ pub struct Config {
 
 /// One `[[publish]]` rule: names a key may publish with `ssh -R NAME:80:…`, who may
 /// publish them, and who may visit them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PublishConfig {
     /// The names: `NAME`, or `*.DOMAIN` for any one label under DOMAIN; `{user}`
     /// stands for the SSH user name.
@@ -80,6 +80,12 @@ pub struct PublishConfig {
     pub visitors: AuthConfig,
     /// The bounds on what a key publishes under this rule.
     pub limits: PublishLimits,
+    /// Whether requests to the published names carry the signed identity assertion
+    /// (needs `[identity_assertion]`), as a vhost's `identity_assertion`.
+    pub identity_assertion: bool,
+    /// Per-caller request limits on each published name, as a vhost's
+    /// `[vhost.rate_limit]` (`[publish.rate_limit]`).
+    pub rate_limit: RateLimitConfig,
 }
 
 /// `[[publish]]`'s bounds (spec §14.14), each defaulting to the constant named.
@@ -361,6 +367,10 @@ struct PublishFile {
     max_names_per_key: Option<usize>,
     max_visitor_channels: Option<usize>,
     publisher_wait_timeout_secs: Option<u64>,
+    #[serde(default)]
+    identity_assertion: bool,
+    #[serde(default)]
+    rate_limit: RateLimitFile,
 }
 
 impl PublishFile {
@@ -460,6 +470,8 @@ impl PublishFile {
                 &self.visitors_principals,
                 "visitors_",
             )?,
+            rate_limit: self.rate_limit.resolve().map_err(|error| context(&error))?,
+            identity_assertion: self.identity_assertion,
             names: self.names.to_ascii_lowercase(),
             limits,
         })
@@ -719,6 +731,14 @@ impl Config {
                 vhost.name
             )));
         }
+        if assertion.is_none()
+            && let Some(rule) = file.publish.iter().find(|rule| rule.identity_assertion)
+        {
+            return Err(Error::invalid(format!(
+                "[[publish]] names = {:?} sets identity_assertion but there is no [identity_assertion] section",
+                rule.names
+            )));
+        }
         let host_keys: Vec<PathBuf> = file.host_keys.into_iter().map(&resolve).collect();
         let host_certificates: Vec<PathBuf> =
             file.host_certificates.into_iter().map(&resolve).collect();
@@ -797,6 +817,8 @@ impl Config {
                 auth: AuthConfig::AnyKey,
                 visitors: AuthConfig::AnyKey,
                 limits: PublishLimits::default(),
+                identity_assertion: false,
+                rate_limit: RateLimitConfig::default(),
             }],
         }
     }
@@ -1106,7 +1128,8 @@ mod tests {
         let config = parse(
             "auth = \"user-ca\"\nuser_ca_keys = [\"ca.pub\"]\nprincipals = [\"ops\"]\n\
              visitors = \"user-ca\"\nvisitors_user_ca_keys = [\"visitors-ca.pub\"]\n\
-             max_names_per_key = 2\nmax_visitor_channels = 3\npublisher_wait_timeout_secs = 4\n",
+             max_names_per_key = 2\nmax_visitor_channels = 3\npublisher_wait_timeout_secs = 4\n\
+             [publish.rate_limit]\nrequests_per_second = 5\n",
         )
         .unwrap();
         let rule = &config.publish[0];
@@ -1132,6 +1155,7 @@ mod tests {
                 publisher_wait_timeout: Duration::from_secs(4),
             }
         );
+        assert_eq!(rule.rate_limit.requests_per_second, Some(5.0));
         let defaults = parse("auth = \"any-key\"\nvisitors = \"none\"\n").unwrap();
         assert_eq!(defaults.publish[0].limits, PublishLimits::default());
         for (rule, says) in [
@@ -1154,6 +1178,14 @@ mod tests {
             (
                 "auth = \"none\"\nvisitors = \"any-key\"\n",
                 "anyone publish",
+            ),
+            (
+                "auth = \"any-key\"\nvisitors = \"any-key\"\nidentity_assertion = true\n",
+                "no [identity_assertion]",
+            ),
+            (
+                "auth = \"any-key\"\nvisitors = \"any-key\"\n[publish.rate_limit]\nburst = 0\n",
+                "burst",
             ),
         ] {
             let error = parse(rule).unwrap_err().to_string();

@@ -403,6 +403,7 @@ impl Gatekeeper for SiteGate {
             ));
         }
         let rule_limits = rule.config.limits;
+        let rule_config = rule.config.clone();
         publisher.channels = Arc::new(tokio::sync::Semaphore::new(
             rule_limits.max_visitor_channels,
         ));
@@ -425,8 +426,8 @@ impl Gatekeeper for SiteGate {
                     &limits,
                     rule_limits.publisher_wait_timeout,
                 ),
-                identity_assertion: false,
-                limits: rate::KeyLimits::new(crate::config::RateLimitConfig::default()),
+                identity_assertion: rule_config.identity_assertion,
+                limits: rate::KeyLimits::new(rule_config.rate_limit),
             },
         )?;
         tracing::info!(%name, user = %identity.user, fingerprint = %owner, "published");
