@@ -1,6 +1,7 @@
 //! Publishing (issue 21, spec §14.14): a service that listens only on the publisher's
 //! loopback becomes a vhost through stock OpenSSH `ssh -R NAME:80:HOST:PORT`, visitors
-//! reach it with their own identity, a name stays with the key that holds it, and a
+//! (the client library, stock `ssh gw get` and the local proxy) reach it with their
+//! own identity, a name stays with the key that holds it, and a
 //! publisher that goes away mid-response aborts the visitor's response.
 
 // Test code states expectations with unwrap, expect, panic, indexing and plain arithmetic.
@@ -153,6 +154,42 @@ async fn stock_ssh_publishes_a_name_that_visitors_reach_with_their_own_identity(
         output.starts_with("host=web.localhost user=alice fingerprint=SHA256:"),
         "{output}"
     );
+
+    // The local proxy (`sshttp proxy --to`) as a visitor, with a key of its own: what
+    // curl or a browser reaches.
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let home = tempfile::tempdir().unwrap();
+        let key = sshttp_tests::client::Identity::generate_ed25519().unwrap();
+        let fingerprint = key.fingerprint();
+        let client = sshttp_tests::client::Client::builder()
+            .home_dir(home.path())
+            .ssh_config(false)
+            .ssh_agent(false)
+            .identity(key)
+            .host_key_fingerprint(gateway.fingerprint.clone())
+            .build()
+            .unwrap();
+        let gateway_url = format!("sshttp://carol@127.0.0.1:{}", gateway.addr.port());
+        let proxy = sshttp_tests::reverse_proxy(client, &gateway_url, "web.localhost").await;
+        let mut socket = tokio::net::TcpStream::connect(proxy).await.unwrap();
+        socket
+            .write_all(b"GET /who HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(20), socket.read_to_string(&mut answer))
+            .await
+            .expect("the local proxy's visitor hung")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.ends_with(&format!(
+                "host=web.localhost user=carol fingerprint={fingerprint}"
+            )),
+            "{answer}"
+        );
+    }
 
     // Another key cannot take the name while it is published.
     let rival = OpenSsh::new(&gateway);

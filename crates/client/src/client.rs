@@ -755,7 +755,7 @@ impl Client {
     /// A connection of its own to the gateway of `url` (`sshttp://[user@]host[:port]/`),
     /// dialed as the pool dials (ssh_config, keys, agent, known_hosts, ProxyJump) but
     /// never pooled: for what holds a connection for long, such as publishing a name
-    /// ([`Connection::publish`]).
+    /// ([`Connection::publish`](crate::Connection::publish)).
     ///
     /// # Errors
     ///
