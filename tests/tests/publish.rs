@@ -102,6 +102,26 @@ fn publish(publisher: &OpenSsh, name: &str, port: u16) -> Reaped {
     )
 }
 
+/// A visitor's `GET /partial` on web.localhost, its first bytes read: the rest of the
+/// body, which the service never ends.
+async fn partial(visitor: &sshttp_tests::client::Connection) -> sshttp_tests::client::Body {
+    let response = visitor
+        .send(
+            None,
+            http::Request::get("/partial")
+                .header("host", "web.localhost")
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "partial");
+    body
+}
+
 /// Waits until a visitor's `GET /who` on `name` is answered by the publisher.
 async fn wait_published(connection: &sshttp_tests::client::Connection, name: &str) {
     for _ in 0..100 {
@@ -233,20 +253,7 @@ async fn stock_ssh_publishes_a_name_that_visitors_reach_with_their_own_identity(
 
     // The publisher leaves mid-response: the visitor's response is aborted, not short
     // and complete.
-    let response = visitor
-        .send(
-            None,
-            http::Request::get("/partial")
-                .header("host", "web.localhost")
-                .body(http_body_util::Empty::<Bytes>::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let mut body = response.into_body();
-    let first = body.frame().await.unwrap().unwrap();
-    assert_eq!(first.into_data().unwrap(), "partial");
+    let body = partial(&visitor).await;
     child.kill().unwrap();
     child.wait().unwrap();
     let rest = tokio::time::timeout(Duration::from_secs(20), body.collect())
@@ -413,21 +420,7 @@ async fn a_publishers_visitor_channels_are_bounded_and_a_visitor_waits_for_one_o
     wait_published(&visitor, "web.localhost").await;
 
     // One visitor's response in progress holds the only channel...
-    let response = visitor
-        .send(
-            None,
-            http::Request::get("/partial")
-                .header("host", "web.localhost")
-                .body(http_body_util::Empty::<Bytes>::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let mut held = response.into_body();
-    assert_eq!(
-        held.frame().await.unwrap().unwrap().into_data().unwrap(),
-        "partial"
-    );
+    let held = partial(&visitor).await;
 
     // ...so another waits the configured second for one, then gets 502 naming the limit.
     let (other, _) = gateway.connect().await;
