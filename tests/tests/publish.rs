@@ -411,7 +411,8 @@ async fn a_publishers_visitor_channels_are_bounded_and_a_visitor_waits_for_one_o
     // One channel per publishing connection, and a one-second wait for it.
     let config = "[[vhost]]\nname = \"main.test\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"any-key\"\n\
         [[publish]]\nnames = \"*.localhost\"\nauth = \"any-key\"\nvisitors = \"any-key\"\n\
-        max_visitor_channels = 1\npublisher_wait_timeout_secs = 1\n";
+        max_visitor_channels = 1\npublisher_wait_timeout_secs = 1\n\
+        [metrics]\nlisten = \"127.0.0.1:0\"\n";
     let gateway = Gateway::start(config, &[]).await;
     let service = service().await;
     let publisher = OpenSsh::new(&gateway);
@@ -456,6 +457,18 @@ async fn a_publishers_visitor_channels_are_bounded_and_a_visitor_waits_for_one_o
         served.starts_with("host=web.localhost user=tester"),
         "{served}"
     );
+
+    // Counted as any vhost's requests and upstream failures.
+    let metrics = gateway.metrics_text().await;
+    let count = |series: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+    };
+    assert!(count("sshttp_upstream_errors_total{vhost=\"web.localhost\",kind=\"connect\"} ") >= 1);
+    assert!(count("sshttp_requests_total{vhost=\"web.localhost\",code=\"2xx\"} ") >= 2);
+    assert!(count("sshttp_requests_total{vhost=\"web.localhost\",code=\"5xx\"} ") >= 1);
 }
 
 #[tokio::test]

@@ -209,8 +209,13 @@ impl<V, P: Publishing> Registry<V, P> {
                 ))
             }
             Some(entry) => {
-                if entry.owner.is_none() && held >= max_names {
-                    return Err(too_many(max_names));
+                if entry.owner.is_none() {
+                    if held >= max_names {
+                        return Err(too_many(max_names));
+                    }
+                    // Published again: under the rules as they are now (a reload may
+                    // have changed who may visit), not as they were.
+                    entry.vhost = Arc::new(vhost(entry.publishers.clone()));
                 }
                 entry.owner = Some(owner.to_owned());
                 entry
@@ -507,9 +512,28 @@ mod tests {
             registry.vhost("a.localhost").as_deref().map(String::as_str),
             Some("a.localhost")
         );
-        // Free for another key now.
-        publish(&registry, "a.localhost", "key-2", 3).unwrap();
+        // Free for another key now, and built again from the rules of now.
+        let again = |connection: u64, vhost: &'static str| {
+            registry.publish(
+                "a.localhost",
+                "key-2",
+                MAX_PUBLISHED_NAMES_PER_KEY,
+                Fake(connection, "a.localhost"),
+                |_| vhost.to_owned(),
+            )
+        };
+        again(3, "rules after a reload").unwrap();
         assert_eq!(registry.published(), 1);
+        assert_eq!(
+            registry.vhost("a.localhost").as_deref().map(String::as_str),
+            Some("rules after a reload")
+        );
+        // While it is held, another connection of its key joins what is there.
+        again(4, "ignored").unwrap();
+        assert_eq!(
+            registry.vhost("a.localhost").as_deref().map(String::as_str),
+            Some("rules after a reload")
+        );
     }
 
     #[test]
