@@ -14,7 +14,10 @@
 #   sshttp proxy --to                      client -> sshttp proxy -> sshttp serve -> upstream
 # beside direct HTTP and ssh -L with the same load client.
 # Then wrk (a public tool) against the plain HTTP ports of direct, ssh -L and the local
-# proxy. Prints a Markdown report.
+# proxy. Prints a Markdown report. The quick run also visits the upstream as a name
+# published on the gateway (spec §14.14), by stock ssh -R and by sshttp publish:
+#   published                              sshttp_client::Client -> sshttp serve -> SSH
+#                                          (forwarded-tcpip) -> publisher -> upstream
 #
 #   bench/run.sh [SECONDS_PER_RATE_RUN]     (default 5)
 #   bench/run.sh --quick --json FILE        about 5 minutes; one JSON object to FILE
@@ -155,6 +158,11 @@ state_dir = "$work/gateway-state"
 name = "bench"
 upstream = "http://$http"
 auth = "any-key"
+
+[[publish]]
+names = "*.bench"
+auth = "any-key"
+visitors = "any-key"
 CONF
 start gateway env RUST_LOG=info \
     target/release/sshttp serve --config "$work/gateway.toml"
@@ -173,6 +181,25 @@ start local-proxy env HOME="$work" RUST_LOG=warn \
     --host-key "$gateway_key"
 local_proxy=$addr
 local_proxy_pid=${pids[-1]}
+# The same upstream published on the gateway (spec §14.14), by stock `ssh -R` and by
+# `sshttp publish`: visitors' requests travel gateway -> publisher over SSH, then to
+# the upstream over loopback TCP.
+ssh -N -F /dev/null -i "$work/client_key" -p "${gateway##*:}" \
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+    -o ExitOnForwardFailure=yes -R "ssh-r.bench:80:$http" "bench@127.0.0.1" &
+pids+=($!)
+env HOME="$work" RUST_LOG=warn target/release/sshttp publish "sshttp://bench@$gateway" \
+    --name publish.bench --to "http://$http" --identity "$work/client_key" --no-agent -F none \
+    --host-key "$gateway_key" > "$work/publish.log" 2>&1 &
+pids+=($!)
+for name in ssh-r.bench publish.bench; do
+    for _ in $(seq 100); do
+        "${bin[@]}" load --mode client --target "$gateway" --vhost "$name" --requests 1 \
+            > /dev/null 2>&1 && break
+        sleep 0.1
+    done
+done
+
 # A link with a 50 ms round trip, in front of the gateway and of the upstream.
 delay_ms=25
 start relay-gateway "${bin[@]}" delay-relay --target "$gateway" --delay-ms "$delay_ms"
@@ -266,10 +293,12 @@ if [ "$quick" = 1 ]; then
     echo "sshttp quick benchmark, commit $commit, ${seconds}s rate runs, $(nproc) cores" >&2
     for c in 1 64; do
         for row in "direct|http|$http" "ssh_l|http|$tunnel" "client|client|$gateway" \
-            "proxy|http|$local_proxy" "ssh_l_gateway|http|$gw_tunnel" "https_mtls|https|$https"; do
-            IFS='|' read -r name mode target <<< "$row"
+            "proxy|http|$local_proxy" "ssh_l_gateway|http|$gw_tunnel" "https_mtls|https|$https" \
+            "published_ssh_r|client|$gateway|ssh-r.bench" "published_sshttp|client|$gateway|publish.bench"; do
+            IFS='|' read -r name mode target vhost <<< "$row"
             extra=()
             [ "$mode" = https ] && extra=("${https_args[@]}")
+            [ -n "$vhost" ] && extra=(--vhost "$vhost")
             out=$(load --mode "$mode" --target "$target" --concurrency "$c" --seconds "$seconds" "${extra[@]}")
             note "small_get_c$c.$name" "$(field rps <<< "$out")"
             note "p999_ms_c$c.$name" "$(field p999_ms <<< "$out")"
@@ -299,9 +328,12 @@ print(f'  {sys.argv[1]}: {us(float(sys.argv[3]))} / {us((int(sys.argv[4]))/t)} /
     done
     for kind in get post; do
         if [ "$kind" = get ]; then args=(--path "/bytes/$bulk" --requests 1); else args=(--upload "$bulk" --requests 1); fi
-        for row in "direct|http|$http" "ssh_l|http|$tunnel" "client|client|$gateway" "proxy|http|$local_proxy"; do
-            IFS='|' read -r name mode target <<< "$row"
-            note "bulk_${kind}_mibs.$name" "$(load --mode "$mode" --target "$target" "${args[@]}" | field mib_per_s)"
+        for row in "direct|http|$http" "ssh_l|http|$tunnel" "client|client|$gateway" "proxy|http|$local_proxy" \
+            "published_ssh_r|client|$gateway|ssh-r.bench" "published_sshttp|client|$gateway|publish.bench"; do
+            IFS='|' read -r name mode target vhost <<< "$row"
+            extra=()
+            [ -n "$vhost" ] && extra=(--vhost "$vhost")
+            note "bulk_${kind}_mibs.$name" "$(load --mode "$mode" --target "$target" "${args[@]}" "${extra[@]}" | field mib_per_s)"
         done
     done
     # Cold: a new client process, connect plus first request to its last byte, through
