@@ -593,3 +593,68 @@ async fn authorized_keys_permitlisten_and_a_user_ca_decide_who_publishes_which_n
         "a key without a certificate published: {output}"
     );
 }
+
+#[tokio::test]
+async fn a_publisher_that_answers_garbage_or_nothing_costs_its_visitors_a_clear_error_only() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // Its upstream response timeout: 2 s, for the publisher that never answers.
+    let config = format!("{CONFIG}[limits]\nupstream_response_timeout_secs = 2\n");
+    let gateway = Gateway::start(&config, &[]).await;
+    // Behind the publisher: a TCP service that answers each request with garbage, and
+    // one that reads the request and says nothing.
+    let listener = |answer: &'static [u8]| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    let _ = socket.read(&mut buffer).await;
+                    let _ = socket.write_all(answer).await;
+                    // Hold the connection open, as a hung service would.
+                    let _ = socket.read(&mut buffer).await;
+                });
+            }
+        });
+        port
+    };
+    let garbage = listener(b"\x00\xffnot http at all\r\n\r\n").await;
+    let silent = listener(b"").await;
+    let publisher = OpenSsh::new(&gateway);
+    let _garbage = publish(&publisher, "garbage.localhost", garbage);
+    let _silent = publish(&publisher, "silent.localhost", silent);
+    let (visitor, _) = gateway.connect().await;
+
+    // A visit: the response, or the refusal of an unknown vhost until it is published.
+    let visit = |name: &'static str| {
+        let visitor = &visitor;
+        async move {
+            tokio::time::timeout(Duration::from_secs(20), get(visitor, Some(name), "/"))
+                .await
+                .unwrap_or_else(|_| panic!("a visitor of {name} hung"))
+        }
+    };
+    let mut answered = None;
+    for name in ["garbage.localhost", "silent.localhost"] {
+        for _ in 0..100 {
+            if visit(name).await.is_ok() {
+                answered = Some(name);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(answered.take(), Some(name), "{name} was never published");
+    }
+    let (status, _, body) = visit("garbage.localhost").await.unwrap();
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("garbage.localhost"), "{body}");
+    let (status, _, body) = visit("silent.localhost").await.unwrap();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(body.contains("did not answer within 2 s"), "{body}");
+
+    // Nothing else is lost: the same visitor connection, and a well-behaved
+    // publisher, are served.
+    let service = service().await;
+    let _web = publish(&publisher, "web.localhost", service.addr.port());
+    wait_published(&visitor, "web.localhost").await;
+}
