@@ -90,6 +90,9 @@ type Published = Arc<Mutex<HashMap<String, SocketAddr>>>;
 
 /// How long a visitor's channel waits for the local service to accept a connection.
 pub(crate) const PUBLISHED_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The buffer of each direction between a visitor's channel and the local service, in
+/// bytes: one SSH data packet at its largest (`MAX_PACKET_SIZE`).
+const PUBLISH_COPY_BUFFER_SIZE: usize = 65_535;
 
 impl client::Handler for ClientHandler {
     type Error = russh::Error;
@@ -130,7 +133,15 @@ impl client::Handler for ClientHandler {
             };
             reply.accept().await;
             let mut stream = channel.into_stream();
-            let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+            // One full SSH data packet per write (tokio's default of 8 KiB would cut
+            // each into eight), and as much per read from the local service.
+            let _ = tokio::io::copy_bidirectional_with_sizes(
+                &mut stream,
+                &mut tcp,
+                PUBLISH_COPY_BUFFER_SIZE,
+                PUBLISH_COPY_BUFFER_SIZE,
+            )
+            .await;
         });
         Ok(())
     }
