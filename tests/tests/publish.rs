@@ -357,13 +357,16 @@ async fn ssh_r_with_port_0_gets_a_generated_name_on_the_session_which_stays_open
             let _ = lines_tx.send(line);
         }
     });
-    let first = tokio::task::spawn_blocking(move || {
-        loop {
-            let line = lines_rx
+    let (first, visit) = tokio::task::spawn_blocking(move || {
+        let next = || {
+            lines_rx
                 .recv_timeout(Duration::from_secs(20))
-                .expect("no published line");
+                .expect("no published line")
+        };
+        loop {
+            let line = next();
             if line.starts_with("published ") {
-                return line;
+                return (line, next());
             }
         }
     })
@@ -387,6 +390,14 @@ async fn ssh_r_with_port_0_gets_a_generated_name_on_the_session_which_stays_open
     assert!(
         body.starts_with(&format!("host={name} user=tester")),
         "{body}"
+    );
+    // How to visit, with the address the publisher reached the gateway at.
+    assert_eq!(
+        visit,
+        format!(
+            "  visit: ssh -o SetEnv=HTTP_HOST={name} -p {} 127.0.0.1 get /",
+            gateway.addr.port()
+        )
     );
 
     // The session stays open (the name with it) until the client ends it.

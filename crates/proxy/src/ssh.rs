@@ -265,6 +265,13 @@ where
                 .proxy_protocol
                 .as_ref()
                 .map(|proxy| proxy.trusts(peer.ip()));
+            // Where the client reached this gateway, to tell publishers how visitors
+            // reach it too; behind a balancer that address is the balancer's business.
+            let local = if trusted == Some(true) {
+                None
+            } else {
+                socket.local_addr().ok()
+            };
             let mut socket = socket;
             let peer = if trusted == Some(true) {
                 match proxy_header(&mut socket, peer, &shared).await {
@@ -280,7 +287,7 @@ where
                 peer,
                 shared.stats.clone(),
             );
-            serve_connection(socket, peer, ssh, shared, service, admission).await;
+            serve_connection(socket, peer, local, ssh, shared, service, admission).await;
         });
     }
 }
@@ -332,6 +339,7 @@ async fn proxy_header(
 async fn serve_connection<T, S, B>(
     socket: T,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
     ssh: Arc<server::Config>,
     shared: Arc<ServerConfig>,
     service: S,
@@ -371,6 +379,7 @@ async fn serve_connection<T, S, B>(
             connection: NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         },
         published: Vec::new(),
+        local,
     };
     let stats = shared.stats.clone();
     let limits = shared.connections.clone();
@@ -511,6 +520,9 @@ struct ConnectionHandler<S> {
     unpublish: Unpublish,
     /// The names it publishes, with the address each `tcpip-forward` named.
     published: Vec<(String, String)>,
+    /// The gateway's address as this client reached it (`None` behind a trusted
+    /// balancer): how the session of a publisher says to visit.
+    local: Option<SocketAddr>,
 }
 
 /// Numbers connections for the publish registry.
@@ -1384,10 +1396,19 @@ impl<S> ConnectionHandler<S> {
     /// how to visit it on standard error, then stays open, so that the names stay
     /// published, until the client ends it (EOF, Ctrl-C or Ctrl-D on a terminal).
     fn show_published(&self, stock: StockSession) {
+        // `ssh -p PORT HOST` and `sshttp://HOST:PORT/` as this client reached the
+        // gateway; behind a balancer the gateway cannot know, and says GATEWAY.
+        let (ssh_host, url_host) = match self.local {
+            Some(local) => (
+                format!("-p {} {}", local.port(), local.ip()),
+                local.to_string(),
+            ),
+            None => ("GATEWAY".to_owned(), "GATEWAY".to_owned()),
+        };
         let mut text = String::new();
         for (name, _) in &self.published {
             text.push_str(&format!(
-                "published {name}\n  visit: ssh -o SetEnv=HTTP_HOST={name} GATEWAY get /\n  or: sshttp get sshttp://GATEWAY/ --vhost {name}\n"
+                "published {name}\n  visit: ssh -o SetEnv=HTTP_HOST={name} {ssh_host} get /\n  or: sshttp get sshttp://{url_host}/ --vhost {name}\n"
             ));
         }
         text.push_str("Close this session (Ctrl-C) to unpublish.\n");
