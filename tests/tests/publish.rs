@@ -122,6 +122,17 @@ async fn partial(visitor: &sshttp_tests::client::Connection) -> sshttp_tests::cl
     body
 }
 
+/// A visitor's `GET path` on `name`, failing the test if it hangs.
+async fn visit(
+    visitor: &sshttp_tests::client::Connection,
+    name: &str,
+    path: &str,
+) -> Result<(StatusCode, http::HeaderMap, String), sshttp_tests::client::Error> {
+    tokio::time::timeout(Duration::from_secs(20), get(visitor, Some(name), path))
+        .await
+        .unwrap_or_else(|_| panic!("a visitor of {name} hung"))
+}
+
 /// Waits until a visitor's `GET /who` on `name` is answered by the publisher.
 async fn wait_published(connection: &sshttp_tests::client::Connection, name: &str) {
     for _ in 0..100 {
@@ -262,13 +273,7 @@ async fn stock_ssh_publishes_a_name_that_visitors_reach_with_their_own_identity(
     assert!(rest.is_err(), "a cut response was taken as complete");
 
     // Offline: 502 saying so, at once.
-    let (status, _, body) = tokio::time::timeout(
-        Duration::from_secs(20),
-        get(&visitor, Some("web.localhost"), "/who"),
-    )
-    .await
-    .expect("a visitor of an offline name hung")
-    .unwrap();
+    let (status, _, body) = visit(&visitor, "web.localhost", "/who").await.unwrap();
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body.contains("offline"), "{body}");
 
@@ -437,13 +442,7 @@ async fn a_publishers_visitor_channels_are_bounded_and_a_visitor_waits_for_one_o
     // ...so another waits the configured second for one, then gets 502 naming the limit.
     let (other, _) = gateway.connect().await;
     let started = std::time::Instant::now();
-    let (status, _, body) = tokio::time::timeout(
-        Duration::from_secs(20),
-        get(&other, Some("web.localhost"), "/who"),
-    )
-    .await
-    .expect("a visitor waited past the publisher wait timeout")
-    .unwrap();
+    let (status, _, body) = visit(&other, "web.localhost", "/who").await.unwrap();
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body.contains("publisher_wait_timeout_secs"), "{body}");
     assert!(
@@ -636,19 +635,11 @@ async fn a_publisher_that_answers_garbage_or_nothing_costs_its_visitors_a_clear_
     let _silent = publish(&publisher, "silent.localhost", silent);
     let (visitor, _) = gateway.connect().await;
 
-    // A visit: the response, or the refusal of an unknown vhost until it is published.
-    let visit = |name: &'static str| {
-        let visitor = &visitor;
-        async move {
-            tokio::time::timeout(Duration::from_secs(20), get(visitor, Some(name), "/"))
-                .await
-                .unwrap_or_else(|_| panic!("a visitor of {name} hung"))
-        }
-    };
+    // A visit is refused (unknown vhost) until the name is published.
     let mut answered = None;
     for name in ["garbage.localhost", "silent.localhost"] {
         for _ in 0..100 {
-            if visit(name).await.is_ok() {
+            if visit(&visitor, name, "/").await.is_ok() {
                 answered = Some(name);
                 break;
             }
@@ -656,10 +647,10 @@ async fn a_publisher_that_answers_garbage_or_nothing_costs_its_visitors_a_clear_
         }
         assert_eq!(answered.take(), Some(name), "{name} was never published");
     }
-    let (status, _, body) = visit("garbage.localhost").await.unwrap();
+    let (status, _, body) = visit(&visitor, "garbage.localhost", "/").await.unwrap();
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body.contains("garbage.localhost"), "{body}");
-    let (status, _, body) = visit("silent.localhost").await.unwrap();
+    let (status, _, body) = visit(&visitor, "silent.localhost", "/").await.unwrap();
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
     assert!(body.contains("did not answer within 2 s"), "{body}");
 
