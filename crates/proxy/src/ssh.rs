@@ -989,8 +989,8 @@ where
                 if generate {
                     *port = 80;
                 }
-                self.activity.published();
                 self.published.push((name, address.to_owned()));
+                self.activity.set_published(self.published.len());
                 Ok(true)
             }
             Err(reason) => {
@@ -1012,7 +1012,7 @@ where
             .unpublish(self.unpublish.connection, Some((address, port)));
         self.published
             .retain(|(_, requested)| !requested.eq_ignore_ascii_case(address));
-        self.activity.unpublished();
+        self.activity.set_published(self.published.len());
         Ok(true)
     }
 
@@ -1416,7 +1416,6 @@ impl<S> ConnectionHandler<S> {
         let gatekeeper = self.shared.gatekeeper.clone();
         let connection = self.unpublish.connection;
         let activity = self.activity.clone();
-        let names = self.published.len();
         tokio::spawn(async move {
             let (mut read, write) = stock.channel.split();
             // On standard error, as sish and OpenSSH's own "Allocated port" say it:
@@ -1434,9 +1433,7 @@ impl<S> ConnectionHandler<S> {
             // Ending the session ends the publishing: visitors' channels close, so
             // that ssh, which waits for them, can exit.
             gatekeeper.unpublish(connection, None);
-            for _ in 0..names {
-                activity.unpublished();
-            }
+            activity.set_published(0);
             let _ = write.exit_status(0).await;
             let _ = write.eof().await;
             let _ = write.close().await;

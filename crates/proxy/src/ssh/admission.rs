@@ -342,17 +342,9 @@ impl Activity {
         self.touch();
     }
 
-    /// The connection published a name.
-    pub(crate) fn published(&self) {
-        self.published.fetch_add(1, Ordering::AcqRel);
-        self.touch();
-    }
-
-    /// The connection unpublished a name.
-    pub(crate) fn unpublished(&self) {
-        let _ = self
-            .published
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    /// How many names the connection publishes now (spec §14.14).
+    pub(crate) fn set_published(&self, names: usize) {
+        self.published.store(names, Ordering::Release);
         self.touch();
     }
 
