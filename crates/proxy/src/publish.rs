@@ -24,7 +24,9 @@ use hyper_util::rt::TokioIo;
 use russh::server::{Handle, Msg};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
+
+use crate::ssh::Closable;
 
 /// Names kept after their last publisher left, so that visitors get 502 "offline"
 /// rather than "unknown virtual host"; past it the oldest is forgotten.
@@ -364,9 +366,12 @@ impl tower_service::Service<Uri> for Connector {
                         )
                     })?;
                 Ok::<_, io::Error>(TokioIo::new(PublishedStream {
-                    inner: channel.into_stream(),
+                    inner: Closable::new(
+                        channel.into_stream(),
+                        publisher.gone.clone(),
+                        "the publisher unpublished",
+                    ),
                     _permit: permit,
-                    gone: Box::pin(publisher.gone.clone().cancelled_owned()),
                 }))
             };
             let wait = publisher.wait;
@@ -385,19 +390,12 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
-/// A visitor's channel to a publisher, holding its slot on that connection. It ends
-/// (EOF to reads, an error to writes) when the publisher unpublishes, so that hyper
-/// drops it from its pool and the channel closes (dropping it sends CHANNEL_CLOSE).
+/// A visitor's channel to a publisher, holding its slot on that connection. Its reads
+/// and writes fail once the publisher unpublishes, so that hyper drops it from its
+/// pool, busy or idle, and the channel closes (dropping it sends CHANNEL_CLOSE).
 pub(crate) struct PublishedStream {
-    inner: russh::ChannelStream<Msg>,
+    inner: Closable<russh::ChannelStream<Msg>>,
     _permit: OwnedSemaphorePermit,
-    gone: Pin<Box<WaitForCancellationFutureOwned>>,
-}
-
-impl PublishedStream {
-    fn is_gone(&mut self, cx: &mut Context<'_>) -> bool {
-        self.gone.as_mut().poll(cx).is_ready()
-    }
 }
 
 impl Connection for PublishedStream {
@@ -412,9 +410,6 @@ impl AsyncRead for PublishedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.is_gone(cx) {
-            return Poll::Ready(Ok(()));
-        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -425,12 +420,6 @@ impl AsyncWrite for PublishedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.is_gone(cx) {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the publisher unpublished",
-            )));
-        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 

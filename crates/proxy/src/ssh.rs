@@ -46,8 +46,9 @@ mod proxy_protocol;
 mod sftp;
 mod stock;
 
+pub(crate) use admission::Closable;
 pub use admission::ConnectionStats;
-use admission::{Activity, Admission, Closable, KeySlot, PreAuth};
+use admission::{Activity, Admission, KeySlot, PreAuth};
 pub use proxy_protocol::{MAX_PROXY_HEADER_BYTES, ProxyProtocol};
 
 use crate::auth::Credential;
@@ -383,7 +384,11 @@ async fn serve_connection<T, S, B>(
     };
     let stats = shared.stats.clone();
     let limits = shared.connections.clone();
-    let socket = Closable::new(socket, close.clone());
+    let socket = Closable::new(
+        socket,
+        close.clone(),
+        "closed by the gateway's connection limits",
+    );
     let session = async {
         match server::run_stream(ssh, socket, handler).await {
             Ok(session) => {

@@ -366,28 +366,28 @@ impl Activity {
     }
 }
 
-/// A connection's socket that fails every read and write once `close` is
-/// cancelled, so that the SSH session on it ends wherever it is (mid key exchange
-/// included) and the socket is released.
+/// A stream that fails every read and write once `close` is cancelled, saying `why`:
+/// a connection's socket, so that the SSH session on it ends wherever it is (mid key
+/// exchange included) and the socket is released; a visitor's channel to a
+/// publisher (`crate::publish`), so that hyper drops it when the publisher leaves.
 pub(crate) struct Closable<T> {
     inner: T,
     closed: Pin<Box<WaitForCancellationFutureOwned>>,
+    why: &'static str,
 }
 
 impl<T> Closable<T> {
-    pub(crate) fn new(inner: T, close: CancellationToken) -> Self {
+    pub(crate) fn new(inner: T, close: CancellationToken, why: &'static str) -> Self {
         Self {
             inner,
             closed: Box::pin(close.cancelled_owned()),
+            why,
         }
     }
 
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         match self.closed.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "closed by the gateway's connection limits",
-            )),
+            Poll::Ready(()) => Err(io::Error::new(io::ErrorKind::ConnectionAborted, self.why)),
             Poll::Pending => Ok(()),
         }
     }
