@@ -94,16 +94,11 @@ pub(crate) trait Gatekeeper: Send + Sync + 'static {
     /// ignored; `None`: the default vhost).
     fn route(&self, grant: &Grant, host: Option<&str>) -> Result<Route, OpenRefusal>;
 
-    /// Publishes the name of a `tcpip-forward` request (spec §14.14) on `publisher`'s
-    /// connection, or with `generate` (a request for port 0) a name the gateway
-    /// makes up; returns the name, or why not.
-    fn publish(
-        &self,
-        grant: &Grant,
-        publisher: crate::publish::Publisher,
-        generate: bool,
-    ) -> Result<String, String> {
-        let _ = (grant, publisher, generate);
+    /// Publishes the name of a `tcpip-forward` request (spec §14.14) on its
+    /// connection, or for port 0 a name the gateway makes up; returns the name, or
+    /// why not.
+    fn publish(&self, grant: &Grant, forward: crate::publish::Forward) -> Result<String, String> {
+        let _ = (grant, forward);
         Err("this gateway does not publish names".to_owned())
     }
 

@@ -330,26 +330,21 @@ impl Gatekeeper for SiteGate {
         )
     }
 
-    fn publish(
-        &self,
-        grant: &Grant,
-        mut publisher: crate::publish::Publisher,
-        generate: bool,
-    ) -> Result<String, String> {
+    fn publish(&self, grant: &Grant, forward: crate::publish::Forward) -> Result<String, String> {
         let site = self.0.site();
         let identity = &grant.identity;
         let credential = grant.credential.borrow();
-        let name = if generate {
-            // ssh -R 0:HOST:PORT: a fresh label under the first *.DOMAIN rule that
-            // lets this key publish.
-            let rule = site
+        let admit_to = |name: &str, rule: &PublishRule| {
+            admit(name, &rule.auth, &identity.user, &credential, identity.peer)
+        };
+        // ssh -R 0:HOST:PORT: a fresh label under the first *.DOMAIN rule that lets
+        // this key publish, which is then the name's rule.
+        let (name, generated) = if forward.generates() {
+            let (rule, admitted) = site
                 .publish
                 .iter()
-                .find(|rule| {
-                    rule.config.names.starts_with("*.")
-                        && admit(&rule.config.names, &rule.auth, &identity.user, &credential, identity.peer)
-                            .is_some()
-                })
+                .filter(|rule| rule.config.names.starts_with("*."))
+                .find_map(|rule| admit_to(&rule.config.names, rule).map(|admitted| (rule, admitted)))
                 .ok_or_else(|| {
                     "no [[publish]] rule gives this key a generated name: ask for one with ssh -R NAME:80:HOST:PORT".to_owned()
                 })?;
@@ -358,14 +353,16 @@ impl Gatekeeper for SiteGate {
                 .names
                 .trim_start_matches("*.")
                 .replace("{user}", &identity.user.to_ascii_lowercase());
-            format!("{}.{domain}", crate::publish::generated_label())
+            let name = format!("{}.{domain}", crate::publish::generated_label());
+            (name, Some((rule, admitted)))
         } else {
-            publisher.address.trim_end_matches('.').to_ascii_lowercase()
+            let name = forward.address.trim_end_matches('.').to_ascii_lowercase();
+            (name, None)
         };
-        if publisher.port != 80 {
+        if !forward.generates() && forward.port != 80 {
             return Err(format!(
                 "publish on port 80 (ssh -R {name}:80:HOST:PORT), not {}",
-                publisher.port
+                forward.port
             ));
         }
         if sshttp_protocol::host_name(&name) != name || name.is_empty() {
@@ -374,47 +371,48 @@ impl Gatekeeper for SiteGate {
         if site.vhosts.contains_key(&name) {
             return Err(format!("{name:?} is a configured vhost of this gateway"));
         }
-        let rule = site
-            .publish
-            .iter()
-            .find(|rule| rule.config.matches(&name, &identity.user))
-            .ok_or_else(|| format!("no [[publish]] rule of this gateway covers {name:?}"))?;
-        let (_, permissions) = admit(
-            &name,
-            &rule.auth,
-            &identity.user,
-            &credential,
-            identity.peer,
-        )
-        .ok_or_else(|| format!("this key may not publish {name:?}"))?;
+        let (rule, (_, permissions)) = match generated {
+            Some(found) => found,
+            None => {
+                let rule = site
+                    .publish
+                    .iter()
+                    .find(|rule| rule.config.matches(&name, &identity.user))
+                    .ok_or_else(|| {
+                        format!("no [[publish]] rule of this gateway covers {name:?}")
+                    })?;
+                let admitted = admit_to(&name, rule)
+                    .ok_or_else(|| format!("this key may not publish {name:?}"))?;
+                (rule, admitted)
+            }
+        };
         if !permissions.port_forwarding {
             return Err("this key's authorized_keys entry forbids port forwarding".to_owned());
         }
-        let owner = identity
-            .key_fingerprint
-            .clone()
-            .unwrap_or_else(|| format!("anonymous {}", identity.user));
+        let generates = forward.generates();
+        let publisher = crate::publish::Publisher::new(forward, &rule.config.limits);
         if let Some(patterns) = &permissions.permit_listen
-            && !patterns.permits(&name, publisher.port, generate)
+            && !patterns.permits(&name, publisher.port, generates)
         {
             return Err(format!(
                 "this key's authorized_keys entry does not permit listening on {name}:{} (permitlisten=)",
                 publisher.port
             ));
         }
-        let rule_limits = rule.config.limits;
-        let rule_config = rule.config.clone();
-        publisher.channels = Arc::new(tokio::sync::Semaphore::new(
-            rule_limits.max_visitor_channels,
-        ));
-        publisher.wait = rule_limits.publisher_wait_timeout;
+        let owner = identity
+            .key_fingerprint
+            .clone()
+            .unwrap_or_else(|| format!("anonymous {}", identity.user));
         let limits = site.gateway_limits.clone();
         let visitors = rule.visitors.clone();
+        let wait = rule.config.limits.publisher_wait_timeout;
+        let identity_assertion = rule.config.identity_assertion;
+        let rate_limit = rule.config.rate_limit.clone();
         let connector_name = name.clone();
         self.0.published.publish(
             &name,
             &owner,
-            rule_limits.max_names_per_key,
+            rule.config.limits.max_names_per_key,
             publisher,
             move |publishers| Vhost {
                 policy: visitors,
@@ -424,10 +422,10 @@ impl Gatekeeper for SiteGate {
                         publishers,
                     },
                     &limits,
-                    rule_limits.publisher_wait_timeout,
+                    wait,
                 ),
-                identity_assertion: rule_config.identity_assertion,
-                limits: rate::KeyLimits::new(rule_config.rate_limit),
+                identity_assertion,
+                limits: rate::KeyLimits::new(rate_limit),
             },
         )?;
         tracing::info!(%name, user = %identity.user, fingerprint = %owner, "published");

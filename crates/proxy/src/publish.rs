@@ -32,6 +32,25 @@ use crate::ssh::Closable;
 /// rather than "unknown virtual host"; past it the oldest is forgotten.
 pub(crate) const MAX_OFFLINE_NAMES: usize = 1024;
 
+/// A `tcpip-forward` request, as the SSH layer hands it to the gatekeeper.
+pub(crate) struct Forward {
+    /// The SSH connection (unique for the process's lifetime).
+    pub connection: u64,
+    /// Its session, to open `forwarded-tcpip` channels on.
+    pub handle: Handle,
+    /// `address to bind`: the name, or for port 0 whatever the client sent.
+    pub address: String,
+    /// `port to bind`: 80, or 0 for a generated name.
+    pub port: u32,
+}
+
+impl Forward {
+    /// Whether it asks for a generated name (`ssh -R 0:HOST:PORT`).
+    pub(crate) fn generates(&self) -> bool {
+        self.port == 0
+    }
+}
+
 /// One connection publishing a name.
 #[derive(Clone)]
 pub(crate) struct Publisher {
@@ -53,6 +72,27 @@ pub(crate) struct Publisher {
     /// Cancelled when this publisher unpublishes: its visitor channels, idle in the
     /// pool or busy, end then (a response in progress is aborted).
     pub gone: CancellationToken,
+}
+
+impl Publisher {
+    /// The publisher of `forward`, within its rule's `limits`.
+    pub(crate) fn new(forward: Forward, limits: &crate::config::PublishLimits) -> Self {
+        // A request for port 0 is given port 80 (RFC 4254 §7.1 lets the server choose).
+        let port = if forward.generates() {
+            80
+        } else {
+            forward.port
+        };
+        Self {
+            connection: forward.connection,
+            handle: forward.handle,
+            address: forward.address,
+            port,
+            channels: Arc::new(Semaphore::new(limits.max_visitor_channels)),
+            wait: limits.publisher_wait_timeout,
+            gone: CancellationToken::new(),
+        }
+    }
 }
 
 /// What the registry needs of a publisher (a trait so that its bookkeeping is tested

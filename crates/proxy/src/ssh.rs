@@ -974,24 +974,17 @@ where
         let Some(grant) = self.grant.clone() else {
             return Ok(false);
         };
-        // Port 0 asks for a generated name; the forward is then on port 80, which the
-        // reply tells the client (RFC 4254 §7.1).
-        let generate = *port == 0;
-        let publisher = crate::publish::Publisher {
+        let forward = crate::publish::Forward {
             connection: self.unpublish.connection,
             handle: session.handle(),
             address: address.to_owned(),
-            port: if generate { 80 } else { *port },
-            // The rule that admits the name sets these two (`[[publish]]`'s limits).
-            channels: Arc::new(Semaphore::new(
-                crate::limits::DEFAULT_MAX_VISITOR_CHANNELS_PER_PUBLISHER,
-            )),
-            wait: crate::limits::DEFAULT_PUBLISHER_WAIT_TIMEOUT,
-            gone: CancellationToken::new(),
+            port: *port,
         };
-        match self.shared.gatekeeper.publish(&grant, publisher, generate) {
+        match self.shared.gatekeeper.publish(&grant, forward) {
             Ok(name) => {
-                if generate {
+                // Port 0 asked for a generated name, published on port 80: the reply
+                // says so (RFC 4254 §7.1).
+                if *port == 0 {
                     *port = 80;
                 }
                 self.published.push((name, address.to_owned()));
