@@ -325,6 +325,9 @@ impl<V, P: Publishing> Registry<V, P> {
             }
         }
         names.unpublished = unpublished;
+        if offline.is_empty() {
+            return offline;
+        }
         // Forget the oldest offline names past the bound.
         let mut offline_names: Vec<(u64, String)> = names
             .entries

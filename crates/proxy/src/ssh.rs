@@ -378,6 +378,7 @@ async fn serve_connection<T, S, B>(
         unpublish: Unpublish {
             gatekeeper: shared.gatekeeper.clone(),
             connection: NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            published: false,
         },
         published: Vec::new(),
         local,
@@ -538,11 +539,16 @@ static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 struct Unpublish {
     gatekeeper: Arc<dyn Gatekeeper>,
     connection: u64,
+    /// Whether it ever published: most connections never do, and their end need not
+    /// visit the registry.
+    published: bool,
 }
 
 impl Drop for Unpublish {
     fn drop(&mut self) {
-        self.gatekeeper.unpublish(self.connection, None);
+        if self.published {
+            self.gatekeeper.unpublish(self.connection, None);
+        }
     }
 }
 
@@ -987,6 +993,7 @@ where
                 if *port == 0 {
                     *port = 80;
                 }
+                self.unpublish.published = true;
                 self.published.push((name, address.to_owned()));
                 self.activity.set_published(self.published.len());
                 Ok(true)
