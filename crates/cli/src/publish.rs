@@ -61,11 +61,9 @@ pub(crate) async fn run(args: PublishArgs) -> anyhow::Result<()> {
                     args.gateway,
                     backoff.as_secs()
                 );
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = &mut stop => return Ok(()),
+                if !back_off(&mut backoff, &mut stop).await {
+                    return Ok(());
                 }
-                backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
                 continue;
             }
             Err(error) => return Err(error).context(format!("connecting to {}", args.gateway)),
@@ -74,7 +72,13 @@ pub(crate) async fn run(args: PublishArgs) -> anyhow::Result<()> {
             if error.is_request() {
                 bail!("{error}");
             }
-            eprintln!("sshttp publish: the connection dropped while publishing: {error}");
+            eprintln!(
+                "sshttp publish: the connection dropped while publishing: {error}; retrying in {} s",
+                backoff.as_secs()
+            );
+            if !back_off(&mut backoff, &mut stop).await {
+                return Ok(());
+            }
             continue;
         }
         backoff = FIRST_BACKOFF;
@@ -108,6 +112,17 @@ pub(crate) async fn run(args: PublishArgs) -> anyhow::Result<()> {
             args.gateway
         );
     }
+}
+
+/// Waits `backoff`, then doubles it (up to [`MAX_BACKOFF`]) for the next time; `false`
+/// if `stop` came first.
+async fn back_off(backoff: &mut Duration, stop: &mut (impl Future<Output = ()> + Unpin)) -> bool {
+    let waited = tokio::select! {
+        () = tokio::time::sleep(*backoff) => true,
+        () = stop => false,
+    };
+    *backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
+    waited
 }
 
 /// The address of `--to`: http://HOST:PORT, resolved once.
