@@ -395,43 +395,6 @@ impl PublishFile {
                 "names is NAME or *.DOMAIN (DNS labels; {user} allowed)",
             ));
         }
-        // The settings of one policy: `auth` with `authorized_keys`, `user_ca_keys` and
-        // `principals`, or `visitors` with the same keys prefixed `visitors_`.
-        let policy = |kind: &AuthKind,
-                      file: &Option<PathBuf>,
-                      ca_keys: &[PathBuf],
-                      principals: &Option<Vec<String>>,
-                      prefix: &str| {
-            if file.is_some() && !matches!(kind, AuthKind::AuthorizedKeys) {
-                return Err(context(&format!(
-                    "{prefix}authorized_keys only applies to \"authorized-keys\""
-                )));
-            }
-            if (!ca_keys.is_empty() || principals.is_some()) && !matches!(kind, AuthKind::UserCa) {
-                return Err(context(&format!(
-                    "{prefix}user_ca_keys and {prefix}principals only apply to \"user-ca\""
-                )));
-            }
-            match kind {
-                AuthKind::None => Ok(AuthConfig::None),
-                AuthKind::AnyKey => Ok(AuthConfig::AnyKey),
-                AuthKind::AuthorizedKeys => file
-                    .clone()
-                    .map(|file| AuthConfig::AuthorizedKeys(resolve(file)))
-                    .ok_or_else(|| {
-                        context(&format!(
-                            "\"authorized-keys\" needs {prefix}authorized_keys = FILE"
-                        ))
-                    }),
-                AuthKind::UserCa if ca_keys.is_empty() => Err(context(&format!(
-                    "\"user-ca\" needs {prefix}user_ca_keys = [FILE, …]"
-                ))),
-                AuthKind::UserCa => Ok(AuthConfig::UserCa {
-                    ca_keys: ca_keys.iter().cloned().map(resolve).collect(),
-                    principals: principals.clone(),
-                }),
-            }
-        };
         if matches!(self.auth, AuthKind::None) {
             return Err(context(
                 "auth = \"none\" would let anyone publish: name who may",
@@ -455,21 +418,31 @@ impl PublishFile {
                 "max_names_per_key, max_visitor_channels and publisher_wait_timeout_secs must be at least 1",
             ));
         }
-        Ok(PublishConfig {
-            auth: policy(
-                &self.auth,
-                &self.authorized_keys,
-                &self.user_ca_keys,
-                &self.principals,
+        let auth = self
+            .auth
+            .policy(
+                "auth",
                 "",
-            )?,
-            visitors: policy(
-                &self.visitors,
-                &self.visitors_authorized_keys,
-                &self.visitors_user_ca_keys,
-                &self.visitors_principals,
+                self.authorized_keys,
+                self.user_ca_keys,
+                self.principals,
+                resolve,
+            )
+            .map_err(|error| context(&error))?;
+        let visitors = self
+            .visitors
+            .policy(
+                "visitors",
                 "visitors_",
-            )?,
+                self.visitors_authorized_keys,
+                self.visitors_user_ca_keys,
+                self.visitors_principals,
+                resolve,
+            )
+            .map_err(|error| context(&error))?;
+        Ok(PublishConfig {
+            auth,
+            visitors,
             rate_limit: self.rate_limit.resolve().map_err(|error| context(&error))?,
             identity_assertion: self.identity_assertion,
             names: self.names.to_ascii_lowercase(),
@@ -599,6 +572,54 @@ enum AuthKind {
     AnyKey,
     AuthorizedKeys,
     UserCa,
+}
+
+impl AuthKind {
+    /// The policy a file gives with `{prefix}auth`-style keys: the kind (`key`:
+    /// `auth`, or `visitors` in `[[publish]]`) with `{prefix}authorized_keys`,
+    /// `{prefix}user_ca_keys` and `{prefix}principals`, each allowed only with the
+    /// kind it belongs to; the message says what to fix.
+    fn policy(
+        self,
+        key: &str,
+        prefix: &str,
+        authorized_keys: Option<PathBuf>,
+        user_ca_keys: Vec<PathBuf>,
+        principals: Option<Vec<String>>,
+        resolve: &impl Fn(PathBuf) -> PathBuf,
+    ) -> Result<AuthConfig, String> {
+        if authorized_keys.is_some() && !matches!(self, AuthKind::AuthorizedKeys) {
+            return Err(format!(
+                "{prefix}authorized_keys only applies to {key} = \"authorized-keys\""
+            ));
+        }
+        if principals.is_some() && !matches!(self, AuthKind::UserCa) {
+            return Err(format!(
+                "{prefix}principals only applies to {key} = \"user-ca\" (in authorized_keys, use the principals= option)"
+            ));
+        }
+        if !user_ca_keys.is_empty() && !matches!(self, AuthKind::UserCa) {
+            return Err(format!(
+                "{prefix}user_ca_keys only applies to {key} = \"user-ca\""
+            ));
+        }
+        match self {
+            AuthKind::None => Ok(AuthConfig::None),
+            AuthKind::AnyKey => Ok(AuthConfig::AnyKey),
+            AuthKind::AuthorizedKeys => authorized_keys
+                .map(|file| AuthConfig::AuthorizedKeys(resolve(file)))
+                .ok_or_else(|| {
+                    format!("{key} = \"authorized-keys\" needs {prefix}authorized_keys = FILE")
+                }),
+            AuthKind::UserCa if user_ca_keys.is_empty() => Err(format!(
+                "{key} = \"user-ca\" needs {prefix}user_ca_keys = [FILE, …]"
+            )),
+            AuthKind::UserCa => Ok(AuthConfig::UserCa {
+                ca_keys: user_ca_keys.into_iter().map(resolve).collect(),
+                principals,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -926,38 +947,17 @@ impl VhostConfig {
                 server_name: file.server_name,
             }
         };
-        let has_authorized_keys = file.authorized_keys.is_some();
-        let auth = match file.auth {
-            AuthKind::None => AuthConfig::None,
-            AuthKind::AnyKey => AuthConfig::AnyKey,
-            AuthKind::AuthorizedKeys => {
-                AuthConfig::AuthorizedKeys(resolve(file.authorized_keys.ok_or_else(|| {
-                    context("auth = \"authorized-keys\" needs authorized_keys = FILE".to_owned())
-                })?))
-            }
-            AuthKind::UserCa => {
-                if file.user_ca_keys.is_empty() {
-                    return Err(context(
-                        "auth = \"user-ca\" needs user_ca_keys = [FILE, …]".to_owned(),
-                    ));
-                }
-                AuthConfig::UserCa {
-                    ca_keys: file.user_ca_keys.into_iter().map(resolve).collect(),
-                    principals: file.principals.clone(),
-                }
-            }
-        };
-        if file.principals.is_some() && !matches!(auth, AuthConfig::UserCa { .. }) {
-            return Err(context(
-                "principals only applies to auth = \"user-ca\" (in authorized_keys, use the principals= option)"
-                    .to_owned(),
-            ));
-        }
-        if has_authorized_keys && !matches!(auth, AuthConfig::AuthorizedKeys(_)) {
-            return Err(context(
-                "authorized_keys only applies to auth = \"authorized-keys\"".to_owned(),
-            ));
-        }
+        let auth = file
+            .auth
+            .policy(
+                "auth",
+                "",
+                file.authorized_keys,
+                file.user_ca_keys,
+                file.principals,
+                resolve,
+            )
+            .map_err(context)?;
         let rate_limit = file.rate_limit.resolve().map_err(context)?;
         Ok(Self {
             name,
@@ -1169,7 +1169,7 @@ mod tests {
             ),
             (
                 "auth = \"any-key\"\nprincipals = [\"ops\"]\nvisitors = \"any-key\"\n",
-                "only apply to \"user-ca\"",
+                "principals only applies to auth = \"user-ca\"",
             ),
             (
                 "auth = \"any-key\"\nvisitors = \"any-key\"\nmax_visitor_channels = 0\n",
