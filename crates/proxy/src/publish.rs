@@ -364,6 +364,15 @@ pub(crate) struct Connector {
     pub publishers: Arc<Publishers>,
 }
 
+/// Its name only: the publishers' sessions say nothing useful.
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 impl tower_service::Service<Uri> for Connector {
     type Response = TokioIo<PublishedStream>;
     type Error = io::Error;

@@ -66,14 +66,6 @@ impl Pool {
     }
 }
 
-impl std::fmt::Debug for crate::publish::Connector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connector")
-            .field("name", &self.name)
-            .finish()
-    }
-}
-
 /// Why an upstream did not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UpstreamFailure {
