@@ -159,6 +159,16 @@ pub fn text(body: impl Into<String>) -> http::Response<TestBody> {
     )
 }
 
+/// The value of `request`'s header `name` as text, or `-` without one: how test
+/// upstreams report the fields the gateway sent them.
+pub fn field<B>(request: &http::Request<B>, name: &str) -> String {
+    request
+        .headers()
+        .get(name)
+        .map_or("-", |value| value.to_str().unwrap())
+        .to_owned()
+}
+
 /// A real hyper HTTP/1.1 upstream on 127.0.0.1, answering with `handler` (which may
 /// upgrade the connection with a 101).
 pub struct Upstream {

@@ -24,26 +24,19 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use sshttp_client::{Client, ClientBuilder};
 use sshttp_tests::protocol::OpenFailureReason;
-use sshttp_tests::{Gateway, TestBody, Upstream, client, run, ssh_keygen, text};
+use sshttp_tests::{Gateway, TestBody, Upstream, client, field, run, ssh_keygen, text};
 
 /// An upstream that reports the request line and the identity fields it received.
 async fn report_upstream() -> Upstream {
     Upstream::start(|request: Request<hyper::body::Incoming>| async move {
-        let field = |name: &str| {
-            request
-                .headers()
-                .get(name)
-                .map_or("-", |v| v.to_str().unwrap())
-                .to_owned()
-        };
         text(format!(
             "{} {} host={} user={} fingerprint={} auth={}",
             request.method(),
             request.uri(),
-            field("host"),
-            field("sshttp-user"),
-            field("sshttp-key-fingerprint"),
-            field("sshttp-auth"),
+            field(&request, "host"),
+            field(&request, "sshttp-user"),
+            field(&request, "sshttp-key-fingerprint"),
+            field(&request, "sshttp-auth"),
         ))
     })
     .await

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use sshttp_tests::{Gateway, OpenSsh, Reaped, Upstream, finishes, get, text};
+use sshttp_tests::{Gateway, OpenSsh, Reaped, Upstream, field, finishes, get, text};
 
 /// The gateway: one configured vhost, and any key may publish `*.localhost` for any
 /// key to visit (what `sshttp serve` does without configuration).
@@ -32,29 +32,17 @@ const CONFIG: &str = "[[vhost]]\nname = \"main.test\"\nupstream = \"http://127.0
 async fn service() -> Upstream {
     Upstream::start(|request: Request<hyper::body::Incoming>| async move {
         if request.uri().path() == "/assertion" {
-            let assertion = request
-                .headers()
-                .get("sshttp-identity-assertion")
-                .map_or("-", |v| v.to_str().unwrap())
-                .to_owned();
-            return text(assertion);
+            return text(field(&request, "sshttp-identity-assertion"));
         }
         if request.uri().path() == "/partial" {
             let body = http_body_util::StreamBody::new(Partial { sent: false });
             return Response::new(body.boxed());
         }
-        let field = |name: &str| {
-            request
-                .headers()
-                .get(name)
-                .map_or("-", |v| v.to_str().unwrap())
-                .to_owned()
-        };
         text(format!(
             "host={} user={} fingerprint={}",
-            field("host"),
-            field("sshttp-user"),
-            field("sshttp-key-fingerprint")
+            field(&request, "host"),
+            field(&request, "sshttp-user"),
+            field(&request, "sshttp-key-fingerprint")
         ))
     })
     .await

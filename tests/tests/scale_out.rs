@@ -26,12 +26,7 @@ const METRICS: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
 /// An upstream that answers with the `forwarded` field the gateway sent it.
 async fn forwarded_upstream() -> Upstream {
     Upstream::start(|request: Request<hyper::body::Incoming>| async move {
-        let forwarded = request
-            .headers()
-            .get("forwarded")
-            .map_or("-", |v| v.to_str().unwrap())
-            .to_owned();
-        text(forwarded)
+        text(sshttp_tests::field(&request, "forwarded"))
     })
     .await
 }

@@ -180,12 +180,7 @@ async fn upstream() -> Upstream {
             tokio::time::sleep(Duration::from_millis(20)).await;
             return text("d".repeat(DATA_LEN));
         }
-        let forwarded = request
-            .headers()
-            .get("forwarded")
-            .map_or("-", |v| v.to_str().unwrap())
-            .to_owned();
-        text(forwarded)
+        text(sshttp_tests::field(&request, "forwarded"))
     })
     .await
 }

@@ -19,22 +19,15 @@ use std::process::{Command, Stdio};
 
 use common::{Serve, StockSsh, keygen};
 use http::Request;
-use sshttp_tests::{Upstream, text};
+use sshttp_tests::{Upstream, field, text};
 
 /// The published service: answers who the gateway says is visiting.
 async fn service() -> Upstream {
     Upstream::start(|request: Request<hyper::body::Incoming>| async move {
-        let field = |name: &str| {
-            request
-                .headers()
-                .get(name)
-                .map_or("-", |v| v.to_str().unwrap())
-                .to_owned()
-        };
         text(format!(
             "user={} fingerprint={}",
-            field("sshttp-user"),
-            field("sshttp-key-fingerprint")
+            field(&request, "sshttp-user"),
+            field(&request, "sshttp-key-fingerprint")
         ))
     })
     .await
