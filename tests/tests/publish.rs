@@ -68,26 +68,31 @@ impl futures_core::Stream for Partial {
     }
 }
 
-/// Stock `ssh -N -R NAME:80:127.0.0.1:PORT` as `publisher`, exiting if the gateway
-/// refuses the forward.
+/// Stock `ssh -N -R NAME:80:127.0.0.1:PORT` as `publisher`, with the ssh options
+/// `extra`, exiting if the gateway refuses the forward.
+fn forward(publisher: &OpenSsh, name: &str, port: u16, extra: &[&str]) -> std::process::Command {
+    let target = format!("{name}:80:127.0.0.1:{port}");
+    let mut options = vec!["-N", "-o", "ExitOnForwardFailure=yes"];
+    options.extend_from_slice(extra);
+    options.extend(["-R", target.as_str()]);
+    publisher.ssh_with(&options, &[])
+}
+
+/// [`forward`], running until the test kills it.
 fn publish(publisher: &OpenSsh, name: &str, port: u16) -> Reaped {
     Reaped(
-        publisher
-            .ssh_with(
-                &[
-                    "-N",
-                    "-o",
-                    "ExitOnForwardFailure=yes",
-                    "-R",
-                    &format!("{name}:80:127.0.0.1:{port}"),
-                ],
-                &[],
-            )
+        forward(publisher, name, port, &[])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     )
+}
+
+/// [`forward`] of `name` to nowhere, to its end: its exit code and standard error (the
+/// gateway refusing the name ends it).
+async fn try_publish(publisher: &OpenSsh, name: &str) -> (Option<i32>, String) {
+    finishes(forward(publisher, name, 1, &[])).await
 }
 
 /// A visitor's `GET /partial` on web.localhost, its first bytes read: the rest of the
@@ -212,32 +217,12 @@ async fn stock_ssh_publishes_a_name_that_visitors_reach_with_their_own_identity(
 
     // Another key cannot take the name while it is published.
     let rival = OpenSsh::new(&gateway);
-    let (code, output) = finishes(rival.ssh_with(
-        &[
-            "-N",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-R",
-            &format!("web.localhost:80:127.0.0.1:{}", service.addr.port()),
-        ],
-        &[],
-    ))
-    .await;
+    let (code, output) = try_publish(&rival, "web.localhost").await;
     assert_ne!(code, Some(0), "a second key took the name: {output}");
     assert!(output.contains("forwarding failed"), "{output}");
     // Names outside every [[publish]] rule, and configured vhosts, are refused too.
     for name in ["web.example.com", "main.test"] {
-        let (code, output) = finishes(publisher.ssh_with(
-            &[
-                "-N",
-                "-o",
-                "ExitOnForwardFailure=yes",
-                "-R",
-                &format!("{name}:80:127.0.0.1:1"),
-            ],
-            &[],
-        ))
-        .await;
+        let (code, output) = try_publish(&publisher, name).await;
         assert_ne!(code, Some(0), "{name} was published: {output}");
     }
     let (status, _, body) = get(&visitor, Some("main.test"), "/").await.unwrap();
@@ -520,23 +505,11 @@ async fn authorized_keys_permitlisten_and_a_user_ca_decide_who_publishes_which_n
         }
         ssh
     };
-    let refused = |ssh: &OpenSsh, name: &str| {
-        finishes(ssh.ssh_with(
-            &[
-                "-N",
-                "-o",
-                "ExitOnForwardFailure=yes",
-                "-R",
-                &format!("{name}:80:127.0.0.1:1"),
-            ],
-            &[],
-        ))
-    };
 
     // permitlisten: the listed key publishes the names it permits, and no other.
     let listed = with_key("listed");
     for name in ["web.keys.test", "api2.keys.test", "apieu.keys.test"] {
-        let (code, output) = refused(&listed, name).await;
+        let (code, output) = try_publish(&listed, name).await;
         assert_ne!(
             code,
             Some(0),
@@ -552,7 +525,7 @@ async fn authorized_keys_permitlisten_and_a_user_ca_decide_who_publishes_which_n
         assert_eq!(assertion, "-");
     }
     // A key not in the file publishes nothing under the rule.
-    let (code, output) = refused(&OpenSsh::new(&gateway), "api.keys.test").await;
+    let (code, output) = try_publish(&OpenSsh::new(&gateway), "api.keys.test").await;
     assert_ne!(code, Some(0), "an unlisted key published: {output}");
 
     // user-ca: a certificate with the principal publishes; a plain key does not.
@@ -560,23 +533,19 @@ async fn authorized_keys_permitlisten_and_a_user_ca_decide_who_publishes_which_n
     // Offered alone: ssh offers the plain key first, which the any-key vhost would
     // admit, and a connection is authenticated by the first credential that passes.
     let _child = Reaped(
-        certified
-            .ssh_with(
-                &[
-                    "-N",
-                    "-o",
-                    "ExitOnForwardFailure=yes",
-                    "-o",
-                    "PubkeyAcceptedAlgorithms=ssh-ed25519-cert-v01@openssh.com",
-                    "-R",
-                    &format!("web.ca.test:80:127.0.0.1:{}", service.addr.port()),
-                ],
-                &[],
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        forward(
+            &certified,
+            "web.ca.test",
+            service.addr.port(),
+            &[
+                "-o",
+                "PubkeyAcceptedAlgorithms=ssh-ed25519-cert-v01@openssh.com",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
     );
     wait_published(&visitor, "web.ca.test").await;
     // This one does: the service gets a signed assertion (a JWS, three parts).
@@ -584,7 +553,7 @@ async fn authorized_keys_permitlisten_and_a_user_ca_decide_who_publishes_which_n
         .await
         .unwrap();
     assert_eq!(assertion.split('.').count(), 3, "{assertion}");
-    let (code, output) = refused(&OpenSsh::new(&gateway), "other.ca.test").await;
+    let (code, output) = try_publish(&OpenSsh::new(&gateway), "other.ca.test").await;
     assert_ne!(
         code,
         Some(0),
