@@ -851,6 +851,16 @@ mod window_bounded_queue {
         client::Handle<Client>,
         UnboundedReceiver<Channel<server::Msg>>,
     ) {
+        connect_with_client_window(client::Config::default().window_size).await
+    }
+
+    /// [`connect`] with a client that advertises `window` on its channels.
+    async fn connect_with_client_window(
+        window: u32,
+    ) -> (
+        client::Handle<Client>,
+        UnboundedReceiver<Channel<server::Msg>>,
+    ) {
         let mut config = server::Config::default();
         config.inactivity_timeout = None;
         config.channel_buffer_size = BUFFER;
@@ -873,6 +883,7 @@ mod window_bounded_queue {
         let mut config = client::Config::default();
         config.channel_buffer_size = BUFFER;
         config.adjust_window_on_read = true;
+        config.window_size = window;
         let mut client = client::connect(Arc::new(config), addr, Client)
             .await
             .unwrap();
@@ -959,6 +970,45 @@ mod window_bounded_queue {
         })
         .await
         .expect("the client's session waited for a channel nobody read");
+    }
+
+    /// Bytes the server writes on a channel it does not read: with the client's
+    /// window of `NOTICE_WINDOW`, reading them makes the client return window some
+    /// 64 times, each a window notice queued for the server's unread channel.
+    const WRITTEN: usize = 64 * 1024;
+    const NOTICE_WINDOW: u32 = 4096;
+
+    /// A server that writes on channel A while not reading it (as sshttp's gateway
+    /// does while the service it feeds A's data to is busy) must still take the
+    /// client's EOF on A and serve channel B: the window notices that A's writes
+    /// bring back must not use up the room the EOF needs. Before, the session
+    /// waited for that room, so neither B nor anything else was served.
+    #[tokio::test]
+    async fn window_notices_leave_room_for_an_eof_on_a_channel_nobody_reads() {
+        let (client, mut server_channels) = connect_with_client_window(NOTICE_WINDOW).await;
+        let mut a = client.channel_open_session().await.unwrap();
+        let mut b = client.channel_open_session().await.unwrap();
+        let server_a = server_channels.recv().await.unwrap();
+        let mut server_b = server_channels.recv().await.unwrap();
+        b.data(&b"go"[..]).await.unwrap();
+        assert_eq!(&first_data(&mut server_b).await[..], b"go");
+
+        tokio::time::timeout(DEADLINE, async {
+            let writer = tokio::spawn(async move {
+                server_a.data(&vec![7u8; WRITTEN][..]).await.unwrap();
+                server_a
+            });
+            let mut read = 0;
+            while read < WRITTEN {
+                read += first_data(&mut a).await.len();
+            }
+            a.eof().await.unwrap();
+            b.data(&b"b"[..]).await.unwrap();
+            assert_eq!(&first_data(&mut server_b).await[..], b"b");
+            writer.await.unwrap()
+        })
+        .await
+        .expect("the server's session waited for room that window notices took");
     }
 }
 

@@ -35,6 +35,9 @@ pub struct ChannelRef {
     others: Option<Arc<Semaphore>>,
     /// With a window: room for data messages, one per [`MIN_DATA_COST`] bytes of it.
     data: Option<Arc<Semaphore>>,
+    /// With a window: the room for messages that are not data that window notices
+    /// leave free (half of it; see [`ChannelRef::try_send`]).
+    reserved: usize,
 }
 
 /// With a window-bounded queue, the bytes of window a queued data message is counted
@@ -54,6 +57,7 @@ impl ChannelRef {
             open_reply: None,
             others: None,
             data: None,
+            reserved: 0,
         }
     }
 
@@ -92,6 +96,7 @@ impl ChannelRef {
             Self {
                 others: others.clone(),
                 data: data.clone(),
+                reserved: channel_buffer_size / 2,
                 ..Self::new(sender)
             },
             ChannelReceiver {
@@ -115,8 +120,20 @@ impl ChannelRef {
     }
 
     /// Queues `msg` for the channel's reader if there is room for it now.
+    ///
+    /// A window notice ([`ChannelMsg::WindowAdjusted`]) is informational and dropped
+    /// unless more than half of the room for messages that are not data is free: a
+    /// channel that writes while its reader waits gets a notice for every window
+    /// the peer returns, and notices that filled that room made the session wait
+    /// for the reader at the peer's next EOF or close, while the reader waited for
+    /// the writes that the session, so stopped, no longer let through.
     pub fn try_send(&self, msg: ChannelMsg) -> Result<(), TrySendError<ChannelMsg>> {
         let others = self.room_for(&msg);
+        if let (Some(others), ChannelMsg::WindowAdjusted { .. }) = (others, &msg)
+            && others.available_permits() <= self.reserved
+        {
+            return Err(TrySendError::Full(msg));
+        }
         if let Some(others) = others {
             match others.try_acquire() {
                 Ok(permit) => permit.forget(),
