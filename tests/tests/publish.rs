@@ -617,3 +617,41 @@ async fn a_publisher_that_answers_garbage_or_nothing_costs_its_visitors_a_clear_
     let _web = publish(&publisher, "web.localhost", service.addr.port());
     wait_published(&visitor, "web.localhost").await;
 }
+
+/// The client library's `publish` and `unpublish`: a cancel of a name the connection
+/// does not publish is refused and changes nothing; of its own name, takes it offline
+/// at once; a second cancel of it is refused again (spec §14.14).
+#[tokio::test]
+async fn the_client_library_unpublishes_its_own_names_only() {
+    let gateway = Gateway::start(CONFIG, &[]).await;
+    let service = service().await;
+    let (publisher, _) = gateway.connect().await;
+    publisher
+        .publish("lib.localhost", service.addr)
+        .await
+        .unwrap();
+    let (visitor, _) = gateway.connect().await;
+    wait_published(&visitor, "lib.localhost").await;
+
+    for name in ["other.localhost", "main.test"] {
+        let refused = publisher.unpublish(name).await.unwrap_err();
+        assert!(refused.is_request(), "{name}: {refused:?}");
+        assert!(
+            refused.to_string().contains("does not publish it"),
+            "{refused}"
+        );
+    }
+    let (status, _, body) = visit(&visitor, "lib.localhost", "/who").await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a refused cancel unpublished: {body}"
+    );
+
+    publisher.unpublish("lib.localhost").await.unwrap();
+    let (status, _, body) = visit(&visitor, "lib.localhost", "/who").await.unwrap();
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("offline"), "{body}");
+    let refused = publisher.unpublish("lib.localhost").await.unwrap_err();
+    assert!(refused.is_request(), "{refused:?}");
+}

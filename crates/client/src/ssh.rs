@@ -377,13 +377,26 @@ impl Connection {
     }
 
     /// Stops publishing `name`: visitors get 502 "offline" from then on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_request`] when this connection does not publish `name` (the
+    /// gateway refuses the cancel, as sshd does for a forward it does not have).
     pub async fn unpublish(&self, name: &str) -> Result<(), Error> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         let result = self
             .handle
             .cancel_tcpip_forward(name.as_str(), 80)
             .await
-            .map_err(|_| Error::new(Kind::Disconnected));
+            .map_err(|error| match error {
+                russh::Error::RequestDenied => Error::new(Kind::Refused {
+                    reason: sshttp_protocol::OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
+                    description: format!(
+                        "the gateway refused to unpublish {name:?}: this connection does not publish it"
+                    ),
+                }),
+                _ => Error::new(Kind::Disconnected),
+            });
         if let Ok(mut published) = self.published.lock() {
             published.remove(&name);
         }

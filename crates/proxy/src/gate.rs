@@ -103,9 +103,10 @@ pub(crate) trait Gatekeeper: Send + Sync + 'static {
     }
 
     /// Ends what `connection` publishes: one `tcpip-forward` (`only`), or all of it
-    /// when the connection ends.
-    fn unpublish(&self, connection: u64, only: Option<(&str, u32)>) {
+    /// when the connection ends. Returns whether it ended anything.
+    fn unpublish(&self, connection: u64, only: Option<(&str, u32)>) -> bool {
         let _ = (connection, only);
+        false
     }
 }
 

@@ -432,10 +432,12 @@ impl Gatekeeper for SiteGate {
         Ok(name)
     }
 
-    fn unpublish(&self, connection: u64, only: Option<(&str, u32)>) {
-        for name in self.0.published.unpublish(connection, only) {
+    fn unpublish(&self, connection: u64, only: Option<(&str, u32)>) -> bool {
+        let unpublished = self.0.published.unpublish(connection, only);
+        for name in unpublished.offline {
             tracing::info!(%name, "unpublished: visitors get 502 until it is published again");
         }
+        unpublished.ended > 0
     }
 }
 

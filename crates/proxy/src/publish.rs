@@ -112,8 +112,9 @@ impl Publishing for Publisher {
     }
 
     fn binds(&self, address: &str, port: u32) -> bool {
-        // A cancel of a port-0 forward may name 0 or the port it was given.
-        self.address.eq_ignore_ascii_case(address) && (port == self.port || port == 0)
+        // Every name is published on port 80, asked for as 80 or (generated) 0, and a
+        // cancel may name either (spec §14.14).
+        self.address.eq_ignore_ascii_case(address) && (port == 80 || port == 0)
     }
 
     fn gone(&self) {
@@ -295,9 +296,10 @@ impl<V, P: Publishing> Registry<V, P> {
 
     /// Ends what `connection` publishes: the name at `address:port`, or (with `None`)
     /// everything. A name without publishers goes offline: visitors get 502, and any
-    /// key may publish it again. Returns the names that went offline.
-    pub(crate) fn unpublish(&self, connection: u64, only: Option<(&str, u32)>) -> Vec<String> {
+    /// key may publish it again.
+    pub(crate) fn unpublish(&self, connection: u64, only: Option<(&str, u32)>) -> Unpublished {
         let mut names = self.names();
+        let mut ended = 0usize;
         let mut offline = Vec::new();
         let mut unpublished = names.unpublished;
         for (name, entry) in &mut names.entries {
@@ -314,6 +316,7 @@ impl<V, P: Publishing> Registry<V, P> {
                     || only.is_some_and(|(address, port)| !publisher.binds(address, port));
                 if !stays {
                     publisher.gone();
+                    ended = ended.saturating_add(1);
                 }
                 stays
             });
@@ -326,7 +329,7 @@ impl<V, P: Publishing> Registry<V, P> {
         }
         names.unpublished = unpublished;
         if offline.is_empty() {
-            return offline;
+            return Unpublished { ended, offline };
         }
         // Forget the oldest offline names past the bound.
         let mut offline_names: Vec<(u64, String)> = names
@@ -342,7 +345,7 @@ impl<V, P: Publishing> Registry<V, P> {
                 names.entries.remove(&name);
             }
         }
-        offline
+        Unpublished { ended, offline }
     }
 
     /// How many names are published now (not offline).
@@ -354,6 +357,17 @@ impl<V, P: Publishing> Registry<V, P> {
             .filter(|entry| !entry.publishers.is_empty())
             .count()
     }
+}
+
+/// What [`Registry::unpublish`] ended.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Unpublished {
+    /// How many of the connection's `tcpip-forward`s it ended (none: the cancel named
+    /// an address the connection does not publish, which is answered failure as
+    /// OpenSSH's sshd does).
+    pub(crate) ended: usize,
+    /// The names that went offline: they have no publisher left.
+    pub(crate) offline: Vec<String>,
 }
 
 /// hyper's connector for a published name: each "connection" to the upstream is a
@@ -539,13 +553,25 @@ mod tests {
         let picks: Vec<u64> = (0..4).map(|_| entry_publishers.pick().unwrap().0).collect();
         assert_eq!(picks, [1, 2, 1, 2], "round robin");
         // One connection leaves: still held.
-        assert!(registry.unpublish(1, None).is_empty());
+        assert_eq!(
+            registry.unpublish(1, None),
+            Unpublished {
+                ended: 1,
+                offline: vec![]
+            }
+        );
         assert!(publish(&registry, "a.localhost", "key-2", 3).is_err());
         // cancel-tcpip-forward of another address changes nothing; of this one, ends it.
-        assert!(registry.unpublish(2, Some(("b.localhost", 80))).is_empty());
+        assert_eq!(
+            registry.unpublish(2, Some(("b.localhost", 80))),
+            Unpublished::default()
+        );
         assert_eq!(
             registry.unpublish(2, Some(("a.localhost", 80))),
-            ["a.localhost"]
+            Unpublished {
+                ended: 1,
+                offline: vec!["a.localhost".to_owned()]
+            }
         );
         assert_eq!(registry.published(), 0);
         assert!(entry_publishers.pick().is_none(), "offline");

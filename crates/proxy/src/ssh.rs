@@ -1005,20 +1005,24 @@ where
         }
     }
 
-    /// `cancel-tcpip-forward`: unpublishes that name at once.
+    /// `cancel-tcpip-forward`: unpublishes that name at once. Failure when this
+    /// connection publishes nothing at that address and port, as sshd answers.
     async fn cancel_tcpip_forward(
         &mut self,
         address: &str,
         port: u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        self.shared
+        let ended = self
+            .shared
             .gatekeeper
             .unpublish(self.unpublish.connection, Some((address, port)));
-        self.published
-            .retain(|(_, requested)| !requested.eq_ignore_ascii_case(address));
-        self.activity.set_published(self.published.len());
-        Ok(true)
+        if ended {
+            self.published
+                .retain(|(_, requested)| !requested.eq_ignore_ascii_case(address));
+            self.activity.set_published(self.published.len());
+        }
+        Ok(ended)
     }
 
     async fn channel_open_direct_tcpip(
