@@ -363,15 +363,11 @@ impl Connection {
                 if let Ok(mut published) = self.published.lock() {
                     published.remove(&name);
                 }
-                Err(match error {
-                    russh::Error::RequestDenied => Error::new(Kind::Refused {
-                        reason: sshttp_protocol::OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
-                        description: format!(
-                            "the gateway refused to publish {name:?}: another key holds it, no [[publish]] rule covers it for this key, or the key may not forward ports"
-                        ),
-                    }),
-                    _ => Error::new(Kind::Disconnected),
-                })
+                Err(forward_error(error, || {
+                    format!(
+                        "the gateway refused to publish {name:?}: another key holds it, no [[publish]] rule covers it for this key, or the key may not forward ports"
+                    )
+                }))
             }
         }
     }
@@ -388,14 +384,12 @@ impl Connection {
             .handle
             .cancel_tcpip_forward(name.as_str(), 80)
             .await
-            .map_err(|error| match error {
-                russh::Error::RequestDenied => Error::new(Kind::Refused {
-                    reason: sshttp_protocol::OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
-                    description: format!(
+            .map_err(|error| {
+                forward_error(error, || {
+                    format!(
                         "the gateway refused to unpublish {name:?}: this connection does not publish it"
-                    ),
-                }),
-                _ => Error::new(Kind::Disconnected),
+                    )
+                })
             });
         if let Ok(mut published) = self.published.lock() {
             published.remove(&name);
@@ -841,4 +835,17 @@ async fn stream_body(
 /// Resolves when the application has dropped the body.
 async fn closed(sender: &BodySender) {
     sender.closed().await;
+}
+
+/// The error of a `tcpip-forward` or `cancel-tcpip-forward` the gateway answered:
+/// a refusal (SSH carries no reason, so `refusal` says what it can mean), or the
+/// connection gone.
+fn forward_error(error: russh::Error, refusal: impl FnOnce() -> String) -> Error {
+    match error {
+        russh::Error::RequestDenied => Error::new(Kind::Refused {
+            reason: sshttp_protocol::OpenFailureReason::ADMINISTRATIVELY_PROHIBITED,
+            description: refusal(),
+        }),
+        _ => Error::new(Kind::Disconnected),
+    }
 }

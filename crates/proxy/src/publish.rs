@@ -112,9 +112,8 @@ impl Publishing for Publisher {
     }
 
     fn binds(&self, address: &str, port: u32) -> bool {
-        // Every name is published on port 80, asked for as 80 or (generated) 0, and a
-        // cancel may name either (spec §14.14).
-        self.address.eq_ignore_ascii_case(address) && (port == 80 || port == 0)
+        // A cancel of a port-0 forward may name 0 or the port it was given.
+        self.address.eq_ignore_ascii_case(address) && (port == self.port || port == 0)
     }
 
     fn gone(&self) {
